@@ -1,0 +1,27 @@
+//! Pure data pipeline of blackbox: no I/O happens here.
+//!
+//! A file is cut into segments; each segment is encrypted with ChaCha20-Poly1305 under the file key
+//! (nonce = segment index), Reed-Solomon coded into `n` blocks of which any `k` rebuild it, and block
+//! `j` of every segment goes to share `j`. Every share carries a BLAKE3 hash tree over its blocks; the
+//! roots of all shares hash (with the encoding parameters) into the file root that capabilities carry.
+
+mod cap;
+mod crypto;
+mod erasure;
+mod error;
+pub mod hashtree;
+mod params;
+mod share;
+
+pub use cap::{CapError, ReadCap, VerifyCap};
+pub use crypto::{decrypt_segment, encrypt_segment, storage_index, FileKey, StorageIndex};
+pub use erasure::{SegmentDecoder, SegmentEncoder};
+pub use error::CoreError;
+pub use params::{EncodingParams, DEFAULT_SEGMENT_SIZE, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE};
+pub use share::{
+    file_root, FileEncoder, FileLayout, ShareHeader, ShareRootBuilder, ShareVerifier,
+    FORMAT_VERSION, MAX_HEADER_LEN,
+};
+
+/// A 32-byte BLAKE3 digest.
+pub type Hash = [u8; 32];
