@@ -1,1 +1,55 @@
-//! placeholder
+//! Network layer of blackbox: the versioned, size-limited storage protocol and its transports.
+//!
+//! `wire` defines every message and its byte format; `Transport` is the client's view of the network
+//! (libp2p for real, in-process for tests); `serve` runs a libp2p node that hands each request to a
+//! [`RequestHandler`], so the storage logic never sees libp2p.
+
+mod codec;
+mod memory;
+mod swarm;
+pub mod wire;
+
+use std::future::Future;
+
+pub use libp2p::identity::Keypair;
+pub use libp2p::{Multiaddr, PeerId};
+pub use memory::MemoryTransport;
+pub use swarm::{serve, Libp2pTransport, ServeHandle};
+pub use wire::{ErrorCode, NodeStatus, Request, Response, WireError};
+
+/// Name of the storage protocol as negotiated by libp2p.
+pub const PROTOCOL: &str = "/blackbox/storage/1";
+
+/// Why a request got no response.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The peer could not be reached or the connection broke.
+    #[error("peer {peer} unreachable: {reason}")]
+    Unreachable { peer: PeerId, reason: String },
+    /// The peer did not answer in time.
+    #[error("peer {0} did not answer in time")]
+    Timeout(PeerId),
+    /// The peer answered with bytes that are not a valid response.
+    #[error("peer {peer} sent a malformed response: {error}")]
+    BadResponse { peer: PeerId, error: WireError },
+    /// The local network task has stopped.
+    #[error("network task stopped")]
+    Closed,
+}
+
+/// The storage logic behind a node: turns one request into one response (may block on disk).
+pub trait RequestHandler: Send + Sync + 'static {
+    /// Handles `req` sent by `from`.
+    fn handle(&self, from: &PeerId, req: Request) -> Response;
+}
+
+/// How a client reaches storage nodes.
+pub trait Transport: Clone + Send + Sync + 'static {
+    /// Sends `req` to `peer` (dialing `addrs` if needed) and waits for its response.
+    fn request(
+        &self,
+        peer: PeerId,
+        addrs: &[Multiaddr],
+        req: Request,
+    ) -> impl Future<Output = Result<Response, TransportError>> + Send;
+}

@@ -1,0 +1,87 @@
+//! Length-prefixed frames for libp2p request-response, with the size limit enforced while reading.
+
+use std::io;
+
+use bytes::Bytes;
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+
+use crate::wire::{WireError, MAX_MESSAGE};
+
+/// Oversized requests up to this many bytes are read and discarded so the sender gets an error
+/// response; larger ones reset the stream.
+const MAX_DRAIN: usize = 16 * MAX_MESSAGE;
+
+/// Frames payloads as `u32 LE length` + bytes. Decoding of the payload happens above this layer.
+#[derive(Clone, Default)]
+pub(crate) struct FrameCodec;
+
+async fn read_len<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<usize> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    Ok(u32::from_le_bytes(len) as usize)
+}
+
+async fn read_body<T: AsyncRead + Unpin + Send>(io: &mut T, len: usize) -> io::Result<Bytes> {
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
+    Ok(Bytes::from(buf))
+}
+
+async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, payload: &[u8]) -> io::Result<()> {
+    if payload.len() > MAX_MESSAGE {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, WireError::TooLarge(payload.len())));
+    }
+    io.write_all(&(payload.len() as u32).to_le_bytes()).await?;
+    io.write_all(payload).await?;
+    io.close().await
+}
+
+impl libp2p::request_response::Codec for FrameCodec {
+    type Protocol = StreamProtocol;
+    /// `Err` carries a request that broke a limit; the server answers it with an error response.
+    type Request = Result<Bytes, WireError>;
+    type Response = Bytes;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Self::Request>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let len = read_len(io).await?;
+        if len > MAX_MESSAGE {
+            if len > MAX_DRAIN {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, WireError::TooLarge(len)));
+            }
+            let mut sink = futures::io::sink();
+            futures::io::copy(&mut io.take(len as u64), &mut sink).await?;
+            return Ok(Err(WireError::TooLarge(len)));
+        }
+        Ok(Ok(read_body(io, len).await?))
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Bytes>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let len = read_len(io).await?;
+        if len > MAX_MESSAGE {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, WireError::TooLarge(len)));
+        }
+        read_body(io, len).await
+    }
+
+    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: Self::Request) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        let payload = req.map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        write_frame(io, &payload).await
+    }
+
+    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: Bytes) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &res).await
+    }
+}

@@ -1,0 +1,524 @@
+//! Wire messages of the storage protocol and their byte format.
+//!
+//! A message is `u32 LE length` then the payload: `version u8, kind u8, fields…`. Integers are little
+//! endian; byte strings are `u32 LE length` then bytes. Every message is at most [`MAX_MESSAGE`]
+//! bytes; decoding is strict (no trailing bytes, known version and kind, bounded counts).
+
+use bytes::Bytes;
+use thiserror::Error;
+
+/// Version byte of every message.
+pub const WIRE_VERSION: u8 = 1;
+/// Largest payload accepted: one full block (≤ 1 MiB + padding) plus framing.
+pub const MAX_MESSAGE: usize = (1 << 20) + (64 << 10);
+/// Most leaf hashes in one response.
+pub const MAX_LEAVES: u32 = 16 * 1024;
+/// Most blocks asked in one read.
+pub const MAX_BLOCKS: u32 = 64;
+/// Longest error message carried.
+pub const MAX_ERROR_TEXT: usize = 1024;
+
+/// 32-byte storage index of a file.
+pub type Si = [u8; 32];
+
+/// What a client asks a storage node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Node health and space.
+    Status,
+    /// Reserve space for one share of a file with these parameters.
+    Allocate { si: Si, share: u8, k: u8, n: u8, segment_size: u32, size: u64 },
+    /// One block of an allocated share.
+    WriteBlock { si: Si, share: u8, index: u64, data: Bytes },
+    /// Finish a share: the node checks every block against the header's root for it.
+    Commit { si: Si, share: u8, header: Bytes },
+    /// Drop an unfinished upload.
+    Abort { si: Si, share: u8 },
+    /// Which shares of `si` the node holds.
+    ListShares { si: Si },
+    /// The share header stored with a share.
+    ReadHeader { si: Si, share: u8 },
+    /// Leaf hashes `start..start+count` of a share's tree.
+    ReadLeaves { si: Si, share: u8, start: u64, count: u32 },
+    /// Blocks `start..start+count`; the node may return fewer (never zero) to fit one message.
+    ReadBlocks { si: Si, share: u8, start: u64, count: u32 },
+}
+
+/// Node counters reported by [`Request::Status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NodeStatus {
+    /// Complete shares held.
+    pub shares: u64,
+    /// Uploads in progress (never visible to readers).
+    pub pending: u64,
+    /// Bytes used, including reservations of pending uploads.
+    pub used: u64,
+    /// Bytes the node may use.
+    pub quota: u64,
+}
+
+/// Failure classes a node reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The request could not be decoded or broke a limit.
+    Malformed,
+    /// No such share or upload.
+    NotFound,
+    /// Not enough space left.
+    QuotaExceeded,
+    /// The data does not match what was allocated or committed.
+    Invalid,
+    /// The node failed internally (disk error).
+    Internal,
+}
+
+impl ErrorCode {
+    fn to_byte(self) -> u8 {
+        match self {
+            Self::Malformed => 1,
+            Self::NotFound => 2,
+            Self::QuotaExceeded => 3,
+            Self::Invalid => 4,
+            Self::Internal => 5,
+        }
+    }
+
+    fn from_byte(b: u8) -> Result<Self, WireError> {
+        Ok(match b {
+            1 => Self::Malformed,
+            2 => Self::NotFound,
+            3 => Self::QuotaExceeded,
+            4 => Self::Invalid,
+            5 => Self::Internal,
+            _ => return Err(WireError::UnknownKind(b)),
+        })
+    }
+}
+
+/// What a storage node answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// Done.
+    Ok,
+    /// Answer to [`Request::Status`].
+    Status(NodeStatus),
+    /// Space reserved; `already_have` when the complete share is already stored.
+    Allocated { already_have: bool },
+    /// Share numbers held.
+    Shares(Vec<u8>),
+    /// An encoded share header.
+    Header(Bytes),
+    /// Leaf hashes.
+    Leaves(Vec<[u8; 32]>),
+    /// Consecutive blocks from the requested start.
+    Blocks(Vec<Bytes>),
+    /// The request failed.
+    Error { code: ErrorCode, message: String },
+}
+
+impl Response {
+    /// An error response.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        let mut message: String = message.into();
+        if message.len() > MAX_ERROR_TEXT {
+            let mut cut = MAX_ERROR_TEXT;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        Self::Error { code, message }
+    }
+}
+
+/// Why bytes are not a valid message.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum WireError {
+    /// Message longer than [`MAX_MESSAGE`].
+    #[error("message of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    /// Ended before a field was complete.
+    #[error("message truncated")]
+    Truncated,
+    /// Bytes left after the last field.
+    #[error("trailing bytes after message")]
+    Trailing,
+    /// Unknown protocol version.
+    #[error("unsupported wire version {0}")]
+    Version(u8),
+    /// Unknown message kind or enum value.
+    #[error("unknown message kind {0}")]
+    UnknownKind(u8),
+    /// A count is over its limit.
+    #[error("count {0} over limit")]
+    Count(u64),
+    /// Text is not UTF-8.
+    #[error("invalid text")]
+    Text,
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn new(kind: u8) -> Self {
+        Writer(vec![WIRE_VERSION, kind])
+    }
+    fn u8(&mut self, v: u8) -> &mut Self {
+        self.0.push(v);
+        self
+    }
+    fn u32(&mut self, v: u32) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn u64(&mut self, v: u64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn raw(&mut self, v: &[u8]) -> &mut Self {
+        self.0.extend_from_slice(v);
+        self
+    }
+    fn bytes(&mut self, v: &[u8]) -> &mut Self {
+        self.u32(v.len() as u32).raw(v)
+    }
+}
+
+struct Reader {
+    buf: Bytes,
+    pos: usize,
+}
+
+impl Reader {
+    fn take(&mut self, n: usize) -> Result<Bytes, WireError> {
+        if self.buf.len() - self.pos < n {
+            return Err(WireError::Truncated);
+        }
+        let out = self.buf.slice(self.pos..self.pos + n);
+        self.pos += n;
+        Ok(out)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+        let b = self.take(N)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(&b);
+        Ok(out)
+    }
+    fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.array::<1>()?[0])
+    }
+    fn u32(&mut self) -> Result<u32, WireError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64, WireError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    fn bytes(&mut self) -> Result<Bytes, WireError> {
+        let len = self.u32()? as usize;
+        self.take(len)
+    }
+    fn count(&mut self, max: u32) -> Result<u32, WireError> {
+        let c = self.u32()?;
+        if c > max {
+            return Err(WireError::Count(c as u64));
+        }
+        Ok(c)
+    }
+    fn finish(self) -> Result<(), WireError> {
+        if self.pos != self.buf.len() {
+            return Err(WireError::Trailing);
+        }
+        Ok(())
+    }
+}
+
+/// Splits the version and kind off a payload.
+fn open(payload: Bytes) -> Result<(u8, Reader), WireError> {
+    if payload.len() > MAX_MESSAGE {
+        return Err(WireError::TooLarge(payload.len()));
+    }
+    let mut r = Reader { buf: payload, pos: 0 };
+    let version = r.u8()?;
+    if version != WIRE_VERSION {
+        return Err(WireError::Version(version));
+    }
+    Ok((r.u8()?, r))
+}
+
+impl Request {
+    /// Encodes the payload (without the length prefix).
+    pub fn encode(&self) -> Vec<u8> {
+        let w = match self {
+            Request::Status => Writer::new(0),
+            Request::Allocate { si, share, k, n, segment_size, size } => {
+                let mut w = Writer::new(1);
+                w.raw(si).u8(*share).u8(*k).u8(*n).u32(*segment_size).u64(*size);
+                w
+            }
+            Request::WriteBlock { si, share, index, data } => {
+                let mut w = Writer::new(2);
+                w.raw(si).u8(*share).u64(*index).bytes(data);
+                w
+            }
+            Request::Commit { si, share, header } => {
+                let mut w = Writer::new(3);
+                w.raw(si).u8(*share).bytes(header);
+                w
+            }
+            Request::Abort { si, share } => {
+                let mut w = Writer::new(4);
+                w.raw(si).u8(*share);
+                w
+            }
+            Request::ListShares { si } => {
+                let mut w = Writer::new(5);
+                w.raw(si);
+                w
+            }
+            Request::ReadHeader { si, share } => {
+                let mut w = Writer::new(6);
+                w.raw(si).u8(*share);
+                w
+            }
+            Request::ReadLeaves { si, share, start, count } => {
+                let mut w = Writer::new(7);
+                w.raw(si).u8(*share).u64(*start).u32(*count);
+                w
+            }
+            Request::ReadBlocks { si, share, start, count } => {
+                let mut w = Writer::new(8);
+                w.raw(si).u8(*share).u64(*start).u32(*count);
+                w
+            }
+        };
+        w.0
+    }
+
+    /// Strictly decodes a payload.
+    pub fn decode(payload: Bytes) -> Result<Self, WireError> {
+        let (kind, mut r) = open(payload)?;
+        let req = match kind {
+            0 => Request::Status,
+            1 => Request::Allocate {
+                si: r.array()?,
+                share: r.u8()?,
+                k: r.u8()?,
+                n: r.u8()?,
+                segment_size: r.u32()?,
+                size: r.u64()?,
+            },
+            2 => Request::WriteBlock { si: r.array()?, share: r.u8()?, index: r.u64()?, data: r.bytes()? },
+            3 => Request::Commit { si: r.array()?, share: r.u8()?, header: r.bytes()? },
+            4 => Request::Abort { si: r.array()?, share: r.u8()? },
+            5 => Request::ListShares { si: r.array()? },
+            6 => Request::ReadHeader { si: r.array()?, share: r.u8()? },
+            7 => Request::ReadLeaves {
+                si: r.array()?,
+                share: r.u8()?,
+                start: r.u64()?,
+                count: r.count(MAX_LEAVES)?,
+            },
+            8 => Request::ReadBlocks {
+                si: r.array()?,
+                share: r.u8()?,
+                start: r.u64()?,
+                count: r.count(MAX_BLOCKS)?,
+            },
+            other => return Err(WireError::UnknownKind(other)),
+        };
+        r.finish()?;
+        Ok(req)
+    }
+}
+
+impl Response {
+    /// Encodes the payload (without the length prefix).
+    pub fn encode(&self) -> Vec<u8> {
+        let w = match self {
+            Response::Ok => Writer::new(0),
+            Response::Status(s) => {
+                let mut w = Writer::new(1);
+                w.u64(s.shares).u64(s.pending).u64(s.used).u64(s.quota);
+                w
+            }
+            Response::Allocated { already_have } => {
+                let mut w = Writer::new(2);
+                w.u8(*already_have as u8);
+                w
+            }
+            Response::Shares(list) => {
+                let mut w = Writer::new(3);
+                w.bytes(list);
+                w
+            }
+            Response::Header(h) => {
+                let mut w = Writer::new(4);
+                w.bytes(h);
+                w
+            }
+            Response::Leaves(leaves) => {
+                let mut w = Writer::new(5);
+                w.u32(leaves.len() as u32);
+                for l in leaves {
+                    w.raw(l);
+                }
+                w
+            }
+            Response::Blocks(blocks) => {
+                let mut w = Writer::new(6);
+                w.u32(blocks.len() as u32);
+                for b in blocks {
+                    w.bytes(b);
+                }
+                w
+            }
+            Response::Error { code, message } => {
+                let mut w = Writer::new(7);
+                w.u8(code.to_byte()).bytes(message.as_bytes());
+                w
+            }
+        };
+        w.0
+    }
+
+    /// Strictly decodes a payload.
+    pub fn decode(payload: Bytes) -> Result<Self, WireError> {
+        let (kind, mut r) = open(payload)?;
+        let resp = match kind {
+            0 => Response::Ok,
+            1 => Response::Status(NodeStatus {
+                shares: r.u64()?,
+                pending: r.u64()?,
+                used: r.u64()?,
+                quota: r.u64()?,
+            }),
+            2 => match r.u8()? {
+                0 => Response::Allocated { already_have: false },
+                1 => Response::Allocated { already_have: true },
+                other => return Err(WireError::UnknownKind(other)),
+            },
+            3 => Response::Shares(r.bytes()?.to_vec()),
+            4 => Response::Header(r.bytes()?),
+            5 => {
+                let count = r.count(MAX_LEAVES)?;
+                let mut leaves = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    leaves.push(r.array()?);
+                }
+                Response::Leaves(leaves)
+            }
+            6 => {
+                let count = r.count(MAX_BLOCKS)?;
+                let mut blocks = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    blocks.push(r.bytes()?);
+                }
+                Response::Blocks(blocks)
+            }
+            7 => {
+                let code = ErrorCode::from_byte(r.u8()?)?;
+                let text = r.bytes()?;
+                if text.len() > MAX_ERROR_TEXT {
+                    return Err(WireError::Count(text.len() as u64));
+                }
+                let message = String::from_utf8(text.to_vec()).map_err(|_| WireError::Text)?;
+                Response::Error { code, message }
+            }
+            other => return Err(WireError::UnknownKind(other)),
+        };
+        r.finish()?;
+        Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Golden bytes pin the format of a request and a response.
+    #[test]
+    fn golden_bytes() {
+        let req = Request::ReadBlocks { si: [0x11; 32], share: 2, start: 5, count: 3 };
+        let mut want = vec![1u8, 8];
+        want.extend([0x11; 32]);
+        want.extend([2, 5, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0]);
+        assert_eq!(req.encode(), want);
+        let resp = Response::error(ErrorCode::NotFound, "no");
+        assert_eq!(resp.encode(), vec![1, 7, 2, 2, 0, 0, 0, b'n', b'o']);
+        let resp = Response::Blocks(vec![Bytes::from_static(b"ab")]);
+        assert_eq!(resp.encode(), vec![1, 6, 1, 0, 0, 0, 2, 0, 0, 0, b'a', b'b']);
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        let good = Request::Status.encode();
+        assert_eq!(Request::decode(Bytes::from(vec![2, 0])), Err(WireError::Version(2)));
+        assert_eq!(Request::decode(Bytes::from(vec![1, 99])), Err(WireError::UnknownKind(99)));
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert_eq!(Request::decode(Bytes::from(trailing)), Err(WireError::Trailing));
+        assert_eq!(Request::decode(Bytes::new()), Err(WireError::Truncated));
+        let big = Request::ReadBlocks { si: [0; 32], share: 0, start: 0, count: MAX_BLOCKS + 1 };
+        assert!(matches!(Request::decode(Bytes::from(big.encode())), Err(WireError::Count(_))));
+        let huge = vec![0u8; MAX_MESSAGE + 1];
+        assert!(matches!(Request::decode(Bytes::from(huge)), Err(WireError::TooLarge(_))));
+    }
+
+    fn request() -> impl Strategy<Value = Request> {
+        let si = any::<[u8; 32]>();
+        prop_oneof![
+            Just(Request::Status),
+            (si, any::<u8>(), any::<u8>(), any::<u8>(), any::<u32>(), any::<u64>()).prop_map(
+                |(si, share, k, n, segment_size, size)| Request::Allocate { si, share, k, n, segment_size, size }
+            ),
+            (si, any::<u8>(), any::<u64>(), proptest::collection::vec(any::<u8>(), 0..300))
+                .prop_map(|(si, share, index, d)| Request::WriteBlock { si, share, index, data: d.into() }),
+            (si, any::<u8>(), proptest::collection::vec(any::<u8>(), 0..300))
+                .prop_map(|(si, share, h)| Request::Commit { si, share, header: h.into() }),
+            (si, any::<u8>()).prop_map(|(si, share)| Request::Abort { si, share }),
+            si.prop_map(|si| Request::ListShares { si }),
+            (si, any::<u8>(), any::<u64>(), 0..=MAX_LEAVES)
+                .prop_map(|(si, share, start, count)| Request::ReadLeaves { si, share, start, count }),
+            (si, any::<u8>(), any::<u64>(), 0..=MAX_BLOCKS)
+                .prop_map(|(si, share, start, count)| Request::ReadBlocks { si, share, start, count }),
+        ]
+    }
+
+    fn response() -> impl Strategy<Value = Response> {
+        prop_oneof![
+            Just(Response::Ok),
+            any::<[u64; 4]>().prop_map(|[shares, pending, used, quota]| Response::Status(NodeStatus {
+                shares,
+                pending,
+                used,
+                quota
+            })),
+            any::<bool>().prop_map(|already_have| Response::Allocated { already_have }),
+            proptest::collection::vec(any::<u8>(), 0..255).prop_map(Response::Shares),
+            proptest::collection::vec(any::<u8>(), 0..300).prop_map(|h| Response::Header(h.into())),
+            proptest::collection::vec(any::<[u8; 32]>(), 0..20).prop_map(Response::Leaves),
+            proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..100), 0..5)
+                .prop_map(|b| Response::Blocks(b.into_iter().map(Bytes::from).collect())),
+            "\\PC{0,100}".prop_map(|m| Response::error(ErrorCode::Invalid, m)),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn requests_round_trip(req in request()) {
+            prop_assert_eq!(Request::decode(Bytes::from(req.encode())).unwrap(), req);
+        }
+
+        #[test]
+        fn responses_round_trip(resp in response()) {
+            prop_assert_eq!(Response::decode(Bytes::from(resp.encode())).unwrap(), resp);
+        }
+
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = Request::decode(Bytes::from(bytes.clone()));
+            let _ = Response::decode(Bytes::from(bytes));
+        }
+    }
+}
