@@ -30,7 +30,10 @@ async fn read_body<T: AsyncRead + Unpin + Send>(io: &mut T, len: usize) -> io::R
 
 async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, payload: &[u8]) -> io::Result<()> {
     if payload.len() > MAX_MESSAGE {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, WireError::TooLarge(payload.len())));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            WireError::TooLarge(payload.len()),
+        ));
     }
     io.write_all(&(payload.len() as u32).to_le_bytes()).await?;
     io.write_all(payload).await?;
@@ -50,7 +53,10 @@ impl libp2p::request_response::Codec for FrameCodec {
         let len = read_len(io).await?;
         if len > MAX_MESSAGE {
             if len > MAX_DRAIN {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, WireError::TooLarge(len)));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    WireError::TooLarge(len),
+                ));
             }
             let mut sink = futures::io::sink();
             futures::io::copy(&mut io.take(len as u64), &mut sink).await?;
@@ -65,12 +71,20 @@ impl libp2p::request_response::Codec for FrameCodec {
     {
         let len = read_len(io).await?;
         if len > MAX_MESSAGE {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, WireError::TooLarge(len)));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                WireError::TooLarge(len),
+            ));
         }
         read_body(io, len).await
     }
 
-    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: Self::Request) -> io::Result<()>
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Self::Request,
+    ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
@@ -78,7 +92,12 @@ impl libp2p::request_response::Codec for FrameCodec {
         write_frame(io, &payload).await
     }
 
-    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: Bytes) -> io::Result<()>
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Bytes,
+    ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {

@@ -7,7 +7,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use libp2p::identity::Keypair;
-use libp2p::request_response::{self, Event, Message, OutboundFailure, OutboundRequestId, ProtocolSupport};
+use libp2p::request_response::{
+    self, Event, Message, OutboundFailure, OutboundRequestId, ProtocolSupport,
+};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -22,14 +24,23 @@ type Behaviour = request_response::Behaviour<FrameCodec>;
 /// Concurrent streams one connection may have open; bounds a node's work per peer.
 const MAX_STREAMS: usize = 64;
 
-fn build_swarm(keypair: Keypair, protocol: ProtocolSupport, timeout: Duration) -> std::io::Result<Swarm<Behaviour>> {
+fn build_swarm(
+    keypair: Keypair,
+    protocol: ProtocolSupport,
+    timeout: Duration,
+) -> std::io::Result<Swarm<Behaviour>> {
     let cfg = request_response::Config::default()
         .with_request_timeout(timeout)
         .with_max_concurrent_streams(MAX_STREAMS);
-    let behaviour = Behaviour::with_codec(FrameCodec, [(StreamProtocol::new(PROTOCOL), protocol)], cfg);
+    let behaviour =
+        Behaviour::with_codec(FrameCodec, [(StreamProtocol::new(PROTOCOL), protocol)], cfg);
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
         .map_err(std::io::Error::other)?
         .with_behaviour(|_| behaviour)
         .map_err(|e| std::io::Error::other(e.to_string()))?
@@ -60,20 +71,30 @@ impl ServeHandle {
 ///
 /// Returns once the listener is up. Handlers run on blocking threads; malformed or oversized
 /// requests are logged and answered with an error response.
-pub async fn serve<H: RequestHandler>(keypair: Keypair, listen: Multiaddr, handler: Arc<H>) -> std::io::Result<ServeHandle> {
+pub async fn serve<H: RequestHandler>(
+    keypair: Keypair,
+    listen: Multiaddr,
+    handler: Arc<H>,
+) -> std::io::Result<ServeHandle> {
     let peer_id = keypair.public().to_peer_id();
     let mut swarm = build_swarm(keypair, ProtocolSupport::Inbound, Duration::from_secs(120))?;
-    swarm.listen_on(listen.clone()).map_err(std::io::Error::other)?;
+    swarm
+        .listen_on(listen.clone())
+        .map_err(std::io::Error::other)?;
     let mut listen_addrs = Vec::new();
     while listen_addrs.is_empty() {
         match swarm.select_next_some().await {
             SwarmEvent::NewListenAddr { address, .. } => listen_addrs.push(address),
             SwarmEvent::ListenerClosed { reason, .. } => {
                 let reason = reason.err().map(|e| e.to_string()).unwrap_or_default();
-                return Err(std::io::Error::other(format!("cannot listen on {listen}: {reason}")));
+                return Err(std::io::Error::other(format!(
+                    "cannot listen on {listen}: {reason}"
+                )));
             }
             SwarmEvent::ListenerError { error, .. } => {
-                return Err(std::io::Error::other(format!("cannot listen on {listen}: {error}")))
+                return Err(std::io::Error::other(format!(
+                    "cannot listen on {listen}: {error}"
+                )))
             }
             _ => {}
         }
@@ -81,7 +102,8 @@ pub async fn serve<H: RequestHandler>(keypair: Keypair, listen: Multiaddr, handl
     info!(%peer_id, addrs = ?listen_addrs, "listening");
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
-        let (done_tx, mut done_rx) = mpsc::channel::<(request_response::ResponseChannel<Bytes>, Vec<u8>)>(MAX_STREAMS);
+        let (done_tx, mut done_rx) =
+            mpsc::channel::<(request_response::ResponseChannel<Bytes>, Vec<u8>)>(MAX_STREAMS);
         loop {
             tokio::select! {
                 event = swarm.select_next_some() => match event {
@@ -112,7 +134,12 @@ pub async fn serve<H: RequestHandler>(keypair: Keypair, listen: Multiaddr, handl
             }
         }
     });
-    Ok(ServeHandle { peer_id, listen_addrs, stop, task })
+    Ok(ServeHandle {
+        peer_id,
+        listen_addrs,
+        stop,
+        task,
+    })
 }
 
 struct Outbound {
@@ -131,11 +158,17 @@ pub struct Libp2pTransport {
 impl Libp2pTransport {
     /// Starts the client's network task with a fresh identity and a per-request timeout.
     pub fn new(timeout: Duration) -> std::io::Result<Self> {
-        let mut swarm = build_swarm(Keypair::generate_ed25519(), ProtocolSupport::Outbound, timeout)?;
+        let mut swarm = build_swarm(
+            Keypair::generate_ed25519(),
+            ProtocolSupport::Outbound,
+            timeout,
+        )?;
         let (tx, mut rx) = mpsc::channel::<Outbound>(256);
         tokio::spawn(async move {
-            let mut pending: HashMap<OutboundRequestId, (PeerId, oneshot::Sender<Result<Bytes, TransportError>>)> =
-                HashMap::new();
+            let mut pending: HashMap<
+                OutboundRequestId,
+                (PeerId, oneshot::Sender<Result<Bytes, TransportError>>),
+            > = HashMap::new();
             loop {
                 tokio::select! {
                     cmd = rx.recv() => {
@@ -172,16 +205,34 @@ impl Libp2pTransport {
 
 impl Libp2pTransport {
     /// Sends an arbitrary payload and returns the raw response; for protocol tests.
-    pub async fn request_raw(&self, peer: PeerId, addrs: &[Multiaddr], payload: Vec<u8>) -> Result<Bytes, TransportError> {
+    pub async fn request_raw(
+        &self,
+        peer: PeerId,
+        addrs: &[Multiaddr],
+        payload: Vec<u8>,
+    ) -> Result<Bytes, TransportError> {
         let (reply, rx) = oneshot::channel();
-        let cmd = Outbound { peer, addrs: addrs.to_vec(), payload, reply };
-        self.tx.send(cmd).await.map_err(|_| TransportError::Closed)?;
+        let cmd = Outbound {
+            peer,
+            addrs: addrs.to_vec(),
+            payload,
+            reply,
+        };
+        self.tx
+            .send(cmd)
+            .await
+            .map_err(|_| TransportError::Closed)?;
         rx.await.map_err(|_| TransportError::Closed)?
     }
 }
 
 impl Transport for Libp2pTransport {
-    async fn request(&self, peer: PeerId, addrs: &[Multiaddr], req: Request) -> Result<Response, TransportError> {
+    async fn request(
+        &self,
+        peer: PeerId,
+        addrs: &[Multiaddr],
+        req: Request,
+    ) -> Result<Response, TransportError> {
         let bytes = self.request_raw(peer, addrs, req.encode()).await?;
         Response::decode(bytes).map_err(|error| TransportError::BadResponse { peer, error })
     }

@@ -1,0 +1,144 @@
+//! The node's TOML configuration.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A byte count written as an integer or a string like `"10 GiB"` / `"500MB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// Parses `123`, `64KiB`, `1.5 GB`, `10gib`…
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
+        let (num, unit) = (&s[..split], s[split..].trim().to_ascii_lowercase());
+        let value: f64 = num.parse().map_err(|_| format!("invalid size `{s}`"))?;
+        let mult: u64 = match unit.as_str() {
+            "" | "b" => 1,
+            "k" | "kb" => 1000,
+            "kib" => 1 << 10,
+            "m" | "mb" => 1000_000,
+            "mib" => 1 << 20,
+            "g" | "gb" => 1000_000_000,
+            "gib" => 1 << 30,
+            "t" | "tb" => 1000_000_000_000,
+            "tib" => 1 << 40,
+            _ => {
+                return Err(format!(
+                    "unknown unit in size `{s}` (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
+                ))
+            }
+        };
+        let bytes = value * mult as f64;
+        if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+            return Err(format!("size `{s}` out of range"));
+        }
+        Ok(Self(bytes as u64))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let units = [
+            ("TiB", 1u64 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ];
+        for (name, size) in units {
+            if self.0 >= size {
+                return write!(f, "{:.1} {name}", self.0 as f64 / size as f64);
+            }
+        }
+        write!(f, "{} B", self.0)
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(v) => Ok(ByteSize(v)),
+            Raw::Text(s) => ByteSize::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Configuration of `blackbox node run`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Directory of the database, identity key, pid and info files; relative to the config file.
+    pub data_dir: PathBuf,
+    /// libp2p address to listen on, e.g. `/ip4/0.0.0.0/tcp/4001`.
+    pub listen: String,
+    /// Most bytes of share data the node stores.
+    pub quota: ByteSize,
+    /// Seconds an upload may sit idle before it is dropped and its space released.
+    pub upload_timeout_secs: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            listen: "/ip4/127.0.0.1/tcp/0".into(),
+            quota: ByteSize(10 << 30),
+            upload_timeout_secs: 600,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Reads a config file; a relative `data_dir` is resolved against the file's directory.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        let mut cfg: NodeConfig = toml::from_str(&text)
+            .map_err(|e| format!("invalid config {}: {}", path.display(), e.message()))?;
+        if cfg.data_dir.is_relative() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            cfg.data_dir = base.join(&cfg.data_dir);
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(ByteSize::parse("123").unwrap().0, 123);
+        assert_eq!(ByteSize::parse("64KiB").unwrap().0, 65536);
+        assert_eq!(ByteSize::parse("1.5 GB").unwrap().0, 1_500_000_000);
+        assert_eq!(ByteSize::parse("10gib").unwrap().0, 10 << 30);
+        assert!(ByteSize::parse("ten").is_err());
+        assert!(ByteSize::parse("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn config_parses_and_rejects_unknown_fields() {
+        let cfg: NodeConfig =
+            toml::from_str("quota = \"2 GiB\"\nlisten = \"/ip4/127.0.0.1/tcp/5000\"").unwrap();
+        assert_eq!(cfg.quota.0, 2 << 30);
+        assert!(toml::from_str::<NodeConfig>("qouta = 5").is_err());
+    }
+}

@@ -1,0 +1,557 @@
+//! Request logic of a storage node, independent of the transport.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tracing::{info, warn};
+
+use blackbox_core::{hashtree, EncodingParams, FileLayout, Hash, ShareHeader};
+use blackbox_net::wire::{Si, MAX_BLOCKS, MAX_LEAVES, MAX_MESSAGE};
+use blackbox_net::{ErrorCode, NodeStatus, PeerId, Request, RequestHandler, Response};
+
+use crate::store::{ShareKey, ShareMeta, ShareStore, StoreError};
+
+/// An upload in progress: who owns it, its expected layout and the leaf hashes received so far.
+struct Upload {
+    owner: PeerId,
+    layout: FileLayout,
+    leaves: Vec<Option<Hash>>,
+    reserved: u64,
+    touched: Instant,
+}
+
+struct State {
+    uploads: HashMap<ShareKey, Upload>,
+    /// Bytes of committed shares.
+    committed: u64,
+    shares: u64,
+}
+
+impl State {
+    fn reserved(&self) -> u64 {
+        self.uploads.values().map(|u| u.reserved).sum()
+    }
+}
+
+/// The storage node's logic: allocation within quota, per-block verification, atomic commit.
+pub struct StorageServer<S> {
+    store: S,
+    quota: u64,
+    upload_timeout: Duration,
+    state: Mutex<State>,
+}
+
+type Reply = Result<Response, Response>;
+
+fn internal(e: StoreError) -> Response {
+    warn!(error = %e, "store failure");
+    Response::error(ErrorCode::Internal, format!("storage failure: {e}"))
+}
+
+impl<S: ShareStore> StorageServer<S> {
+    /// Wraps `store`; drops uploads a crash left unfinished and counts committed bytes.
+    pub fn new(store: S, quota: u64, upload_timeout: Duration) -> Result<Self, StoreError> {
+        let unfinished = store.unfinished_uploads()?;
+        for key in &unfinished {
+            store.abort_upload(key)?;
+        }
+        if !unfinished.is_empty() {
+            info!(
+                count = unfinished.len(),
+                "discarded unfinished uploads left by a previous run"
+            );
+        }
+        let (shares, committed) = store.totals()?;
+        let state = State {
+            uploads: HashMap::new(),
+            committed,
+            shares,
+        };
+        Ok(Self {
+            store,
+            quota,
+            upload_timeout,
+            state: Mutex::new(state),
+        })
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counters for `Status`.
+    pub fn status(&self) -> NodeStatus {
+        let st = self.lock();
+        NodeStatus {
+            shares: st.shares,
+            pending: st.uploads.len() as u64,
+            used: st.committed + st.reserved(),
+            quota: self.quota,
+        }
+    }
+
+    /// Drops uploads idle for longer than the upload timeout.
+    pub fn expire_idle_uploads(&self) {
+        let expired: Vec<ShareKey> = {
+            let mut st = self.lock();
+            let timeout = self.upload_timeout;
+            let keys: Vec<ShareKey> = st
+                .uploads
+                .iter()
+                .filter(|(_, u)| u.touched.elapsed() > timeout)
+                .map(|(k, _)| *k)
+                .collect();
+            for k in &keys {
+                st.uploads.remove(k);
+            }
+            keys
+        };
+        for key in expired {
+            info!(share = key.share, "dropping idle upload");
+            if let Err(e) = self.store.abort_upload(&key) {
+                warn!(error = %e, "failed to drop idle upload");
+            }
+        }
+    }
+
+    fn allocate(&self, from: &PeerId, key: ShareKey, k: u8, n: u8, seg: u32, size: u64) -> Reply {
+        let params = EncodingParams::new(k as usize, n as usize, seg)
+            .map_err(|e| Response::error(ErrorCode::Invalid, e.to_string()))?;
+        if key.share as usize >= params.n() {
+            return Err(Response::error(
+                ErrorCode::Invalid,
+                "share number not below n",
+            ));
+        }
+        if self.store.meta(&key).map_err(internal)?.is_some() {
+            return Ok(Response::Allocated { already_have: true });
+        }
+        self.expire_idle_uploads();
+        let layout = FileLayout::new(params, size);
+        let need = layout.share_len();
+        let blocks = usize::try_from(layout.num_segments())
+            .map_err(|_| Response::error(ErrorCode::Invalid, "file too large"))?;
+        {
+            let mut st = self.lock();
+            let previous = st.uploads.get(&key).map_or(0, |u| u.reserved);
+            let used = st.committed + st.reserved() - previous;
+            if used.saturating_add(need) > self.quota {
+                return Err(Response::error(
+                    ErrorCode::QuotaExceeded,
+                    format!(
+                        "node full: {used} of {} bytes used, share needs {need}",
+                        self.quota
+                    ),
+                ));
+            }
+            let upload = Upload {
+                owner: *from,
+                layout,
+                leaves: vec![None; blocks],
+                reserved: need,
+                touched: Instant::now(),
+            };
+            st.uploads.insert(key, upload);
+        }
+        if let Err(e) = self.store.begin_upload(&key) {
+            self.lock().uploads.remove(&key);
+            return Err(internal(e));
+        }
+        Ok(Response::Allocated {
+            already_have: false,
+        })
+    }
+
+    fn write_block(&self, from: &PeerId, key: ShareKey, index: u64, data: &Bytes) -> Reply {
+        {
+            let st = self.lock();
+            let up = st
+                .uploads
+                .get(&key)
+                .ok_or_else(|| Response::error(ErrorCode::NotFound, "no such upload"))?;
+            if up.owner != *from {
+                return Err(Response::error(
+                    ErrorCode::Invalid,
+                    "upload belongs to another client",
+                ));
+            }
+            if index >= up.layout.num_segments() {
+                return Err(Response::error(
+                    ErrorCode::Invalid,
+                    "block index past the end of the share",
+                ));
+            }
+            let want = up.layout.block_len(index);
+            if data.len() != want {
+                return Err(Response::error(
+                    ErrorCode::Invalid,
+                    format!("block {index} must be {want} bytes"),
+                ));
+            }
+        }
+        let leaf = hashtree::leaf(data);
+        self.store.put_block(&key, index, data).map_err(internal)?;
+        let mut st = self.lock();
+        match st.uploads.get_mut(&key) {
+            Some(up) if up.owner == *from => {
+                up.leaves[index as usize] = Some(leaf);
+                up.touched = Instant::now();
+                Ok(Response::Ok)
+            }
+            _ => Err(Response::error(
+                ErrorCode::NotFound,
+                "upload was replaced or expired",
+            )),
+        }
+    }
+
+    fn commit(&self, from: &PeerId, key: ShareKey, header: &Bytes) -> Reply {
+        let upload = {
+            let mut st = self.lock();
+            match st.uploads.get(&key) {
+                Some(up) if up.owner == *from => {}
+                Some(_) => {
+                    return Err(Response::error(
+                        ErrorCode::Invalid,
+                        "upload belongs to another client",
+                    ))
+                }
+                None => return Err(Response::error(ErrorCode::NotFound, "no such upload")),
+            }
+            st.uploads
+                .remove(&key)
+                .ok_or_else(|| Response::error(ErrorCode::NotFound, "no such upload"))?
+        };
+        let result = self.verify_and_store(key, &upload, header);
+        if result.is_err() {
+            if let Err(e) = self.store.abort_upload(&key) {
+                warn!(error = %e, "failed to drop rejected upload");
+            }
+        } else {
+            let mut st = self.lock();
+            st.committed += upload.reserved;
+            st.shares += 1;
+        }
+        result
+    }
+
+    fn verify_and_store(&self, key: ShareKey, up: &Upload, header: &Bytes) -> Reply {
+        let leaves: Vec<Hash> = up
+            .leaves
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                l.ok_or_else(|| Response::error(ErrorCode::Invalid, format!("block {i} missing")))
+            })
+            .collect::<Result<_, _>>()?;
+        let parsed = ShareHeader::decode(header)
+            .map_err(|e| Response::error(ErrorCode::Invalid, e.to_string()))?;
+        if parsed.layout() != up.layout {
+            return Err(Response::error(
+                ErrorCode::Invalid,
+                "header does not match the allocation",
+            ));
+        }
+        if parsed.share_roots[key.share as usize] != hashtree::share_root(&leaves) {
+            return Err(Response::error(
+                ErrorCode::Invalid,
+                "blocks do not match the share root in the header",
+            ));
+        }
+        let meta = ShareMeta {
+            header: header.to_vec(),
+            num_blocks: leaves.len() as u64,
+            share_len: up.reserved,
+        };
+        self.store.commit(&key, &meta, &leaves).map_err(internal)?;
+        Ok(Response::Ok)
+    }
+
+    fn abort(&self, from: &PeerId, key: ShareKey) -> Reply {
+        let mut st = self.lock();
+        match st.uploads.get(&key) {
+            Some(up) if up.owner == *from => {
+                st.uploads.remove(&key);
+                drop(st);
+                self.store.abort_upload(&key).map_err(internal)?;
+                Ok(Response::Ok)
+            }
+            _ => Err(Response::error(ErrorCode::NotFound, "no such upload")),
+        }
+    }
+
+    fn committed_meta(&self, key: &ShareKey) -> Result<ShareMeta, Response> {
+        self.store
+            .meta(key)
+            .map_err(internal)?
+            .ok_or_else(|| Response::error(ErrorCode::NotFound, "no such share"))
+    }
+
+    fn read_blocks(&self, key: ShareKey, start: u64, count: u32) -> Reply {
+        let meta = self.committed_meta(&key)?;
+        if start >= meta.num_blocks || count == 0 {
+            return Err(Response::error(
+                ErrorCode::Invalid,
+                "block range outside the share",
+            ));
+        }
+        let end = start
+            .saturating_add(count.min(MAX_BLOCKS) as u64)
+            .min(meta.num_blocks);
+        let mut blocks = Vec::new();
+        let mut size = 16;
+        for index in start..end {
+            let block = self
+                .store
+                .block(&key, index)
+                .map_err(internal)?
+                .ok_or_else(|| {
+                    Response::error(ErrorCode::Internal, format!("block {index} lost"))
+                })?;
+            size += 4 + block.len();
+            if size > MAX_MESSAGE && !blocks.is_empty() {
+                break;
+            }
+            blocks.push(block);
+        }
+        Ok(Response::Blocks(blocks))
+    }
+
+    fn dispatch(&self, from: &PeerId, req: Request) -> Reply {
+        let key = |si: Si, share: u8| ShareKey { si, share };
+        match req {
+            Request::Status => Ok(Response::Status(self.status())),
+            Request::Allocate {
+                si,
+                share,
+                k,
+                n,
+                segment_size,
+                size,
+            } => self.allocate(from, key(si, share), k, n, segment_size, size),
+            Request::WriteBlock {
+                si,
+                share,
+                index,
+                data,
+            } => self.write_block(from, key(si, share), index, &data),
+            Request::Commit { si, share, header } => self.commit(from, key(si, share), &header),
+            Request::Abort { si, share } => self.abort(from, key(si, share)),
+            Request::ListShares { si } => Ok(Response::Shares(
+                self.store.list_shares(&si).map_err(internal)?,
+            )),
+            Request::ReadHeader { si, share } => Ok(Response::Header(
+                self.committed_meta(&key(si, share))?.header.into(),
+            )),
+            Request::ReadLeaves {
+                si,
+                share,
+                start,
+                count,
+            } => {
+                let k = key(si, share);
+                self.committed_meta(&k)?;
+                Ok(Response::Leaves(
+                    self.store
+                        .leaves(&k, start, count.min(MAX_LEAVES))
+                        .map_err(internal)?,
+                ))
+            }
+            Request::ReadBlocks {
+                si,
+                share,
+                start,
+                count,
+            } => self.read_blocks(key(si, share), start, count),
+        }
+    }
+}
+
+impl<S: ShareStore> RequestHandler for StorageServer<S> {
+    fn handle(&self, from: &PeerId, req: Request) -> Response {
+        self.dispatch(from, req).unwrap_or_else(|e| e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+    use blackbox_core::FileEncoder;
+
+    fn server(quota: u64) -> StorageServer<MemoryStore> {
+        StorageServer::new(MemoryStore::new(), quota, Duration::from_secs(600)).unwrap()
+    }
+
+    fn err_code(r: Response) -> ErrorCode {
+        match r {
+            Response::Error { code, .. } => code,
+            other => panic!("expected error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn upload_verify_commit_read() {
+        let s = server(1 << 30);
+        let me = PeerId::random();
+        let params = EncodingParams::new(2, 3, 4096).unwrap();
+        let data = vec![3u8; 10_000];
+        let mut enc = FileEncoder::new([1; 32], params, data.len() as u64);
+        let mut share1 = Vec::new();
+        for chunk in data.chunks(4096) {
+            share1.push(enc.encode_next(chunk).unwrap().swap_remove(1));
+        }
+        let (header, _) = enc.finish().unwrap();
+        let si = [9; 32];
+        let alloc = Request::Allocate {
+            si,
+            share: 1,
+            k: 2,
+            n: 3,
+            segment_size: 4096,
+            size: 10_000,
+        };
+        assert_eq!(
+            s.handle(&me, alloc.clone()),
+            Response::Allocated {
+                already_have: false
+            }
+        );
+        // Before commit nothing is visible.
+        assert_eq!(
+            s.handle(&me, Request::ListShares { si }),
+            Response::Shares(vec![])
+        );
+        let header_bytes = Bytes::from(header.encode());
+        // Commit with missing blocks is refused.
+        let commit = Request::Commit {
+            si,
+            share: 1,
+            header: header_bytes.clone(),
+        };
+        assert_eq!(err_code(s.handle(&me, commit.clone())), ErrorCode::Invalid);
+        assert_eq!(
+            s.handle(&me, alloc.clone()),
+            Response::Allocated {
+                already_have: false
+            }
+        );
+        // A wrong-size block and a foreign writer are refused.
+        let bad = Request::WriteBlock {
+            si,
+            share: 1,
+            index: 0,
+            data: Bytes::from_static(b"xx"),
+        };
+        assert_eq!(err_code(s.handle(&me, bad)), ErrorCode::Invalid);
+        let foreign = Request::WriteBlock {
+            si,
+            share: 1,
+            index: 0,
+            data: share1[0].clone().into(),
+        };
+        assert_eq!(
+            err_code(s.handle(&PeerId::random(), foreign)),
+            ErrorCode::Invalid
+        );
+        for (i, b) in share1.iter().enumerate() {
+            let w = Request::WriteBlock {
+                si,
+                share: 1,
+                index: i as u64,
+                data: b.clone().into(),
+            };
+            assert_eq!(s.handle(&me, w), Response::Ok);
+        }
+        assert_eq!(s.handle(&me, commit), Response::Ok);
+        assert_eq!(
+            s.handle(&me, Request::ListShares { si }),
+            Response::Shares(vec![1])
+        );
+        assert_eq!(
+            s.handle(&me, alloc),
+            Response::Allocated { already_have: true }
+        );
+        match s.handle(
+            &me,
+            Request::ReadBlocks {
+                si,
+                share: 1,
+                start: 1,
+                count: 10,
+            },
+        ) {
+            Response::Blocks(b) => assert_eq!(
+                b,
+                share1[1..]
+                    .iter()
+                    .cloned()
+                    .map(Bytes::from)
+                    .collect::<Vec<_>>()
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.status().shares, 1);
+    }
+
+    #[test]
+    fn wrong_blocks_fail_commit_and_quota_is_enforced() {
+        let s = server(10_000);
+        let me = PeerId::random();
+        let si = [2; 32];
+        let alloc = Request::Allocate {
+            si,
+            share: 0,
+            k: 1,
+            n: 2,
+            segment_size: 4096,
+            size: 4096,
+        };
+        assert_eq!(
+            s.handle(&me, alloc),
+            Response::Allocated {
+                already_have: false
+            }
+        );
+        let len = FileLayout::new(EncodingParams::new(1, 2, 4096).unwrap(), 4096).block_len(0);
+        let w = Request::WriteBlock {
+            si,
+            share: 0,
+            index: 0,
+            data: vec![0u8; len].into(),
+        };
+        assert_eq!(s.handle(&me, w), Response::Ok);
+        let header = ShareHeader {
+            params: EncodingParams::new(1, 2, 4096).unwrap(),
+            size: 4096,
+            share_roots: vec![[0; 32]; 2],
+        };
+        let commit = Request::Commit {
+            si,
+            share: 0,
+            header: header.encode().into(),
+        };
+        assert_eq!(err_code(s.handle(&me, commit)), ErrorCode::Invalid);
+        assert_eq!(
+            s.status().used,
+            0,
+            "rejected upload releases its reservation"
+        );
+        let big = Request::Allocate {
+            si,
+            share: 1,
+            k: 1,
+            n: 2,
+            segment_size: 4096,
+            size: 1 << 20,
+        };
+        assert_eq!(err_code(s.handle(&me, big)), ErrorCode::QuotaExceeded);
+    }
+}

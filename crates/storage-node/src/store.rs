@@ -1,0 +1,152 @@
+//! The `ShareStore` boundary: what a node needs from its disk, with the crash-safety contract.
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use blackbox_core::{Hash, MAX_HEADER_LEN};
+
+/// Identifies one share: storage index and share number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShareKey {
+    /// Storage index of the file.
+    pub si: [u8; 32],
+    /// Share number.
+    pub share: u8,
+}
+
+/// Failures of a share store.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("database error: {0}")]
+    Db(String),
+    /// A stored record does not decode: the disk holds something this build did not write.
+    #[error("corrupt record: {0}")]
+    Corrupt(&'static str),
+}
+
+/// The record that makes a share visible: its header and sizes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareMeta {
+    /// Encoded share header (see `blackbox_core::ShareHeader`).
+    pub header: Vec<u8>,
+    /// Number of blocks.
+    pub num_blocks: u64,
+    /// Total bytes of blocks.
+    pub share_len: u64,
+}
+
+const META_VERSION: u8 = 1;
+
+impl ShareMeta {
+    /// `version u8, share_len u64 LE, num_blocks u64 LE, header bytes`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(17 + self.header.len());
+        out.push(META_VERSION);
+        out.extend_from_slice(&self.share_len.to_le_bytes());
+        out.extend_from_slice(&self.num_blocks.to_le_bytes());
+        out.extend_from_slice(&self.header);
+        out
+    }
+
+    /// Strict decoder of [`ShareMeta::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        if bytes.len() < 17 || bytes.len() > 17 + MAX_HEADER_LEN {
+            return Err(StoreError::Corrupt("share meta length"));
+        }
+        if bytes[0] != META_VERSION {
+            return Err(StoreError::Corrupt("share meta version"));
+        }
+        let u = |r: std::ops::Range<usize>| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&bytes[r]);
+            u64::from_le_bytes(a)
+        };
+        Ok(Self {
+            share_len: u(1..9),
+            num_blocks: u(9..17),
+            header: bytes[17..].to_vec(),
+        })
+    }
+}
+
+/// Durable storage of shares.
+///
+/// Contract: blocks written with `put_block` belong to an unfinished upload and are never listed
+/// until `commit` makes the share visible, atomically and durably (fsync) with its metadata. After
+/// a crash, every upload that was not committed is reported by `unfinished_uploads`, so the node can
+/// drop it; no reader can ever see a partial share.
+pub trait ShareStore: Send + Sync + 'static {
+    /// Starts an upload; staged blocks of an earlier unfinished upload of this share are dropped.
+    fn begin_upload(&self, key: &ShareKey) -> Result<(), StoreError>;
+    /// Stages block `index` of an upload.
+    fn put_block(&self, key: &ShareKey, index: u64, data: &[u8]) -> Result<(), StoreError>;
+    /// Makes the share visible with its metadata and leaf hashes, atomically and durably.
+    fn commit(&self, key: &ShareKey, meta: &ShareMeta, leaves: &[Hash]) -> Result<(), StoreError>;
+    /// Drops an unfinished upload and its staged blocks.
+    fn abort_upload(&self, key: &ShareKey) -> Result<(), StoreError>;
+    /// Uploads begun and neither committed nor aborted.
+    fn unfinished_uploads(&self) -> Result<Vec<ShareKey>, StoreError>;
+    /// Metadata of a committed share.
+    fn meta(&self, key: &ShareKey) -> Result<Option<ShareMeta>, StoreError>;
+    /// Leaf hashes `start..start+count` (clipped to the share) of a committed share.
+    fn leaves(&self, key: &ShareKey, start: u64, count: u32) -> Result<Vec<Hash>, StoreError>;
+    /// Stored bytes of block `index`; callers check that the share is committed.
+    fn block(&self, key: &ShareKey, index: u64) -> Result<Option<Bytes>, StoreError>;
+    /// Share numbers of `si` that are committed.
+    fn list_shares(&self, si: &[u8; 32]) -> Result<Vec<u8>, StoreError>;
+    /// Count and total bytes of committed shares (for quota accounting at start).
+    fn totals(&self) -> Result<(u64, u64), StoreError>;
+    /// Flushes buffered writes to disk (called on clean shutdown).
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// One test suite run against every `ShareStore` implementation.
+#[cfg(test)]
+pub(crate) mod suite {
+    use super::*;
+
+    fn key(b: u8, share: u8) -> ShareKey {
+        ShareKey { si: [b; 32], share }
+    }
+
+    fn meta(n: u64) -> ShareMeta {
+        ShareMeta {
+            header: vec![1, 2, 3],
+            num_blocks: n,
+            share_len: n * 4,
+        }
+    }
+
+    pub fn run(open: &dyn Fn() -> Box<dyn ShareStore>) {
+        let s = open();
+        let k = key(1, 3);
+        s.begin_upload(&k).unwrap();
+        s.put_block(&k, 0, b"aaaa").unwrap();
+        s.put_block(&k, 1, b"bbbb").unwrap();
+        // Unfinished: invisible.
+        assert!(s.meta(&k).unwrap().is_none());
+        assert!(s.list_shares(&k.si).unwrap().is_empty());
+        assert_eq!(s.unfinished_uploads().unwrap(), vec![k]);
+        s.commit(&k, &meta(2), &[[1; 32], [2; 32]]).unwrap();
+        assert_eq!(s.meta(&k).unwrap(), Some(meta(2)));
+        assert_eq!(s.list_shares(&k.si).unwrap(), vec![3]);
+        assert!(s.unfinished_uploads().unwrap().is_empty());
+        assert_eq!(s.block(&k, 1).unwrap().unwrap().as_ref(), b"bbbb");
+        assert_eq!(s.leaves(&k, 1, 5).unwrap(), vec![[2; 32]]);
+        assert_eq!(s.leaves(&k, 7, 5).unwrap(), Vec::<Hash>::new());
+        assert_eq!(s.totals().unwrap(), (1, 8));
+
+        // An aborted upload leaves nothing behind.
+        let k2 = key(1, 4);
+        s.begin_upload(&k2).unwrap();
+        s.put_block(&k2, 0, b"cccc").unwrap();
+        s.abort_upload(&k2).unwrap();
+        assert!(s.block(&k2, 0).unwrap().is_none());
+        assert!(s.unfinished_uploads().unwrap().is_empty());
+        assert_eq!(s.list_shares(&k.si).unwrap(), vec![3]);
+        // Other storage indexes do not leak into listings.
+        assert!(s.list_shares(&[2; 32]).unwrap().is_empty());
+        s.flush().unwrap();
+    }
+}
