@@ -1,1 +1,106 @@
-//! placeholder
+//! blackbox client library: upload, download, range read, check and verify over untrusted nodes.
+//!
+//! Everything a node returns is verified here: headers against the cap's root, leaf hashes against
+//! share roots, blocks against leaves. Keys never leave this process.
+
+mod check;
+pub mod config;
+mod download;
+mod error;
+mod happiness;
+mod upload;
+
+use std::time::Duration;
+
+use blackbox_net::{ErrorCode, Multiaddr, PeerId, Request, Response, Transport};
+
+pub use check::{CheckReport, ShareHealth, VerifyReport};
+pub use config::ClientConfig;
+pub use error::ClientError;
+pub use happiness::servers_of_happiness;
+pub use upload::{UploadOptions, UploadReport};
+
+/// A storage node as the client knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRef {
+    /// Identity.
+    pub peer: PeerId,
+    /// Where to dial it.
+    pub addrs: Vec<Multiaddr>,
+}
+
+/// A client bound to a transport and a list of known nodes.
+pub struct Client<T> {
+    transport: T,
+    nodes: Vec<NodeRef>,
+    /// How long to wait for a node to answer a listing or status request.
+    pub query_timeout: Duration,
+}
+
+impl<T: Transport> Client<T> {
+    /// A client that will use `nodes` through `transport`.
+    pub fn new(transport: T, nodes: Vec<NodeRef>) -> Self {
+        Self {
+            transport,
+            nodes,
+            query_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// The known nodes.
+    pub fn nodes(&self) -> &[NodeRef] {
+        &self.nodes
+    }
+
+    /// Sends one request and turns error responses into [`ClientError::Node`].
+    async fn call(&self, node: &NodeRef, req: Request) -> Result<Response, ClientError> {
+        call(&self.transport, node, req).await
+    }
+
+    /// Asks every node for its status (`None` for nodes that did not answer in time).
+    pub async fn statuses(
+        &self,
+    ) -> Vec<(
+        NodeRef,
+        Result<(blackbox_net::NodeStatus, Duration), ClientError>,
+    )> {
+        let futs = self.nodes.iter().map(|n| async move {
+            let start = std::time::Instant::now();
+            let r = tokio::time::timeout(self.query_timeout, self.call(n, Request::Status)).await;
+            let r = match r {
+                Ok(Ok(Response::Status(s))) => Ok((s, start.elapsed())),
+                Ok(Ok(other)) => Err(ClientError::unexpected(n, &other)),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(ClientError::Timeout(n.peer)),
+            };
+            (n.clone(), r)
+        });
+        futures::future::join_all(futs).await
+    }
+}
+
+async fn call<T: Transport>(
+    transport: &T,
+    node: &NodeRef,
+    req: Request,
+) -> Result<Response, ClientError> {
+    match transport.request(node.peer, &node.addrs, req).await? {
+        Response::Error { code, message } => Err(ClientError::Node {
+            peer: node.peer,
+            code,
+            message,
+        }),
+        other => Ok(other),
+    }
+}
+
+/// Whether an error means the node refused for lack of space.
+pub fn is_quota_error(e: &ClientError) -> bool {
+    matches!(
+        e,
+        ClientError::Node {
+            code: ErrorCode::QuotaExceeded,
+            ..
+        }
+    )
+}

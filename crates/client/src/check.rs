@@ -1,0 +1,146 @@
+//! Check (where are the shares) and verify (download and hash-check every share, no decryption).
+
+use std::collections::BTreeMap;
+
+use blackbox_core::VerifyCap;
+use blackbox_net::{PeerId, Transport};
+
+use crate::{servers_of_happiness, Client, ClientError};
+
+/// Where a file's shares are, without reading them.
+#[derive(Debug, Clone)]
+pub struct CheckReport {
+    /// Nodes holding each share number.
+    pub holders: BTreeMap<u8, Vec<PeerId>>,
+    /// Nodes asked.
+    pub asked: usize,
+    /// Nodes that answered.
+    pub answered: usize,
+    /// Nodes that did not answer, with the reason.
+    pub unreachable: Vec<(PeerId, String)>,
+    /// Shares needed to recover.
+    pub needed: usize,
+    /// Servers-of-happiness of the current placement.
+    pub happiness: usize,
+}
+
+impl CheckReport {
+    /// Distinct shares found.
+    pub fn distinct(&self) -> usize {
+        self.holders.len()
+    }
+
+    /// Whether enough distinct shares exist to rebuild the file.
+    pub fn recoverable(&self) -> bool {
+        self.distinct() >= self.needed
+    }
+}
+
+/// The state of one stored share after full verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShareHealth {
+    /// Every block matched its hash.
+    Good,
+    /// Something failed verification or could not be read.
+    Bad(String),
+}
+
+/// Result of verifying every stored share.
+#[derive(Debug, Clone)]
+pub struct VerifyReport {
+    /// One entry per (share, node) found.
+    pub shares: Vec<(u8, PeerId, ShareHealth)>,
+    /// Shares needed to recover.
+    pub needed: usize,
+}
+
+impl VerifyReport {
+    /// Distinct shares that verified completely.
+    pub fn good_distinct(&self) -> usize {
+        let mut s: Vec<u8> = self
+            .shares
+            .iter()
+            .filter(|(_, _, h)| *h == ShareHealth::Good)
+            .map(|(s, _, _)| *s)
+            .collect();
+        s.sort_unstable();
+        s.dedup();
+        s.len()
+    }
+
+    /// Whether enough good shares exist to rebuild the file.
+    pub fn recoverable(&self) -> bool {
+        self.good_distinct() >= self.needed
+    }
+}
+
+impl<T: Transport> Client<T> {
+    /// Asks every node which shares it holds.
+    pub async fn check(&self, cap: &VerifyCap) -> CheckReport {
+        let h = self.locate(&cap.storage_index).await;
+        let mut holders: BTreeMap<u8, Vec<PeerId>> = BTreeMap::new();
+        for (s, n) in &h.found {
+            holders.entry(*s).or_default().push(n.peer);
+        }
+        let pairs: Vec<(u8, PeerId)> = h.found.iter().map(|(s, n)| (*s, n.peer)).collect();
+        CheckReport {
+            holders,
+            asked: h.asked,
+            answered: h.answered,
+            unreachable: h
+                .unreachable
+                .iter()
+                .map(|(n, why)| (n.peer, why.clone()))
+                .collect(),
+            needed: cap.k as usize,
+            happiness: servers_of_happiness(&pairs),
+        }
+    }
+
+    /// Reads every share from every holder and checks each block against the cap; never decrypts.
+    pub async fn verify(&self, cap: &VerifyCap) -> Result<VerifyReport, ClientError> {
+        let h = self.locate(&cap.storage_index).await;
+        let needed = cap.k as usize;
+        if h.found.is_empty() {
+            return Err(self.not_enough(needed, 0, &h));
+        }
+        let header = self.fetch_header(cap, &h).await?;
+        let layout = header.layout();
+        let last = layout.num_segments() - 1;
+        let si = cap.storage_index;
+        let checks = h.found.iter().map(|(share, node)| {
+            let header = &header;
+            let layout = &layout;
+            async move {
+                let health = match self.fetch_verifier(&si, header, *share, node).await {
+                    Err(e) => ShareHealth::Bad(e.to_string()),
+                    Ok(v) => {
+                        let mut rx = self.spawn_reader(layout, si, *share, node.clone(), 0, last);
+                        let mut health = ShareHealth::Good;
+                        for index in 0..=last {
+                            match rx.recv().await {
+                                Some(Ok((i, b))) if i == index && v.check(index, &b) => {}
+                                Some(Ok(_)) => {
+                                    health = ShareHealth::Bad(format!("block {index} is corrupt"));
+                                    break;
+                                }
+                                Some(Err(e)) => {
+                                    health = ShareHealth::Bad(format!("block {index}: {e}"));
+                                    break;
+                                }
+                                None => {
+                                    health = ShareHealth::Bad(format!("block {index} missing"));
+                                    break;
+                                }
+                            }
+                        }
+                        health
+                    }
+                };
+                (*share, node.peer, health)
+            }
+        });
+        let shares = futures::future::join_all(checks).await;
+        Ok(VerifyReport { shares, needed })
+    }
+}

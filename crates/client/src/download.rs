@@ -1,0 +1,366 @@
+//! Download: find shares, verify header and leaves, stream verified blocks from k shares, decode.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use blackbox_core::{
+    file_root, FileLayout, ReadCap, SegmentDecoder, ShareHeader, ShareVerifier, VerifyCap,
+};
+use blackbox_net::wire::{MAX_LEAVES, MAX_MESSAGE};
+use blackbox_net::{Request, Response, Transport};
+
+use crate::{call, Client, ClientError, NodeRef};
+
+/// Read requests in flight per share.
+const READS_IN_FLIGHT: usize = 4;
+/// Blocks buffered per share ahead of the decoder.
+const BLOCKS_BUFFERED: usize = 8;
+
+/// Where the shares of a file are, from asking every node.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Holders {
+    /// `(share, node)` in order of the nodes' answer times.
+    pub found: Vec<(u8, NodeRef)>,
+    pub asked: usize,
+    pub answered: usize,
+    pub unreachable: Vec<(NodeRef, String)>,
+}
+
+impl Holders {
+    pub fn distinct(&self) -> usize {
+        self.found
+            .iter()
+            .map(|(s, _)| *s)
+            .collect::<HashSet<_>>()
+            .len()
+    }
+}
+
+/// A share being read: its node and verified leaves.
+struct Source {
+    share: u8,
+    node: NodeRef,
+    verifier: ShareVerifier,
+    rx: mpsc::Receiver<Result<(u64, Bytes), ClientError>>,
+}
+
+impl<T: Transport> Client<T> {
+    /// Asks every node which shares of `si` it holds.
+    pub(crate) async fn locate(&self, si: &[u8; 32]) -> Holders {
+        let asks = self.nodes.iter().map(|n| async move {
+            let r = tokio::time::timeout(
+                self.query_timeout,
+                self.call(n, Request::ListShares { si: *si }),
+            )
+            .await;
+            (n.clone(), r, Instant::now())
+        });
+        let mut answers = futures::future::join_all(asks).await;
+        answers.sort_by_key(|(_, _, at)| *at);
+        let mut h = Holders {
+            asked: self.nodes.len(),
+            ..Default::default()
+        };
+        for (node, r, _) in answers {
+            match r {
+                Ok(Ok(Response::Shares(list))) => {
+                    h.answered += 1;
+                    h.found.extend(list.into_iter().map(|s| (s, node.clone())));
+                }
+                Ok(Ok(_)) => h.unreachable.push((node, "unexpected response".into())),
+                Ok(Err(e)) => h.unreachable.push((node, e.to_string())),
+                Err(_) => h.unreachable.push((node, "timed out".into())),
+            }
+        }
+        h
+    }
+
+    /// Fetches a header from some holder and checks it against the cap's root and parameters.
+    pub(crate) async fn fetch_header(
+        &self,
+        cap: &VerifyCap,
+        holders: &Holders,
+    ) -> Result<ShareHeader, ClientError> {
+        let mut tried = HashSet::new();
+        for (share, node) in &holders.found {
+            if !tried.insert(node.peer) {
+                continue;
+            }
+            let bytes = match self
+                .call(
+                    node,
+                    Request::ReadHeader {
+                        si: cap.storage_index,
+                        share: *share,
+                    },
+                )
+                .await
+            {
+                Ok(Response::Header(b)) => b,
+                Ok(_) | Err(_) => continue,
+            };
+            if file_root(&bytes) != cap.root {
+                warn!(peer = %node.peer, "node returned a header that does not match the cap");
+                continue;
+            }
+            match ShareHeader::decode(&bytes) {
+                Ok(h) if cap.matches(&h.params) && h.size == cap.size => return Ok(h),
+                _ => {
+                    warn!(peer = %node.peer, "header matches the root but not the cap's parameters")
+                }
+            }
+        }
+        Err(self.not_enough(cap.k as usize, 0, holders))
+    }
+
+    pub(crate) fn not_enough(&self, needed: usize, found: usize, h: &Holders) -> ClientError {
+        ClientError::NotEnoughShares {
+            found,
+            needed,
+            asked: h.asked,
+            answered: h.answered,
+        }
+    }
+
+    /// Reads and verifies every leaf hash of one share.
+    pub(crate) async fn fetch_verifier(
+        &self,
+        si: &[u8; 32],
+        header: &ShareHeader,
+        share: u8,
+        node: &NodeRef,
+    ) -> Result<ShareVerifier, ClientError> {
+        let total = header.layout().num_segments();
+        let mut leaves = Vec::with_capacity(total as usize);
+        while (leaves.len() as u64) < total {
+            let req = Request::ReadLeaves {
+                si: *si,
+                share,
+                start: leaves.len() as u64,
+                count: MAX_LEAVES,
+            };
+            match self.call(node, req).await? {
+                Response::Leaves(l) if !l.is_empty() => leaves.extend(l),
+                _ => break,
+            }
+        }
+        ShareVerifier::new(header, share as usize, leaves).ok_or_else(|| ClientError::BadData {
+            peer: node.peer,
+            share,
+            what: "leaf hashes do not match the share root".into(),
+        })
+    }
+
+    /// Downloads bytes `offset..offset+len` of the file (the whole file for `None`), writing them in
+    /// order to `out`. Only the segments covering the range are fetched.
+    pub async fn download<W>(
+        &self,
+        cap: &ReadCap,
+        range: Option<(u64, u64)>,
+        mut out: W,
+    ) -> Result<u64, ClientError>
+    where
+        W: FnMut(&[u8]) -> std::io::Result<()>,
+    {
+        let (offset, len) = range.unwrap_or((0, cap.size));
+        if offset.checked_add(len).is_none_or(|end| end > cap.size) {
+            return Err(ClientError::Invalid(format!(
+                "range {offset}+{len} is outside the file ({} bytes)",
+                cap.size
+            )));
+        }
+        let vcap = cap.verify_cap();
+        let si = vcap.storage_index;
+        let holders = self.locate(&si).await;
+        let k = cap.k as usize;
+        if holders.distinct() < k {
+            return Err(self.not_enough(k, holders.distinct(), &holders));
+        }
+        let header = self.fetch_header(&vcap, &holders).await?;
+        let layout = header.layout();
+        if len == 0 {
+            return Ok(0);
+        }
+        let seg = layout.params.segment_size() as u64;
+        let (first, last) = (offset / seg, (offset + len - 1) / seg);
+
+        // Candidates: data shares first (no decoding needed), each in order of answer time.
+        let mut candidates: Vec<(u8, NodeRef)> = holders.found.clone();
+        candidates.sort_by_key(|(s, _)| (*s as usize) >= k);
+        let mut used_shares: HashSet<u8> = HashSet::new();
+        let mut sources: Vec<Source> = Vec::new();
+        let mut next_candidate = 0;
+        let mut good_shares = 0usize;
+
+        let mut decoder = SegmentDecoder::new();
+        let mut written = 0u64;
+        for index in first..=last {
+            let mut blocks: BTreeMap<u8, Bytes> = BTreeMap::new();
+            loop {
+                // Top up to k sources, starting them at this segment.
+                while sources.len() < k && next_candidate < candidates.len() {
+                    let (share, node) = candidates[next_candidate].clone();
+                    next_candidate += 1;
+                    if used_shares.contains(&share) {
+                        continue;
+                    }
+                    match self.fetch_verifier(&si, &header, share, &node).await {
+                        Ok(verifier) => {
+                            used_shares.insert(share);
+                            good_shares += 1;
+                            let rx =
+                                self.spawn_reader(&layout, si, share, node.clone(), index, last);
+                            sources.push(Source {
+                                share,
+                                node,
+                                verifier,
+                                rx,
+                            });
+                        }
+                        Err(e) => debug!(share, peer = %node.peer, error = %e, "share unusable"),
+                    }
+                }
+                if sources.len() < k {
+                    return Err(self.not_enough(k, good_shares, &holders));
+                }
+                // Collect this segment's block from every source that has not delivered it yet.
+                let mut failed = Vec::new();
+                for (i, src) in sources.iter_mut().enumerate() {
+                    if blocks.contains_key(&src.share) {
+                        continue;
+                    }
+                    match src.rx.recv().await {
+                        Some(Ok((got, block)))
+                            if got == index && src.verifier.check(index, &block) =>
+                        {
+                            blocks.insert(src.share, block);
+                        }
+                        Some(Ok(_)) => {
+                            warn!(share = src.share, peer = %src.node.peer, segment = index, "bad block; switching share");
+                            failed.push(i);
+                        }
+                        Some(Err(e)) => {
+                            warn!(share = src.share, peer = %src.node.peer, error = %e, "read failed; switching share");
+                            failed.push(i);
+                        }
+                        None => failed.push(i),
+                    }
+                }
+                for i in failed.into_iter().rev() {
+                    sources.remove(i);
+                    good_shares = good_shares.saturating_sub(1);
+                }
+                if blocks.len() >= k {
+                    break;
+                }
+            }
+            let refs: Vec<(usize, &[u8])> = blocks
+                .iter()
+                .map(|(s, b)| (*s as usize, b.as_ref()))
+                .collect();
+            let plain = decoder.decode(&cap.key, &layout, index, &refs)?;
+            let seg_start = index * seg;
+            let from = offset.saturating_sub(seg_start) as usize;
+            let to = ((offset + len - seg_start) as usize).min(plain.len());
+            out(&plain[from..to])?;
+            written += (to - from) as u64;
+        }
+        Ok(written)
+    }
+
+    /// Starts a task streaming blocks `from..=to` of one share, in order, a few requests ahead.
+    pub(crate) fn spawn_reader(
+        &self,
+        layout: &FileLayout,
+        si: [u8; 32],
+        share: u8,
+        node: NodeRef,
+        from: u64,
+        to: u64,
+    ) -> mpsc::Receiver<Result<(u64, Bytes), ClientError>> {
+        let (tx, rx) = mpsc::channel(BLOCKS_BUFFERED);
+        let per_request = ((MAX_MESSAGE / 2) / layout.block_len(0)).max(1) as u64;
+        let transport = self.transport.clone();
+        tokio::spawn(async move {
+            let starts = (from..=to).step_by(per_request as usize);
+            let mut reads = futures::stream::iter(starts)
+                .map(|start| {
+                    let count = per_request.min(to + 1 - start) as u32;
+                    let (transport, node) = (&transport, &node);
+                    async move {
+                        (
+                            start,
+                            call(
+                                transport,
+                                node,
+                                Request::ReadBlocks {
+                                    si,
+                                    share,
+                                    start,
+                                    count,
+                                },
+                            )
+                            .await,
+                        )
+                    }
+                })
+                .buffered(READS_IN_FLIGHT);
+            while let Some((start, r)) = reads.next().await {
+                let blocks = match r {
+                    Ok(Response::Blocks(b)) if !b.is_empty() => b,
+                    Ok(other) => {
+                        let _ = tx.send(Err(ClientError::unexpected(&node, &other))).await;
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                let n = blocks.len() as u64;
+                for (i, b) in blocks.into_iter().enumerate() {
+                    if tx.send(Ok((start + i as u64, b))).await.is_err() {
+                        return;
+                    }
+                }
+                if start + n <= to && n < per_request.min(to + 1 - start) {
+                    // The node sent fewer blocks than asked: fetch the rest before moving on.
+                    let mut at = start + n;
+                    let end = (start + per_request).min(to + 1);
+                    while at < end {
+                        let req = Request::ReadBlocks {
+                            si,
+                            share,
+                            start: at,
+                            count: (end - at) as u32,
+                        };
+                        match call(&transport, &node, req).await {
+                            Ok(Response::Blocks(b)) if !b.is_empty() => {
+                                for blk in b {
+                                    if tx.send(Ok((at, blk))).await.is_err() {
+                                        return;
+                                    }
+                                    at += 1;
+                                }
+                            }
+                            Ok(other) => {
+                                let _ = tx.send(Err(ClientError::unexpected(&node, &other))).await;
+                                return;
+                            }
+                            Err(e) => {
+                                let _ = tx.send(Err(e)).await;
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        rx
+    }
+}

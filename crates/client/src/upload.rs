@@ -1,0 +1,429 @@
+//! Upload: encode a file once, stream each share's blocks to its node, commit, fail over.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use rand::RngCore;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use blackbox_core::{
+    storage_index, EncodingParams, FileEncoder, FileKey, ReadCap, ShareHeader, StorageIndex,
+};
+use blackbox_net::{PeerId, Request, Response, Transport};
+
+use crate::{call, servers_of_happiness, Client, ClientError, NodeRef};
+
+/// Blocks queued per share before the encoder waits for that node.
+const QUEUE_PER_SHARE: usize = 8;
+/// Write requests in flight per share.
+const WRITES_IN_FLIGHT: usize = 4;
+/// Encoded segments buffered between the encoder thread and the senders.
+const SEGMENTS_BUFFERED: usize = 4;
+/// Passes over the file: the first places every share, later ones replace shares whose node failed.
+const MAX_PASSES: usize = 3;
+
+/// How to encode and place a file.
+#[derive(Debug, Clone)]
+pub struct UploadOptions {
+    /// k, n and segment size.
+    pub params: EncodingParams,
+    /// Distinct nodes that must end up holding shares.
+    pub happy: usize,
+    /// File key; random when `None`.
+    pub key: Option<FileKey>,
+}
+
+/// The outcome of a successful upload.
+#[derive(Debug, Clone)]
+pub struct UploadReport {
+    /// The read capability of the stored file.
+    pub cap: ReadCap,
+    /// Which node holds which share.
+    pub placements: Vec<(u8, PeerId)>,
+    /// Servers-of-happiness achieved.
+    pub happiness: usize,
+}
+
+/// Orders nodes by a permutation keyed on the storage index, so different files spread differently.
+pub(crate) fn permuted(nodes: &[NodeRef], si: &StorageIndex) -> Vec<NodeRef> {
+    let mut keyed: Vec<([u8; 32], NodeRef)> = nodes
+        .iter()
+        .map(|n| {
+            let mut h = blake3::Hasher::new_keyed(si);
+            h.update(&n.peer.to_bytes());
+            (*h.finalize().as_bytes(), n.clone())
+        })
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    keyed.into_iter().map(|(_, n)| n).collect()
+}
+
+struct Pass {
+    header: ShareHeader,
+    cap: ReadCap,
+    failed: Vec<(u8, NodeRef, ClientError)>,
+    ok: Vec<(u8, NodeRef)>,
+}
+
+impl<T: Transport> Client<T> {
+    /// Uploads `size` bytes read from `open()`; `open` is called again if shares must be re-sent.
+    ///
+    /// `progress` counts plaintext bytes encoded in the first pass.
+    pub async fn upload<R, F>(
+        &self,
+        open: F,
+        size: u64,
+        opts: &UploadOptions,
+        progress: Arc<AtomicU64>,
+    ) -> Result<UploadReport, ClientError>
+    where
+        F: Fn() -> std::io::Result<R> + Send + Sync + 'static,
+        R: Read + Send + 'static,
+    {
+        let params = opts.params;
+        if opts.happy < params.k() || opts.happy > params.n() {
+            return Err(ClientError::Invalid(format!(
+                "happy must be between k={} and n={}, got {}",
+                params.k(),
+                params.n(),
+                opts.happy
+            )));
+        }
+        if self.nodes.is_empty() {
+            return Err(ClientError::Invalid("no storage nodes configured".into()));
+        }
+        let key = opts.key.unwrap_or_else(|| {
+            let mut k = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut k);
+            k
+        });
+        let si = storage_index(&key);
+        let order = permuted(&self.nodes, &si);
+        let open = Arc::new(open);
+        let mut bad: HashSet<PeerId> = HashSet::new();
+        let mut placed: Vec<(u8, NodeRef)> = Vec::new();
+        let mut todo: Vec<u8> = (0..params.n() as u8).collect();
+        let mut result: Option<(ShareHeader, ReadCap)> = None;
+        let mut last_error = String::from("no node accepted a share");
+
+        for pass in 0..MAX_PASSES {
+            if todo.is_empty() {
+                break;
+            }
+            let (targets, refusals) = self
+                .allocate(&order, &si, &params, size, &todo, &placed, &mut bad)
+                .await;
+            if let Some(e) = refusals.last() {
+                last_error = e.to_string();
+            }
+            let (have, need_data): (Vec<_>, Vec<_>) =
+                targets.into_iter().partition(|(_, _, already)| *already);
+            placed.extend(have.into_iter().map(|(s, n, _)| (s, n)));
+            let need_data: Vec<(u8, NodeRef)> =
+                need_data.into_iter().map(|(s, n, _)| (s, n)).collect();
+            let reachable = servers_of_happiness(&with_targets(&placed, &need_data));
+            if reachable < opts.happy {
+                return Err(ClientError::NotHappy {
+                    achieved: reachable,
+                    happy: opts.happy,
+                    detail: last_error,
+                });
+            }
+            if need_data.is_empty() && result.is_some() {
+                break;
+            }
+            let counter = if pass == 0 {
+                Some(progress.clone())
+            } else {
+                None
+            };
+            let p = self
+                .stream_pass(open.clone(), key, si, params, size, need_data, counter)
+                .await?;
+            for (share, node, err) in &p.failed {
+                warn!(share, peer = %node.peer, error = %err, "share upload failed; will place it elsewhere");
+                bad.insert(node.peer);
+                last_error = err.to_string();
+            }
+            todo = p.failed.iter().map(|(s, _, _)| *s).collect();
+            placed.extend(p.ok);
+            result = Some((p.header, p.cap));
+            // Stop re-trying once happy and every share has been given a chance on a fresh node.
+            if servers_of_happiness(&to_pairs(&placed)) >= params.n().min(order.len()) {
+                break;
+            }
+        }
+        let happiness = servers_of_happiness(&to_pairs(&placed));
+        if happiness < opts.happy {
+            return Err(ClientError::NotHappy {
+                achieved: happiness,
+                happy: opts.happy,
+                detail: last_error,
+            });
+        }
+        let (_, cap) = match result {
+            Some(r) => r,
+            None => {
+                // Every share was already stored (same key uploaded before): re-derive the cap.
+                let p = self
+                    .stream_pass(open, key, si, params, size, Vec::new(), None)
+                    .await?;
+                (p.header, p.cap)
+            }
+        };
+        info!(happiness, shares = placed.len(), "upload complete");
+        Ok(UploadReport {
+            cap,
+            placements: placed.iter().map(|(s, n)| (*s, n.peer)).collect(),
+            happiness,
+        })
+    }
+
+    /// Allocates each share in `todo` on a node: fresh nodes first, then the least loaded.
+    #[allow(clippy::too_many_arguments)]
+    async fn allocate(
+        &self,
+        order: &[NodeRef],
+        si: &StorageIndex,
+        params: &EncodingParams,
+        size: u64,
+        todo: &[u8],
+        placed: &[(u8, NodeRef)],
+        bad: &mut HashSet<PeerId>,
+    ) -> (Vec<(u8, NodeRef, bool)>, Vec<ClientError>) {
+        let mut targets: Vec<(u8, NodeRef, bool)> = Vec::new();
+        let mut errors = Vec::new();
+        let mut pending: Vec<u8> = todo.to_vec();
+        while !pending.is_empty() {
+            let mut load: std::collections::HashMap<PeerId, usize> =
+                std::collections::HashMap::new();
+            for (_, n) in placed {
+                *load.entry(n.peer).or_default() += 1;
+            }
+            for (_, n, _) in &targets {
+                *load.entry(n.peer).or_default() += 1;
+            }
+            let mut round: Vec<(u8, NodeRef)> = Vec::new();
+            for &share in &pending {
+                let candidate = order
+                    .iter()
+                    .filter(|n| !bad.contains(&n.peer))
+                    .min_by_key(|n| load.get(&n.peer).copied().unwrap_or(0));
+                let Some(node) = candidate else { break };
+                *load.entry(node.peer).or_default() += 1;
+                round.push((share, node.clone()));
+            }
+            if round.is_empty() {
+                break;
+            }
+            let asks = round.iter().map(|(share, node)| {
+                let req = Request::Allocate {
+                    si: *si,
+                    share: *share,
+                    k: params.k() as u8,
+                    n: params.n() as u8,
+                    segment_size: params.segment_size(),
+                    size,
+                };
+                async move { (*share, node.clone(), self.call(node, req).await) }
+            });
+            pending.clear();
+            for (share, node, r) in futures::future::join_all(asks).await {
+                match r {
+                    Ok(Response::Allocated { already_have }) => {
+                        targets.push((share, node, already_have))
+                    }
+                    Ok(other) => {
+                        bad.insert(node.peer);
+                        errors.push(ClientError::unexpected(&node, &other));
+                        pending.push(share);
+                    }
+                    Err(e) => {
+                        debug!(share, peer = %node.peer, error = %e, "allocation refused");
+                        bad.insert(node.peer);
+                        errors.push(e);
+                        pending.push(share);
+                    }
+                }
+            }
+        }
+        (targets, errors)
+    }
+
+    /// Encodes the whole file once and sends the blocks of `targets`' shares, then commits them.
+    #[allow(clippy::too_many_arguments)]
+    async fn stream_pass<R, F>(
+        &self,
+        open: Arc<F>,
+        key: FileKey,
+        si: StorageIndex,
+        params: EncodingParams,
+        size: u64,
+        targets: Vec<(u8, NodeRef)>,
+        progress: Option<Arc<AtomicU64>>,
+    ) -> Result<Pass, ClientError>
+    where
+        F: Fn() -> std::io::Result<R> + Send + Sync + 'static,
+        R: Read + Send + 'static,
+    {
+        let (seg_tx, mut seg_rx) = mpsc::channel::<Vec<Vec<u8>>>(SEGMENTS_BUFFERED);
+        let encoder =
+            tokio::task::spawn_blocking(move || -> Result<(ShareHeader, ReadCap), ClientError> {
+                let mut input = open()?;
+                let mut enc = FileEncoder::new(key, params, size);
+                let layout = *enc.layout();
+                let mut buf = vec![0u8; params.segment_size() as usize];
+                while !enc.is_done() {
+                    let len = layout.segment_len(enc.next_segment());
+                    input.read_exact(&mut buf[..len]).map_err(|e| {
+                        ClientError::Invalid(format!(
+                            "input ended early or failed to read ({e}); did the file change?"
+                        ))
+                    })?;
+                    let blocks = enc.encode_next(&buf[..len])?;
+                    if let Some(p) = &progress {
+                        p.fetch_add(len as u64, Ordering::Relaxed);
+                    }
+                    if seg_tx.blocking_send(blocks).is_err() {
+                        return Err(ClientError::Invalid("upload cancelled".into()));
+                    }
+                }
+                let mut extra = [0u8; 1];
+                if input.read(&mut extra)? != 0 {
+                    return Err(ClientError::Invalid(
+                        "input is longer than its declared size; did the file change?".into(),
+                    ));
+                }
+                Ok(enc.finish()?)
+            });
+
+        let mut workers = Vec::new();
+        for (share, node) in targets {
+            let (tx, rx) = mpsc::channel::<(u64, Bytes)>(QUEUE_PER_SHARE);
+            let task = tokio::spawn(write_share(
+                self.transport.clone(),
+                node.clone(),
+                si,
+                share,
+                rx,
+            ));
+            workers.push((share, node, Some(tx), task));
+        }
+        let mut index = 0u64;
+        while let Some(blocks) = seg_rx.recv().await {
+            let mut blocks: Vec<Option<Vec<u8>>> = blocks.into_iter().map(Some).collect();
+            for (share, _, tx, _) in workers.iter_mut() {
+                let Some(sender) = tx else { continue };
+                let block = blocks[*share as usize]
+                    .take()
+                    .map(Bytes::from)
+                    .unwrap_or_default();
+                if sender.send((index, block)).await.is_err() {
+                    *tx = None; // that share's node failed; its worker reports why
+                }
+            }
+            index += 1;
+        }
+        let (header, cap) = encoder
+            .await
+            .map_err(|e| ClientError::Invalid(format!("encoder crashed: {e}")))??;
+        let mut failed = Vec::new();
+        let mut sent = Vec::new();
+        for (share, node, tx, task) in workers {
+            drop(tx);
+            match task.await {
+                Ok(Ok(())) => sent.push((share, node)),
+                Ok(Err(e)) => failed.push((share, node, e)),
+                Err(e) => failed.push((
+                    share,
+                    node,
+                    ClientError::Invalid(format!("sender crashed: {e}")),
+                )),
+            }
+        }
+        let header_bytes = Bytes::from(header.encode());
+        let commits = sent.into_iter().map(|(share, node)| {
+            let req = Request::Commit {
+                si,
+                share,
+                header: header_bytes.clone(),
+            };
+            async move {
+                let r = self.call(&node, req).await;
+                (share, node, r)
+            }
+        });
+        let mut ok = Vec::new();
+        for (share, node, r) in futures::future::join_all(commits).await {
+            match r {
+                Ok(Response::Ok) => ok.push((share, node)),
+                Ok(other) => {
+                    let e = ClientError::unexpected(&node, &other);
+                    failed.push((share, node, e));
+                }
+                Err(e) => failed.push((share, node, e)),
+            }
+        }
+        Ok(Pass {
+            header,
+            cap,
+            failed,
+            ok,
+        })
+    }
+}
+
+/// Sends one share's blocks with a few writes in flight; stops at the first failure.
+async fn write_share<T: Transport>(
+    transport: T,
+    node: NodeRef,
+    si: StorageIndex,
+    share: u8,
+    rx: mpsc::Receiver<(u64, Bytes)>,
+) -> Result<(), ClientError> {
+    let blocks =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+    let writes = blocks
+        .map(|(index, data)| {
+            let (transport, node) = (&transport, &node);
+            async move {
+                call(
+                    transport,
+                    node,
+                    Request::WriteBlock {
+                        si,
+                        share,
+                        index,
+                        data,
+                    },
+                )
+                .await
+            }
+        })
+        .buffer_unordered(WRITES_IN_FLIGHT);
+    let mut writes = std::pin::pin!(writes);
+    while let Some(r) = writes.next().await {
+        match r? {
+            Response::Ok => {}
+            other => return Err(ClientError::unexpected(&node, &other)),
+        }
+    }
+    Ok(())
+}
+
+fn to_pairs(placed: &[(u8, NodeRef)]) -> Vec<(u8, PeerId)> {
+    placed.iter().map(|(s, n)| (*s, n.peer)).collect()
+}
+
+fn with_targets(placed: &[(u8, NodeRef)], targets: &[(u8, NodeRef)]) -> Vec<(u8, PeerId)> {
+    placed
+        .iter()
+        .chain(targets)
+        .map(|(s, n)| (*s, n.peer))
+        .collect()
+}

@@ -1,0 +1,218 @@
+//! The client against an in-process grid of real storage servers (memory stores).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use blackbox_client::{Client, ClientError, NodeRef, ShareHealth, UploadOptions};
+use blackbox_core::EncodingParams;
+use blackbox_net::{MemoryTransport, PeerId, Request, RequestHandler, Response};
+use blackbox_storage_node::{MemoryStore, StorageServer};
+use bytes::Bytes;
+
+/// A storage server that can be told to corrupt the blocks it serves.
+struct Node {
+    server: StorageServer<MemoryStore>,
+    corrupt: AtomicBool,
+}
+
+impl RequestHandler for Node {
+    fn handle(&self, from: &PeerId, req: Request) -> Response {
+        match self.server.handle(from, req) {
+            Response::Blocks(blocks) if self.corrupt.load(Ordering::Relaxed) => Response::Blocks(
+                blocks
+                    .into_iter()
+                    .map(|b| {
+                        let mut v = b.to_vec();
+                        v[b.len() / 2] ^= 0x40;
+                        Bytes::from(v)
+                    })
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+}
+
+struct Grid {
+    transport: MemoryTransport<Node>,
+    nodes: Vec<(NodeRef, Arc<Node>)>,
+}
+
+fn grid(count: usize, quota: u64) -> Grid {
+    let transport = MemoryTransport::new();
+    let nodes = (0..count)
+        .map(|_| {
+            let peer = PeerId::random();
+            let node = Arc::new(Node {
+                server: StorageServer::new(MemoryStore::new(), quota, Duration::from_secs(60))
+                    .unwrap(),
+                corrupt: AtomicBool::new(false),
+            });
+            transport.insert(peer, node.clone());
+            (
+                NodeRef {
+                    peer,
+                    addrs: vec![],
+                },
+                node,
+            )
+        })
+        .collect();
+    Grid { transport, nodes }
+}
+
+impl Grid {
+    fn client(&self) -> Client<MemoryTransport<Node>> {
+        Client::new(
+            self.transport.clone(),
+            self.nodes.iter().map(|(n, _)| n.clone()).collect(),
+        )
+    }
+}
+
+fn data(len: usize) -> Vec<u8> {
+    let mut x = 0x9e3779b97f4a7c15u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+async fn put(
+    c: &Client<MemoryTransport<Node>>,
+    bytes: &[u8],
+    k: usize,
+    n: usize,
+    happy: usize,
+) -> Result<blackbox_client::UploadReport, ClientError> {
+    let owned = bytes.to_vec();
+    let opts = UploadOptions {
+        params: EncodingParams::new(k, n, 64 * 1024).unwrap(),
+        happy,
+        key: None,
+    };
+    c.upload(
+        move || Ok(std::io::Cursor::new(owned.clone())),
+        bytes.len() as u64,
+        &opts,
+        Arc::new(AtomicU64::new(0)),
+    )
+    .await
+}
+
+async fn get(
+    c: &Client<MemoryTransport<Node>>,
+    cap: &blackbox_core::ReadCap,
+    range: Option<(u64, u64)>,
+) -> Result<Vec<u8>, ClientError> {
+    let mut out = Vec::new();
+    c.download(cap, range, |b| {
+        out.extend_from_slice(b);
+        Ok(())
+    })
+    .await?;
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_losing_all_but_k_nodes() {
+    let g = grid(10, 1 << 30);
+    let c = g.client();
+    let bytes = data(1_000_000);
+    let report = put(&c, &bytes, 3, 10, 7).await.unwrap();
+    assert_eq!(report.happiness, 10);
+    assert_eq!(get(&c, &report.cap, None).await.unwrap(), bytes);
+    // Range reads return exactly the slice.
+    assert_eq!(
+        get(&c, &report.cap, Some((70_000, 200_000))).await.unwrap(),
+        bytes[70_000..270_000]
+    );
+    assert_eq!(
+        get(&c, &report.cap, Some((999_999, 1))).await.unwrap(),
+        bytes[999_999..]
+    );
+    assert!(get(&c, &report.cap, Some((999_999, 2))).await.is_err());
+    // Kill 7 nodes, including every data share's node: still recoverable by decoding.
+    for (node, _) in &g.nodes[..7] {
+        g.transport.remove(&node.peer);
+    }
+    assert_eq!(get(&c, &report.cap, None).await.unwrap(), bytes);
+    g.transport.remove(&g.nodes[7].0.peer);
+    match get(&c, &report.cap, None).await {
+        Err(ClientError::NotEnoughShares {
+            found: 2,
+            needed: 3,
+            asked: 10,
+            answered: 2,
+        }) => {}
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_node_is_detected_and_skipped() {
+    let g = grid(10, 1 << 30);
+    let c = g.client();
+    let bytes = data(500_000);
+    let report = put(&c, &bytes, 3, 10, 7).await.unwrap();
+    for (_, node) in &g.nodes[..4] {
+        node.corrupt.store(true, Ordering::Relaxed);
+    }
+    assert_eq!(get(&c, &report.cap, None).await.unwrap(), bytes);
+    let v = c.verify(&report.cap.verify_cap()).await.unwrap();
+    let bad = v
+        .shares
+        .iter()
+        .filter(|(_, _, h)| *h != ShareHealth::Good)
+        .count();
+    assert_eq!(bad, 4);
+    assert!(v.recoverable());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_nodes_are_skipped_and_happiness_is_enforced() {
+    // Four tiny nodes refuse; six big ones take all ten shares (some two each).
+    let g = grid(10, 1 << 30);
+    let c = g.client();
+    let bytes = data(300_000);
+    for (node, _) in &g.nodes[..4] {
+        let tiny = Arc::new(Node {
+            server: StorageServer::new(MemoryStore::new(), 10, Duration::from_secs(60)).unwrap(),
+            corrupt: AtomicBool::new(false),
+        });
+        g.transport.insert(node.peer, tiny);
+    }
+    let report = put(&c, &bytes, 3, 10, 6).await.unwrap();
+    assert_eq!(report.happiness, 6);
+    assert_eq!(report.placements.len(), 10);
+    assert_eq!(get(&c, &report.cap, None).await.unwrap(), bytes);
+    // Asking for happiness 7 with only six usable nodes fails clearly.
+    match put(&c, &bytes, 3, 10, 7).await {
+        Err(ClientError::NotHappy {
+            achieved: 6,
+            happy: 7,
+            ..
+        }) => {}
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_and_tiny_files() {
+    let g = grid(5, 1 << 30);
+    let c = g.client();
+    for len in [0usize, 1, 65_536, 65_537] {
+        let bytes = data(len);
+        let report = put(&c, &bytes, 2, 5, 5).await.unwrap();
+        assert_eq!(
+            get(&c, &report.cap, None).await.unwrap(),
+            bytes,
+            "len {len}"
+        );
+    }
+}
