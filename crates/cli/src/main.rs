@@ -1,1 +1,149 @@
-fn main() {}
+//! `blackbox`: storage node daemon, local devnet, and the client commands.
+
+mod bench;
+mod commands;
+mod devnet;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// blackbox: encrypted, erasure-coded storage on untrusted nodes.
+#[derive(Parser)]
+#[command(name = "blackbox", version, about, propagate_version = true)]
+struct Cli {
+    /// Config file: the client config for client commands, the node config for `node run`.
+    #[arg(long, global = true, env = "BLACKBOX_CONFIG")]
+    config: Option<PathBuf>,
+    /// More log output on stderr (repeat for more); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a storage node (the provider daemon).
+    Node {
+        #[command(subcommand)]
+        action: NodeAction,
+    },
+    /// Run a local network of storage nodes on 127.0.0.1.
+    Devnet {
+        #[command(subcommand)]
+        action: DevnetAction,
+    },
+    /// Store a file; prints its read capability on stdout.
+    Put(commands::PutArgs),
+    /// Fetch a file by its read capability.
+    Get(commands::GetArgs),
+    /// Report where a file's shares are; exit 1 if it is not recoverable.
+    Check(commands::CheckArgs),
+    /// List the configured nodes with their status.
+    Nodes,
+    /// Measure throughput.
+    Bench {
+        #[command(subcommand)]
+        action: bench::BenchAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeAction {
+    /// Run the node in the foreground until SIGINT/SIGTERM (config from --config).
+    Run,
+}
+
+#[derive(Subcommand)]
+enum DevnetAction {
+    /// Start (or restart) N nodes as child processes and supervise them until Ctrl-C / SIGTERM.
+    Up(devnet::UpArgs),
+}
+
+fn init_logging(verbose: u8, default: &str) {
+    let level = match verbose {
+        0 => default,
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                let _ = e.print();
+                return ExitCode::from(2);
+            }
+            // One clear line instead of clap's multi-line report.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("error: invalid arguments");
+            eprintln!("{first} (see `blackbox --help`)");
+            return ExitCode::from(2);
+        }
+    };
+    let default_level = match cli.command {
+        Command::Node { .. } | Command::Devnet { .. } => "info",
+        _ => "warn",
+    };
+    init_logging(cli.verbose, default_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = cli.config;
+    match cli.command {
+        Command::Node {
+            action: NodeAction::Run,
+        } => {
+            let path =
+                config.ok_or_else(|| anyhow::anyhow!("`node run` needs --config NODE.toml"))?;
+            let cfg = blackbox_storage_node::NodeConfig::load(&path).map_err(anyhow::Error::msg)?;
+            blackbox_storage_node::daemon::run(cfg)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Devnet {
+            action: DevnetAction::Up(args),
+        } => devnet::up(args).await,
+        Command::Put(args) => commands::put(config, args).await,
+        Command::Get(args) => commands::get(config, args).await,
+        Command::Check(args) => commands::check(config, args).await,
+        Command::Nodes => commands::nodes(config).await,
+        Command::Bench { action } => bench::run(config, action).await,
+    }
+}

@@ -1,0 +1,315 @@
+//! Client commands: put, get, check, nodes.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use blackbox_client::{Client, ClientConfig, ShareHealth, UploadOptions};
+use blackbox_core::{EncodingParams, ReadCap, VerifyCap};
+use blackbox_net::Libp2pTransport;
+use blackbox_storage_node::config::ByteSize;
+
+/// `put` options.
+#[derive(Args)]
+pub struct PutArgs {
+    /// File to store.
+    file: PathBuf,
+    /// Shares needed to rebuild (k); default from the config.
+    #[arg(long, short = 'k')]
+    needed: Option<usize>,
+    /// Shares to make (n); default from the config.
+    #[arg(long, short = 'n')]
+    total: Option<usize>,
+    /// Distinct nodes that must hold shares; default from the config (capped at n).
+    #[arg(long)]
+    happy: Option<usize>,
+    /// Segment size, e.g. 1MiB; default from the config.
+    #[arg(long, value_parser = parse_size)]
+    segment_size: Option<u64>,
+}
+
+/// `get` options.
+#[derive(Args)]
+pub struct GetArgs {
+    /// Read capability (`bb:chk:…`).
+    cap: String,
+    /// Write to this file (atomically) instead of stdout.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// First byte to read (range read).
+    #[arg(long, default_value_t = 0)]
+    offset: u64,
+    /// Bytes to read from the offset (default: to the end).
+    #[arg(long)]
+    length: Option<u64>,
+}
+
+/// `check` options.
+#[derive(Args)]
+pub struct CheckArgs {
+    /// Read or verify capability.
+    cap: String,
+    /// Also download every share and check every block (no decryption).
+    #[arg(long)]
+    verify: bool,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    ByteSize::parse(s).map(|b| b.0)
+}
+
+fn load_config(path: Option<PathBuf>) -> Result<ClientConfig> {
+    let Some(path) = path else {
+        bail!("no client config: pass --config FILE or set BLACKBOX_CONFIG (`blackbox devnet up` writes one)");
+    };
+    ClientConfig::load(&path).map_err(anyhow::Error::msg)
+}
+
+fn client(cfg: &ClientConfig) -> Result<Client<Libp2pTransport>> {
+    let nodes = cfg.node_refs().map_err(anyhow::Error::msg)?;
+    if nodes.is_empty() {
+        bail!("the client config lists no nodes");
+    }
+    let transport = Libp2pTransport::new(Duration::from_secs(cfg.request_timeout_secs))
+        .context("starting network")?;
+    Ok(Client::new(transport, nodes))
+}
+
+/// Shows a byte progress bar on stderr while `work` runs, if stderr is a terminal.
+async fn with_progress<F: std::future::Future>(
+    total: u64,
+    counter: Arc<AtomicU64>,
+    work: F,
+) -> F::Output {
+    if !std::io::stderr().is_terminal() {
+        return work.await;
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let ticker = {
+        let bar = bar.clone();
+        tokio::spawn(async move {
+            loop {
+                bar.set_position(counter.load(Ordering::Relaxed));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let out = work.await;
+    ticker.abort();
+    bar.finish_and_clear();
+    out
+}
+
+pub async fn put(config: Option<PathBuf>, args: PutArgs) -> Result<ExitCode> {
+    let cfg = load_config(config)?;
+    let path = args.file.clone();
+    let meta =
+        std::fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    let k = args.needed.unwrap_or(cfg.needed);
+    let n = args.total.unwrap_or(cfg.total);
+    let seg = args.segment_size.unwrap_or(cfg.segment_size as u64);
+    let seg = u32::try_from(seg).map_err(|_| anyhow::anyhow!("segment size {seg} is too large"))?;
+    let params = EncodingParams::new(k, n, seg)?;
+    let happy = args.happy.unwrap_or(cfg.happy.min(n)).max(k);
+    let c = client(&cfg)?;
+    let opts = UploadOptions {
+        params,
+        happy,
+        key: None,
+    };
+    let counter = Arc::new(AtomicU64::new(0));
+    let open_path = path.clone();
+    let work = c.upload(
+        move || std::fs::File::open(&open_path),
+        meta.len(),
+        &opts,
+        counter.clone(),
+    );
+    let report = with_progress(meta.len(), counter, work).await?;
+    println!("{}", report.cap);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn get(config: Option<PathBuf>, args: GetArgs) -> Result<ExitCode> {
+    let cap: ReadCap = args.cap.parse().context("invalid read capability")?;
+    let cfg = load_config(config)?;
+    let c = client(&cfg)?;
+    let length = args.length.unwrap_or(cap.size.saturating_sub(args.offset));
+    let range = Some((args.offset, length));
+    match args.output {
+        Some(out) => {
+            let tmp = temp_path(&out);
+            let result = download_to_file(&c, &cap, range, &tmp).await;
+            if let Err(e) = result {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+            std::fs::rename(&tmp, &out)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            c.download(&cap, range, |b| lock.write_all(b)).await?;
+            lock.flush()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn temp_path(out: &Path) -> PathBuf {
+    let mut name = out
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".blackbox-partial");
+    out.with_file_name(name)
+}
+
+async fn download_to_file(
+    c: &Client<Libp2pTransport>,
+    cap: &ReadCap,
+    range: Option<(u64, u64)>,
+    path: &Path,
+) -> Result<()> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let counter = Arc::new(AtomicU64::new(0));
+    let total = range.map_or(cap.size, |r| r.1);
+    let progress = counter.clone();
+    let work = c.download(cap, range, |b| {
+        progress.fetch_add(b.len() as u64, Ordering::Relaxed);
+        w.write_all(b)
+    });
+    with_progress(total, counter, work).await?;
+    let file = w.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+fn parse_any_cap(s: &str) -> Result<VerifyCap> {
+    if let Ok(read) = s.parse::<ReadCap>() {
+        return Ok(read.verify_cap());
+    }
+    s.parse::<VerifyCap>()
+        .map_err(|e| anyhow::anyhow!("invalid capability: {e}"))
+}
+
+pub async fn check(config: Option<PathBuf>, args: CheckArgs) -> Result<ExitCode> {
+    let vcap = parse_any_cap(&args.cap)?;
+    let cfg = load_config(config)?;
+    let c = client(&cfg)?;
+    let report = c.check(&vcap).await;
+    println!("verify cap: {vcap}");
+    for (share, peers) in &report.holders {
+        let peers: Vec<String> = peers.iter().map(|p| short(&p.to_string())).collect();
+        println!("  share {share:>3}: {}", peers.join(", "));
+    }
+    for (peer, why) in &report.unreachable {
+        println!("  unreachable {}: {why}", short(&peer.to_string()));
+    }
+    println!(
+        "{} of {} shares found on {} of {} nodes (need {}), happiness {}",
+        report.distinct(),
+        vcap.n,
+        report.answered,
+        report.asked,
+        report.needed,
+        report.happiness
+    );
+    let mut recoverable = report.recoverable();
+    let mut found = report.distinct();
+    if args.verify && report.distinct() > 0 {
+        let v = c.verify(&vcap).await?;
+        for (share, peer, health) in &v.shares {
+            match health {
+                ShareHealth::Good => {
+                    println!("  share {share:>3} on {}: good", short(&peer.to_string()))
+                }
+                ShareHealth::Bad(why) => println!(
+                    "  share {share:>3} on {}: BAD: {why}",
+                    short(&peer.to_string())
+                ),
+            }
+        }
+        println!(
+            "{} distinct shares verified good (need {})",
+            v.good_distinct(),
+            v.needed
+        );
+        recoverable = v.recoverable();
+        found = v.good_distinct();
+    }
+    if recoverable {
+        println!("recoverable");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "error: not recoverable: found {found} distinct good shares, need {}",
+            report.needed
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn short(s: &str) -> String {
+    if s.len() > 16 {
+        format!("{}…{}", &s[..8], &s[s.len() - 6..])
+    } else {
+        s.to_string()
+    }
+}
+
+pub async fn nodes(config: Option<PathBuf>) -> Result<ExitCode> {
+    let cfg = load_config(config)?;
+    let c = client(&cfg)?;
+    println!(
+        "{:<54} {:<28} {:>7} {:>7} {:>22} {:>8}",
+        "PEER", "ADDRESS", "SHARES", "PENDING", "USED / QUOTA", "RTT"
+    );
+    let mut down = 0;
+    for (node, status) in c.statuses().await {
+        let addr = node
+            .addrs
+            .first()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        match status {
+            Ok((s, rtt)) => println!(
+                "{:<54} {:<28} {:>7} {:>7} {:>22} {:>6}ms",
+                node.peer.to_string(),
+                addr,
+                s.shares,
+                s.pending,
+                format!("{} / {}", ByteSize(s.used), ByteSize(s.quota)),
+                rtt.as_millis()
+            ),
+            Err(e) => {
+                down += 1;
+                println!(
+                    "{:<54} {:<28} unreachable: {e}",
+                    node.peer.to_string(),
+                    addr
+                );
+            }
+        }
+    }
+    println!("{} of {} nodes up", c.nodes().len() - down, c.nodes().len());
+    Ok(ExitCode::SUCCESS)
+}

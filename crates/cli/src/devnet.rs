@@ -1,0 +1,216 @@
+//! `blackbox devnet up`: a local network of real node processes on 127.0.0.1.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use tokio::process::{Child, Command};
+use tracing::{info, warn};
+
+use blackbox_client::config::{ClientConfig, NodeEntry};
+use blackbox_storage_node::config::ByteSize;
+use blackbox_storage_node::daemon::{NodeInfo, INFO_FILE};
+use blackbox_storage_node::NodeConfig;
+
+/// `devnet up` options.
+#[derive(Args)]
+pub struct UpArgs {
+    /// Number of storage nodes.
+    #[arg(long, default_value_t = 10)]
+    nodes: usize,
+    /// Directory holding every node's data dir and the client config.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Quota of each new node, e.g. 20GiB.
+    #[arg(long, default_value = "20GiB", value_parser = |s: &str| ByteSize::parse(s))]
+    quota: ByteSize,
+}
+
+struct NodeProc {
+    dir: PathBuf,
+    child: Child,
+    alive: bool,
+}
+
+fn node_dir(root: &Path, i: usize) -> PathBuf {
+    root.join(format!("node-{i:02}"))
+}
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Writes `node.toml` for a new node; keeps an existing one so restarts reuse ports and data.
+fn ensure_node_config(dir: &Path, quota: ByteSize) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("node.toml");
+    if !path.exists() {
+        let cfg = NodeConfig {
+            data_dir: PathBuf::from("."),
+            listen: format!("/ip4/127.0.0.1/tcp/{}", free_port()?),
+            quota,
+            ..NodeConfig::default()
+        };
+        std::fs::write(&path, toml::to_string(&cfg)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(path)
+}
+
+fn log_tail(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join("node.log")).unwrap_or_default();
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .to_string()
+}
+
+pub async fn up(args: UpArgs) -> Result<ExitCode> {
+    if args.nodes == 0 || args.nodes > 255 {
+        bail!("--nodes must be between 1 and 255");
+    }
+    let root = args.dir.clone();
+    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    let exe = std::env::current_exe().context("cannot find the blackbox executable")?;
+    let mut procs: Vec<NodeProc> = Vec::new();
+    for i in 0..args.nodes {
+        let dir = node_dir(&root, i);
+        let config = ensure_node_config(&dir, args.quota)?;
+        let _ = std::fs::remove_file(dir.join(INFO_FILE));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("node.log"))
+            .with_context(|| format!("cannot open log in {}", dir.display()))?;
+        let child = Command::new(&exe)
+            .arg("node")
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .env_remove("BLACKBOX_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start node {i}"))?;
+        procs.push(NodeProc {
+            dir,
+            child,
+            alive: true,
+        });
+    }
+
+    let infos = match wait_ready(&mut procs).await {
+        Ok(infos) => infos,
+        Err(e) => {
+            stop_all(&mut procs).await;
+            return Err(e);
+        }
+    };
+    let client_path = root.join("client.toml");
+    let mut client = ClientConfig::load(&client_path).unwrap_or_default();
+    client.total = client.total.min(args.nodes);
+    client.needed = client.needed.min(client.total);
+    client.happy = client.happy.min(client.total).max(client.needed);
+    client.nodes = infos
+        .into_iter()
+        .map(|i| NodeEntry {
+            peer_id: i.peer_id,
+            addrs: i.addrs,
+        })
+        .collect();
+    std::fs::write(&client_path, toml::to_string(&client)?)
+        .with_context(|| format!("cannot write {}", client_path.display()))?;
+    let abs = std::fs::canonicalize(&client_path).unwrap_or(client_path);
+    println!(
+        "devnet ready: {} nodes; client config {}",
+        args.nodes,
+        abs.display()
+    );
+    println!(
+        "try: export BLACKBOX_CONFIG={}; blackbox put FILE",
+        abs.display()
+    );
+
+    supervise(&mut procs).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Waits until every node has written its info file, or fails with the first node's error.
+async fn wait_ready(procs: &mut [NodeProc]) -> Result<Vec<NodeInfo>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut infos: Vec<Option<NodeInfo>> = vec![None; procs.len()];
+    loop {
+        for (i, p) in procs.iter_mut().enumerate() {
+            if infos[i].is_some() {
+                continue;
+            }
+            if let Some(status) = p.child.try_wait()? {
+                bail!(
+                    "node {i} exited during start ({status}): {}",
+                    log_tail(&p.dir)
+                );
+            }
+            if let Ok(text) = std::fs::read_to_string(p.dir.join(INFO_FILE)) {
+                infos[i] = Some(
+                    toml::from_str(&text).with_context(|| format!("bad info file of node {i}"))?,
+                );
+            }
+        }
+        if infos.iter().all(Option::is_some) {
+            return Ok(infos.into_iter().flatten().collect());
+        }
+        if Instant::now() > deadline {
+            bail!("nodes did not start within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Watches the nodes until SIGINT/SIGTERM, reporting any that exit, then stops them all.
+async fn supervise(procs: &mut [NodeProc]) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => break,
+            _ = tick.tick() => {
+                for (i, p) in procs.iter_mut().enumerate() {
+                    if p.alive {
+                        if let Ok(Some(status)) = p.child.try_wait() {
+                            p.alive = false;
+                            warn!(node = i, %status, "node exited");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    info!("stopping nodes");
+    stop_all(procs).await;
+}
+
+async fn stop_all(procs: &mut [NodeProc]) {
+    for p in procs.iter_mut() {
+        if let Some(pid) = p.child.id() {
+            // SAFETY: sending a signal to our own child process.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGTERM);
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for p in procs.iter_mut() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if tokio::time::timeout(left, p.child.wait()).await.is_err() {
+            let _ = p.child.kill().await;
+        }
+    }
+}
