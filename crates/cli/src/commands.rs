@@ -222,6 +222,7 @@ pub async fn check(config: Option<PathBuf>, args: CheckArgs) -> Result<ExitCode>
         println!("  share {share:>3}: {}", peers.join(", "));
     }
     for (peer, why) in &report.unreachable {
+        let why = why.replace(&format!("peer {peer} unreachable: "), "");
         println!("  unreachable {}: {why}", short(&peer.to_string()));
     }
     println!(
@@ -276,9 +277,39 @@ fn short(s: &str) -> String {
     }
 }
 
-pub async fn nodes(config: Option<PathBuf>) -> Result<ExitCode> {
+/// `nodes` options.
+#[derive(Args)]
+pub struct NodesArgs {
+    /// One JSON object per node and line instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn nodes(config: Option<PathBuf>, args: NodesArgs) -> Result<ExitCode> {
     let cfg = load_config(config)?;
     let c = client(&cfg)?;
+    if args.json {
+        for (node, status) in c.statuses().await {
+            let addr = node
+                .addrs
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            match status {
+                Ok((s, rtt)) => println!(
+                    "{{\"peer\":\"{}\",\"addr\":\"{addr}\",\"up\":true,\"shares\":{},\"pending\":{},\"used\":{},\"quota\":{},\"rtt_ms\":{}}}",
+                    node.peer,
+                    s.shares,
+                    s.pending,
+                    s.used,
+                    s.quota,
+                    rtt.as_millis()
+                ),
+                Err(_) => println!("{{\"peer\":\"{}\",\"addr\":\"{addr}\",\"up\":false}}", node.peer),
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "{:<54} {:<28} {:>7} {:>7} {:>22} {:>8}",
         "PEER", "ADDRESS", "SHARES", "PENDING", "USED / QUOTA", "RTT"

@@ -43,7 +43,7 @@ enum Command {
     /// Report where a file's shares are; exit 1 if it is not recoverable.
     Check(commands::CheckArgs),
     /// List the configured nodes with their status.
-    Nodes,
+    Nodes(commands::NodesArgs),
     /// Measure throughput.
     Bench {
         #[command(subcommand)]
@@ -143,7 +143,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Put(args) => commands::put(config, args).await,
         Command::Get(args) => commands::get(config, args).await,
         Command::Check(args) => commands::check(config, args).await,
-        Command::Nodes => commands::nodes(config).await,
+        Command::Nodes(args) => commands::nodes(config, args).await,
         Command::Bench { action } => bench::run(config, action).await,
     }
 }

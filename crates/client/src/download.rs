@@ -195,7 +195,6 @@ impl<T: Transport> Client<T> {
         let mut used_shares: HashSet<u8> = HashSet::new();
         let mut sources: Vec<Source> = Vec::new();
         let mut next_candidate = 0;
-        let mut good_shares = 0usize;
 
         let mut decoder = SegmentDecoder::new();
         let mut written = 0u64;
@@ -212,7 +211,6 @@ impl<T: Transport> Client<T> {
                     match self.fetch_verifier(&si, &header, share, &node).await {
                         Ok(verifier) => {
                             used_shares.insert(share);
-                            good_shares += 1;
                             let rx =
                                 self.spawn_reader(&layout, si, share, node.clone(), index, last);
                             sources.push(Source {
@@ -226,7 +224,12 @@ impl<T: Transport> Client<T> {
                     }
                 }
                 if sources.len() < k {
-                    return Err(self.not_enough(k, good_shares, &holders));
+                    return Err(ClientError::SegmentLost {
+                        index,
+                        good: sources.len(),
+                        tried: used_shares.len(),
+                        needed: k,
+                    });
                 }
                 // Collect this segment's block from every source that has not delivered it yet.
                 let mut failed = Vec::new();
@@ -253,7 +256,6 @@ impl<T: Transport> Client<T> {
                 }
                 for i in failed.into_iter().rev() {
                     sources.remove(i);
-                    good_shares = good_shares.saturating_sub(1);
                 }
                 if blocks.len() >= k {
                     break;

@@ -37,6 +37,14 @@ pub enum ClientError {
         asked: usize,
         answered: usize,
     },
+    /// Too few shares delivered a good block for one segment.
+    #[error("segment {index} is not recoverable: only {good} of the {tried} shares tried gave a good block, need {needed}")]
+    SegmentLost {
+        index: u64,
+        good: usize,
+        tried: usize,
+        needed: usize,
+    },
     /// An upload could not reach servers-of-happiness.
     #[error("upload failed: shares landed on {achieved} distinct nodes, need {happy} ({detail})")]
     NotHappy {

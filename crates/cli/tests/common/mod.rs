@@ -1,0 +1,210 @@
+//! Helpers to run `blackbox devnet up` and the CLI as real processes on 127.0.0.1.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_blackbox");
+
+/// A running devnet: the supervisor process and its directory.
+pub struct Devnet {
+    pub dir: PathBuf,
+    pub nodes: usize,
+    child: Option<Child>,
+}
+
+impl Devnet {
+    /// Starts `nodes` nodes under `dir` (reusing their data if present) and waits until ready.
+    pub fn start(dir: &Path, nodes: usize, extra: &[&str]) -> Devnet {
+        let mut child = Command::new(BIN)
+            .args(["devnet", "up", "--nodes", &nodes.to_string(), "--dir"])
+            .arg(dir)
+            .args(extra)
+            .env_remove("BLACKBOX_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start devnet");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        loop {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) if line.starts_with("devnet ready") => break,
+                Ok(_) => continue,
+                Err(e) => panic!("devnet did not become ready: {e}"),
+            }
+        }
+        Devnet {
+            dir: dir.to_path_buf(),
+            nodes,
+            child: Some(child),
+        }
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("client.toml")
+    }
+
+    pub fn node_dir(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("node-{i:02}"))
+    }
+
+    pub fn node_pid(&self, i: usize) -> i32 {
+        let text = std::fs::read_to_string(self.node_dir(i).join("node.pid")).expect("pid file");
+        text.trim().parse().expect("pid")
+    }
+
+    /// kill -9 one node process.
+    pub fn kill_node(&self, i: usize) {
+        let pid = self.node_pid(i);
+        let status = Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        // Wait until the process is gone (the supervisor reaps it).
+        for _ in 0..200 {
+            if !Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("node {i} did not die");
+    }
+
+    /// Stops the devnet with SIGTERM and waits for it.
+    pub fn stop(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs the CLI with this devnet's client config.
+    pub fn run(&self, args: &[&str]) -> Output {
+        blackbox(Some(&self.config()), args)
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"))
+}
+
+/// Runs `blackbox` with an optional client config.
+pub fn blackbox(config: Option<&Path>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("BLACKBOX_CONFIG");
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.args(args).output().expect("run blackbox")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Writes `len` pseudo-random bytes (seeded) to `path`.
+pub fn random_file(path: &Path, len: usize, seed: u64) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    let mut x = seed | 1;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut left = len;
+    while left > 0 {
+        for chunk in buf.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let b = x.to_le_bytes();
+            chunk.copy_from_slice(&b[..chunk.len()]);
+        }
+        let n = left.min(buf.len());
+        f.write_all(&buf[..n]).expect("write");
+        left -= n;
+    }
+    f.flush().expect("flush");
+}
+
+/// Whether two files have identical contents.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    let (mut fa, mut fb) = (
+        std::fs::File::open(a).expect("open a"),
+        std::fs::File::open(b).expect("open b"),
+    );
+    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    use std::io::Read;
+    loop {
+        let na = fa.read(&mut ba).expect("read a");
+        let mut nb = 0;
+        while nb < na {
+            let r = fb.read(&mut bb[nb..na]).expect("read b");
+            if r == 0 {
+                return false;
+            }
+            nb += r;
+        }
+        if na == 0 {
+            return fb.read(&mut bb[..1]).expect("read b") == 0;
+        }
+        if ba[..na] != bb[..na] {
+            return false;
+        }
+    }
+}
+
+/// `put` a file and return its cap.
+pub fn put(net: &Devnet, file: &Path) -> String {
+    let out = net.run(&["put", file.to_str().expect("utf8 path")]);
+    assert!(out.status.success(), "put failed: {}", stderr(&out));
+    let cap = stdout(&out).trim().to_string();
+    assert!(cap.starts_with("bb:chk:"), "unexpected put output {cap:?}");
+    cap
+}
+
+/// Per-node (shares, pending, used bytes) from `blackbox nodes --json`.
+pub fn node_counts(net: &Devnet) -> Vec<(u64, u64, u64)> {
+    let out = net.run(&["nodes", "--json"]);
+    assert!(out.status.success(), "nodes failed: {}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .filter(|l| l.contains("\"shares\""))
+        .map(|l| {
+            let field = |name: &str| -> u64 {
+                let at = l.find(&format!("\"{name}\":")).expect("field") + name.len() + 3;
+                l[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit())
+                    .collect::<String>()
+                    .parse()
+                    .expect("number")
+            };
+            (field("shares"), field("pending"), field("used"))
+        })
+        .collect()
+}

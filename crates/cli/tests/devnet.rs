@@ -1,0 +1,208 @@
+//! Acceptance of the foundation: real node processes on 127.0.0.1 driven through the CLI.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// Put 200 MiB, kill -9 seven nodes, read it back; an eighth kill makes it unrecoverable.
+#[test]
+fn survives_seven_of_ten_nodes_killed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = Devnet::start(&tmp.path().join("net"), 10, &[]);
+    let file = tmp.path().join("big");
+    random_file(&file, 200 << 20, 7);
+    let cap = put(&net, &file);
+
+    // Kill seven, in a scrambled order that includes nodes holding data shares.
+    for i in [3, 9, 0, 6, 1, 8, 4] {
+        net.kill_node(i);
+    }
+    let out_path = tmp.path().join("back");
+    let out = net.run(&["get", &cap, "-o", out_path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "get after 7 kills failed: {}",
+        stderr(&out)
+    );
+    assert!(same_file(&file, &out_path), "downloaded bytes differ");
+
+    net.kill_node(2);
+    let failed = tmp.path().join("never");
+    let out = net.run(&["get", &cap, "-o", failed.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("found 2") && err.contains("need 3"),
+        "unclear error: {err}"
+    );
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "error is not one line: {err}"
+    );
+    assert!(!failed.exists(), "a failed get left a file behind");
+    let out = net.run(&["check", &cap]);
+    assert!(
+        !out.status.success(),
+        "check says recoverable with 2 of 3 shares"
+    );
+}
+
+/// Bytes overwritten inside one node's stored data are detected; the download still succeeds.
+#[test]
+fn corrupted_node_storage_is_detected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let file = tmp.path().join("f");
+    random_file(&file, 24 << 20, 11);
+    let net = Devnet::start(&dir, 10, &[]);
+    let cap = put(&net, &file);
+    let victim = net.node_dir(5);
+    net.stop(); // clean stop flushes every node's data into its files
+
+    // Overwrite bytes in the middle of every data file of node 5.
+    let mut hit = 0;
+    for entry in std::fs::read_dir(victim.join("db")).unwrap() {
+        let path = entry.unwrap().path();
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if ext == "blob" {
+            let len = std::fs::metadata(&path).unwrap().len();
+            let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            use std::io::{Seek, SeekFrom, Write};
+            for at in [len / 3, len / 2, 2 * len / 3] {
+                f.seek(SeekFrom::Start(at)).unwrap();
+                f.write_all(&[0xA5; 64]).unwrap();
+            }
+            hit += 1;
+        }
+    }
+    assert!(hit > 0, "node 5 has no blob files to corrupt");
+
+    let net = Devnet::start(&dir, 10, &[]);
+    let out_path = tmp.path().join("back");
+    let out = net.run(&["get", &cap, "-o", out_path.to_str().unwrap()]);
+    assert!(out.status.success(), "get failed: {}", stderr(&out));
+    assert!(same_file(&file, &out_path));
+    let out = net.run(&["check", "--verify", &cap]);
+    assert!(
+        out.status.success(),
+        "check --verify failed: {}",
+        stderr(&out)
+    );
+    let report = stdout(&out);
+    assert_eq!(
+        report.matches("BAD").count(),
+        1,
+        "expected exactly one bad share:\n{report}"
+    );
+}
+
+/// A client killed mid-upload leaves no partial share on any node; a new upload then succeeds.
+#[test]
+fn killed_upload_leaves_nothing_partial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let file = tmp.path().join("f");
+    random_file(&file, 200 << 20, 13);
+    let net = Devnet::start(&dir, 10, &[]);
+    let mut put_proc = Command::new(BIN)
+        .arg("--config")
+        .arg(net.config())
+        .arg("put")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until nodes are receiving blocks, then kill the client.
+    let mut seen_pending = false;
+    for _ in 0..400 {
+        if node_counts(&net)
+            .iter()
+            .any(|(_, pending, used)| *pending > 0 && *used > 0)
+        {
+            seen_pending = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(seen_pending, "upload never started");
+    put_proc.kill().unwrap();
+    let _ = put_proc.wait();
+    net.stop();
+
+    let net = Devnet::start(&dir, 10, &[]);
+    for (shares, pending, used) in node_counts(&net) {
+        assert_eq!(
+            (shares, pending, used),
+            (0, 0, 0),
+            "a node kept part of the killed upload"
+        );
+    }
+    let cap = put(&net, &file);
+    let out_path = tmp.path().join("back");
+    let out = net.run(&["get", &cap, "-o", out_path.to_str().unwrap()]);
+    assert!(out.status.success(), "get failed: {}", stderr(&out));
+    assert!(same_file(&file, &out_path));
+}
+
+/// Bad input and a full grid each give one clear line and a non-zero exit, never a panic.
+#[test]
+fn bad_input_gives_one_line_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["get", "bb:chk:nonsense"], "invalid read capability"),
+        (vec!["check", "hello"], "invalid capability"),
+        (vec!["put", "--frobnicate", "x"], "unexpected argument"),
+        (vec!["put", "/etc/hostname"], "no client config"),
+    ];
+    for (args, want) in cases {
+        let out = blackbox(None, &args);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(
+            err.trim().lines().count(),
+            1,
+            "{args:?}: not one line: {err}"
+        );
+        assert!(!err.contains("panicked"));
+    }
+    let missing = tmp.path().join("missing.toml");
+    let out = blackbox(Some(&missing), &["nodes"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot read config"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A grid of full nodes refuses the upload with a clear reason.
+    let net = Devnet::start(&tmp.path().join("net"), 3, &["--quota", "64KiB"]);
+    let file = tmp.path().join("f");
+    random_file(&file, 1 << 20, 3);
+    let out = net.run(&["put", file.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("node full"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
+    // A range outside the file is refused before any transfer.
+    let small = tmp.path().join("s");
+    random_file(&small, 1000, 5);
+    let cap = put(&net, &small);
+    let out = net.run(&["get", &cap, "--offset", "2000"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("outside the file"),
+        "{}",
+        stderr(&out)
+    );
+    let out = net.run(&["get", &cap, "--offset", "100", "--length", "10"]);
+    assert!(out.status.success());
+    let mut want = vec![0u8; 1000];
+    want.copy_from_slice(&std::fs::read(&small).unwrap());
+    assert_eq!(out.stdout, want[100..110]);
+}
