@@ -21,7 +21,7 @@ impl EncodingParams {
         if k == 0 || k > n || n > 255 {
             return Err(CoreError::InvalidKn { k, n });
         }
-        if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&segment_size) || segment_size % 64 != 0
+        if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&segment_size) || !segment_size.is_multiple_of(64)
         {
             return Err(CoreError::InvalidSegmentSize(segment_size));
         }

@@ -30,6 +30,8 @@ fn block_key(key: &ShareKey, index: u64) -> Vec<u8> {
     k
 }
 
+type KeyValue = (Box<[u8]>, Box<[u8]>);
+
 /// A share store in a RocksDB database directory.
 pub struct RocksStore {
     db: DB,
@@ -56,7 +58,7 @@ impl RocksStore {
     fn scan(
         &self,
         prefix: &[u8],
-    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), StoreError>> + '_ {
+    ) -> impl Iterator<Item = Result<KeyValue, StoreError>> + '_ {
         let prefix = prefix.to_vec();
         self.db
             .iterator(IteratorMode::From(&prefix, Direction::Forward))
