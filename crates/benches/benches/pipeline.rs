@@ -1,6 +1,6 @@
 //! Criterion benches of the pipeline and of each of its parts, per 1 MiB segment of plaintext.
 
-use blackbox_benches::{blake3_hash, chacha, data, memcpy, measure, rs_encode, Decoding, Encoding, SEG};
+use blackbox_benches::{blake3_hash, chacha, data, measure, memcpy, Decoding, Encoding, RsEncode, SEG};
 use criterion::{criterion_group, Criterion, Throughput};
 
 fn parts(c: &mut Criterion) {
@@ -13,7 +13,8 @@ fn parts(c: &mut Criterion) {
     g.bench_function("chacha20poly1305", |b| b.iter(|| chacha(&mut buf)));
     g.bench_function("blake3", |b| b.iter(|| blake3_hash(&src)));
     for (k, n) in [(3, 10), (29, 80)] {
-        g.bench_function(format!("rs-encode-{k}-of-{n}"), |b| b.iter(|| rs_encode(&src, k, n)));
+        let mut rs = RsEncode::new(&src, k, n);
+        g.bench_function(format!("rs-encode-{k}-of-{n}"), |b| b.iter(|| rs.step()));
     }
     g.finish();
 }
@@ -34,6 +35,7 @@ fn pipeline(c: &mut Criterion) {
 criterion_group!(benches, parts, pipeline);
 
 fn main() {
+    blackbox_benches::tune_allocator();
     benches();
     Criterion::default().configure_from_args().final_summary();
     // The ratio to the ceiling, measured again in this run.

@@ -167,7 +167,12 @@ fn e2e(args: E2eArgs) -> Result<ExitCode> {
         }
         let node_pid = std::fs::read_to_string(net_dir.join("node-00").join("node.pid")).unwrap_or_default();
         let node_rss = vm_hwm_kib(&node_pid).map_or("?".into(), |k| format!("{:.0} MiB", k as f64 / 1024.0));
-        println!("e2e on devnet of {} nodes, {} file ({mb:.0} MB), {}-core machine:", args.nodes, ByteSize(size), num_cpus());
+        println!(
+            "e2e on devnet of {} nodes, {} file ({mb:.0} MB), {}-core machine:",
+            args.nodes,
+            ByteSize(size),
+            num_cpus()
+        );
         println!(
             "  put: {:.2} s = {:.0} MB/s, client peak RSS {:.0} MiB, client CPU {:.2} s",
             put.secs,

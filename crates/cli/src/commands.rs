@@ -76,26 +76,19 @@ fn client(cfg: &ClientConfig) -> Result<Client<Libp2pTransport>> {
     if nodes.is_empty() {
         bail!("the client config lists no nodes");
     }
-    let transport = Libp2pTransport::new(Duration::from_secs(cfg.request_timeout_secs))
-        .context("starting network")?;
+    let transport = Libp2pTransport::new(Duration::from_secs(cfg.request_timeout_secs)).context("starting network")?;
     Ok(Client::new(transport, nodes))
 }
 
 /// Shows a byte progress bar on stderr while `work` runs, if stderr is a terminal.
-async fn with_progress<F: std::future::Future>(
-    total: u64,
-    counter: Arc<AtomicU64>,
-    work: F,
-) -> F::Output {
+async fn with_progress<F: std::future::Future>(total: u64, counter: Arc<AtomicU64>, work: F) -> F::Output {
     if !std::io::stderr().is_terminal() {
         return work.await;
     }
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let ticker = {
         let bar = bar.clone();
@@ -115,8 +108,7 @@ async fn with_progress<F: std::future::Future>(
 pub async fn put(config: Option<PathBuf>, args: PutArgs) -> Result<ExitCode> {
     let cfg = load_config(config)?;
     let path = args.file.clone();
-    let meta =
-        std::fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let meta = std::fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
     if !meta.is_file() {
         bail!("{} is not a regular file", path.display());
     }
@@ -127,19 +119,10 @@ pub async fn put(config: Option<PathBuf>, args: PutArgs) -> Result<ExitCode> {
     let params = EncodingParams::new(k, n, seg)?;
     let happy = args.happy.unwrap_or(cfg.happy.min(n)).max(k);
     let c = client(&cfg)?;
-    let opts = UploadOptions {
-        params,
-        happy,
-        key: None,
-    };
+    let opts = UploadOptions { params, happy, key: None };
     let counter = Arc::new(AtomicU64::new(0));
     let open_path = path.clone();
-    let work = c.upload(
-        move || std::fs::File::open(&open_path),
-        meta.len(),
-        &opts,
-        counter.clone(),
-    );
+    let work = c.upload(move || std::fs::File::open(&open_path), meta.len(), &opts, counter.clone());
     let report = with_progress(meta.len(), counter, work).await?;
     println!("{}", report.cap);
     Ok(ExitCode::SUCCESS)
@@ -159,8 +142,7 @@ pub async fn get(config: Option<PathBuf>, args: GetArgs) -> Result<ExitCode> {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);
             }
-            std::fs::rename(&tmp, &out)
-                .with_context(|| format!("cannot write {}", out.display()))?;
+            std::fs::rename(&tmp, &out).with_context(|| format!("cannot write {}", out.display()))?;
         }
         None => {
             let stdout = std::io::stdout();
@@ -173,10 +155,7 @@ pub async fn get(config: Option<PathBuf>, args: GetArgs) -> Result<ExitCode> {
 }
 
 fn temp_path(out: &Path) -> PathBuf {
-    let mut name = out
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
+    let mut name = out.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".blackbox-partial");
     out.with_file_name(name)
 }
@@ -187,8 +166,7 @@ async fn download_to_file(
     range: Option<(u64, u64)>,
     path: &Path,
 ) -> Result<()> {
-    let file =
-        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     let counter = Arc::new(AtomicU64::new(0));
     let total = range.map_or(cap.size, |r| r.1);
@@ -207,8 +185,7 @@ fn parse_any_cap(s: &str) -> Result<VerifyCap> {
     if let Ok(read) = s.parse::<ReadCap>() {
         return Ok(read.verify_cap());
     }
-    s.parse::<VerifyCap>()
-        .map_err(|e| anyhow::anyhow!("invalid capability: {e}"))
+    s.parse::<VerifyCap>().map_err(|e| anyhow::anyhow!("invalid capability: {e}"))
 }
 
 pub async fn check(config: Option<PathBuf>, args: CheckArgs) -> Result<ExitCode> {
@@ -243,17 +220,10 @@ pub async fn check(config: Option<PathBuf>, args: CheckArgs) -> Result<ExitCode>
                 ShareHealth::Good => {
                     println!("  share {share:>3} on {}: good", short(&peer.to_string()))
                 }
-                ShareHealth::Bad(why) => println!(
-                    "  share {share:>3} on {}: BAD: {why}",
-                    short(&peer.to_string())
-                ),
+                ShareHealth::Bad(why) => println!("  share {share:>3} on {}: BAD: {why}", short(&peer.to_string())),
             }
         }
-        println!(
-            "{} distinct shares verified good (need {})",
-            v.good_distinct(),
-            v.needed
-        );
+        println!("{} distinct shares verified good (need {})", v.good_distinct(), v.needed);
         recoverable = v.recoverable();
         found = v.good_distinct();
     }
@@ -261,10 +231,7 @@ pub async fn check(config: Option<PathBuf>, args: CheckArgs) -> Result<ExitCode>
         println!("recoverable");
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!(
-            "error: not recoverable: found {found} distinct good shares, need {}",
-            report.needed
-        );
+        eprintln!("error: not recoverable: found {found} distinct good shares, need {}", report.needed);
         Ok(ExitCode::FAILURE)
     }
 }
@@ -290,11 +257,7 @@ pub async fn nodes(config: Option<PathBuf>, args: NodesArgs) -> Result<ExitCode>
     let c = client(&cfg)?;
     if args.json {
         for (node, status) in c.statuses().await {
-            let addr = node
-                .addrs
-                .first()
-                .map(ToString::to_string)
-                .unwrap_or_default();
+            let addr = node.addrs.first().map(ToString::to_string).unwrap_or_default();
             match status {
                 Ok((s, rtt)) => println!(
                     "{{\"peer\":\"{}\",\"addr\":\"{addr}\",\"up\":true,\"shares\":{},\"pending\":{},\"used\":{},\"quota\":{},\"rtt_ms\":{}}}",
@@ -310,17 +273,10 @@ pub async fn nodes(config: Option<PathBuf>, args: NodesArgs) -> Result<ExitCode>
         }
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{:<54} {:<28} {:>7} {:>7} {:>22} {:>8}",
-        "PEER", "ADDRESS", "SHARES", "PENDING", "USED / QUOTA", "RTT"
-    );
+    println!("{:<54} {:<28} {:>7} {:>7} {:>22} {:>8}", "PEER", "ADDRESS", "SHARES", "PENDING", "USED / QUOTA", "RTT");
     let mut down = 0;
     for (node, status) in c.statuses().await {
-        let addr = node
-            .addrs
-            .first()
-            .map(ToString::to_string)
-            .unwrap_or_default();
+        let addr = node.addrs.first().map(ToString::to_string).unwrap_or_default();
         match status {
             Ok((s, rtt)) => println!(
                 "{:<54} {:<28} {:>7} {:>7} {:>22} {:>6}ms",
@@ -333,11 +289,7 @@ pub async fn nodes(config: Option<PathBuf>, args: NodesArgs) -> Result<ExitCode>
             ),
             Err(e) => {
                 down += 1;
-                println!(
-                    "{:<54} {:<28} unreachable: {e}",
-                    node.peer.to_string(),
-                    addr
-                );
+                println!("{:<54} {:<28} unreachable: {e}", node.peer.to_string(), addr);
             }
         }
     }

@@ -54,19 +54,14 @@ fn ensure_node_config(dir: &Path, quota: ByteSize) -> Result<PathBuf> {
             quota,
             ..NodeConfig::default()
         };
-        std::fs::write(&path, toml::to_string(&cfg)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(&path, toml::to_string(&cfg)?).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(path)
 }
 
 fn log_tail(dir: &Path) -> String {
     let text = std::fs::read_to_string(dir.join("node.log")).unwrap_or_default();
-    text.lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .to_string()
+    text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_string()
 }
 
 pub async fn up(args: UpArgs) -> Result<ExitCode> {
@@ -98,11 +93,7 @@ pub async fn up(args: UpArgs) -> Result<ExitCode> {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start node {i}"))?;
-        procs.push(NodeProc {
-            dir,
-            child,
-            alive: true,
-        });
+        procs.push(NodeProc { dir, child, alive: true });
     }
 
     let infos = match wait_ready(&mut procs).await {
@@ -117,25 +108,12 @@ pub async fn up(args: UpArgs) -> Result<ExitCode> {
     client.total = client.total.min(args.nodes);
     client.needed = client.needed.min(client.total);
     client.happy = client.happy.min(client.total).max(client.needed);
-    client.nodes = infos
-        .into_iter()
-        .map(|i| NodeEntry {
-            peer_id: i.peer_id,
-            addrs: i.addrs,
-        })
-        .collect();
+    client.nodes = infos.into_iter().map(|i| NodeEntry { peer_id: i.peer_id, addrs: i.addrs }).collect();
     std::fs::write(&client_path, toml::to_string(&client)?)
         .with_context(|| format!("cannot write {}", client_path.display()))?;
     let abs = std::fs::canonicalize(&client_path).unwrap_or(client_path);
-    println!(
-        "devnet ready: {} nodes; client config {}",
-        args.nodes,
-        abs.display()
-    );
-    println!(
-        "try: export BLACKBOX_CONFIG={}; blackbox put FILE",
-        abs.display()
-    );
+    println!("devnet ready: {} nodes; client config {}", args.nodes, abs.display());
+    println!("try: export BLACKBOX_CONFIG={}; blackbox put FILE", abs.display());
 
     supervise(&mut procs).await;
     Ok(ExitCode::SUCCESS)
@@ -151,15 +129,10 @@ async fn wait_ready(procs: &mut [NodeProc]) -> Result<Vec<NodeInfo>> {
                 continue;
             }
             if let Some(status) = p.child.try_wait()? {
-                bail!(
-                    "node {i} exited during start ({status}): {}",
-                    log_tail(&p.dir)
-                );
+                bail!("node {i} exited during start ({status}): {}", log_tail(&p.dir));
             }
             if let Ok(text) = std::fs::read_to_string(p.dir.join(INFO_FILE)) {
-                infos[i] = Some(
-                    toml::from_str(&text).with_context(|| format!("bad info file of node {i}"))?,
-                );
+                infos[i] = Some(toml::from_str(&text).with_context(|| format!("bad info file of node {i}"))?);
             }
         }
         if infos.iter().all(Option::is_some) {

@@ -80,6 +80,7 @@ fn init_logging(verbose: u8, default: &str) {
 }
 
 fn main() -> ExitCode {
+    blackbox_benches::tune_allocator();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -104,10 +105,7 @@ fn main() -> ExitCode {
         _ => "warn",
     };
     init_logging(cli.verbose, default_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start runtime: {e}");
@@ -126,20 +124,13 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = cli.config;
     match cli.command {
-        Command::Node {
-            action: NodeAction::Run,
-        } => {
-            let path =
-                config.ok_or_else(|| anyhow::anyhow!("`node run` needs --config NODE.toml"))?;
+        Command::Node { action: NodeAction::Run } => {
+            let path = config.ok_or_else(|| anyhow::anyhow!("`node run` needs --config NODE.toml"))?;
             let cfg = blackbox_storage_node::NodeConfig::load(&path).map_err(anyhow::Error::msg)?;
-            blackbox_storage_node::daemon::run(cfg)
-                .await
-                .map_err(anyhow::Error::msg)?;
+            blackbox_storage_node::daemon::run(cfg).await.map_err(anyhow::Error::msg)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Devnet {
-            action: DevnetAction::Up(args),
-        } => devnet::up(args).await,
+        Command::Devnet { action: DevnetAction::Up(args) } => devnet::up(args).await,
         Command::Put(args) => commands::put(config, args).await,
         Command::Get(args) => commands::get(config, args).await,
         Command::Check(args) => commands::check(config, args).await,

@@ -22,11 +22,7 @@ fn survives_seven_of_ten_nodes_killed() {
     }
     let out_path = tmp.path().join("back");
     let out = net.run(&["get", &cap, "-o", out_path.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "get after 7 kills failed: {}",
-        stderr(&out)
-    );
+    assert!(out.status.success(), "get after 7 kills failed: {}", stderr(&out));
     assert!(same_file(&file, &out_path), "downloaded bytes differ");
 
     net.kill_node(2);
@@ -34,21 +30,11 @@ fn survives_seven_of_ten_nodes_killed() {
     let out = net.run(&["get", &cap, "-o", failed.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(
-        err.contains("found 2") && err.contains("need 3"),
-        "unclear error: {err}"
-    );
-    assert_eq!(
-        err.trim().lines().count(),
-        1,
-        "error is not one line: {err}"
-    );
+    assert!(err.contains("found 2") && err.contains("need 3"), "unclear error: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "error is not one line: {err}");
     assert!(!failed.exists(), "a failed get left a file behind");
     let out = net.run(&["check", &cap]);
-    assert!(
-        !out.status.success(),
-        "check says recoverable with 2 of 3 shares"
-    );
+    assert!(!out.status.success(), "check says recoverable with 2 of 3 shares");
 }
 
 /// Bytes overwritten inside one node's stored data are detected; the download still succeeds.
@@ -63,12 +49,16 @@ fn corrupted_node_storage_is_detected() {
     let victim = net.node_dir(5);
     net.stop(); // clean stop flushes every node's data into its files
 
-    // Overwrite bytes in the middle of every data file of node 5.
+    // Overwrite bytes in the middle of every share file of node 5.
     let mut hit = 0;
-    for entry in std::fs::read_dir(victim.join("db")).unwrap() {
-        let path = entry.unwrap().path();
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-        if ext == "blob" {
+    let mut stack = vec![victim.join("store").join("shares")];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
             let len = std::fs::metadata(&path).unwrap().len();
             let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
             use std::io::{Seek, SeekFrom, Write};
@@ -79,7 +69,7 @@ fn corrupted_node_storage_is_detected() {
             hit += 1;
         }
     }
-    assert!(hit > 0, "node 5 has no blob files to corrupt");
+    assert_eq!(hit, 1, "node 5 should hold exactly one share file");
 
     let net = Devnet::start(&dir, 10, &[]);
     let out_path = tmp.path().join("back");
@@ -87,17 +77,9 @@ fn corrupted_node_storage_is_detected() {
     assert!(out.status.success(), "get failed: {}", stderr(&out));
     assert!(same_file(&file, &out_path));
     let out = net.run(&["check", "--verify", &cap]);
-    assert!(
-        out.status.success(),
-        "check --verify failed: {}",
-        stderr(&out)
-    );
+    assert!(out.status.success(), "check --verify failed: {}", stderr(&out));
     let report = stdout(&out);
-    assert_eq!(
-        report.matches("BAD").count(),
-        1,
-        "expected exactly one bad share:\n{report}"
-    );
+    assert_eq!(report.matches("BAD").count(), 1, "expected exactly one bad share:\n{report}");
 }
 
 /// A client killed mid-upload leaves no partial share on any node; a new upload then succeeds.
@@ -120,10 +102,7 @@ fn killed_upload_leaves_nothing_partial() {
     // Wait until nodes are receiving blocks, then kill the client.
     let mut seen_pending = false;
     for _ in 0..400 {
-        if node_counts(&net)
-            .iter()
-            .any(|(_, pending, used)| *pending > 0 && *used > 0)
-        {
+        if node_counts(&net).iter().any(|(_, pending, used)| *pending > 0 && *used > 0) {
             seen_pending = true;
             break;
         }
@@ -136,11 +115,7 @@ fn killed_upload_leaves_nothing_partial() {
 
     let net = Devnet::start(&dir, 10, &[]);
     for (shares, pending, used) in node_counts(&net) {
-        assert_eq!(
-            (shares, pending, used),
-            (0, 0, 0),
-            "a node kept part of the killed upload"
-        );
+        assert_eq!((shares, pending, used), (0, 0, 0), "a node kept part of the killed upload");
     }
     let cap = put(&net, &file);
     let out_path = tmp.path().join("back");
@@ -164,21 +139,13 @@ fn bad_input_gives_one_line_errors() {
         let err = stderr(&out);
         assert!(!out.status.success(), "{args:?} succeeded");
         assert!(err.contains(want), "{args:?}: {err}");
-        assert_eq!(
-            err.trim().lines().count(),
-            1,
-            "{args:?}: not one line: {err}"
-        );
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: not one line: {err}");
         assert!(!err.contains("panicked"));
     }
     let missing = tmp.path().join("missing.toml");
     let out = blackbox(Some(&missing), &["nodes"]);
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("cannot read config"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("cannot read config"), "{}", stderr(&out));
 
     // A grid of full nodes refuses the upload with a clear reason.
     let net = Devnet::start(&tmp.path().join("net"), 3, &["--quota", "64KiB"]);
@@ -195,11 +162,7 @@ fn bad_input_gives_one_line_errors() {
     let cap = put(&net, &small);
     let out = net.run(&["get", &cap, "--offset", "2000"]);
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("outside the file"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("outside the file"), "{}", stderr(&out));
     let out = net.run(&["get", &cap, "--offset", "100", "--length", "10"]);
     assert!(out.status.success());
     let mut want = vec![0u8; 1000];

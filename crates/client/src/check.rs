@@ -57,12 +57,8 @@ pub struct VerifyReport {
 impl VerifyReport {
     /// Distinct shares that verified completely.
     pub fn good_distinct(&self) -> usize {
-        let mut s: Vec<u8> = self
-            .shares
-            .iter()
-            .filter(|(_, _, h)| *h == ShareHealth::Good)
-            .map(|(s, _, _)| *s)
-            .collect();
+        let mut s: Vec<u8> =
+            self.shares.iter().filter(|(_, _, h)| *h == ShareHealth::Good).map(|(s, _, _)| *s).collect();
         s.sort_unstable();
         s.dedup();
         s.len()
@@ -87,11 +83,7 @@ impl<T: Transport> Client<T> {
             holders,
             asked: h.asked,
             answered: h.answered,
-            unreachable: h
-                .unreachable
-                .iter()
-                .map(|(n, why)| (n.peer, why.clone()))
-                .collect(),
+            unreachable: h.unreachable.iter().map(|(n, why)| (n.peer, why.clone())).collect(),
             needed: cap.k as usize,
             happiness: servers_of_happiness(&pairs),
         }

@@ -50,10 +50,8 @@ impl Default for ClientConfig {
 impl ClientConfig {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-        toml::from_str(&text)
-            .map_err(|e| format!("invalid config {}: {}", path.display(), e.message()))
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("invalid config {}: {}", path.display(), e.message()))
     }
 
     /// The nodes, parsed.
@@ -61,17 +59,11 @@ impl ClientConfig {
         self.nodes
             .iter()
             .map(|n| {
-                let peer = n
-                    .peer_id
-                    .parse()
-                    .map_err(|_| format!("invalid peer id `{}` in config", n.peer_id))?;
+                let peer = n.peer_id.parse().map_err(|_| format!("invalid peer id `{}` in config", n.peer_id))?;
                 let addrs = n
                     .addrs
                     .iter()
-                    .map(|a| {
-                        a.parse()
-                            .map_err(|_| format!("invalid address `{a}` in config"))
-                    })
+                    .map(|a| a.parse().map_err(|_| format!("invalid address `{a}` in config")))
                     .collect::<Result<_, _>>()?;
                 Ok(NodeRef { peer, addrs })
             })

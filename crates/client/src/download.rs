@@ -8,9 +8,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use blackbox_core::{
-    file_root, FileLayout, ReadCap, SegmentDecoder, ShareHeader, ShareVerifier, VerifyCap,
-};
+use blackbox_core::{file_root, FileLayout, ReadCap, SegmentDecoder, ShareHeader, ShareVerifier, VerifyCap};
 use blackbox_net::wire::{MAX_LEAVES, MAX_MESSAGE};
 use blackbox_net::{Request, Response, Transport};
 
@@ -33,11 +31,7 @@ pub(crate) struct Holders {
 
 impl Holders {
     pub fn distinct(&self) -> usize {
-        self.found
-            .iter()
-            .map(|(s, _)| *s)
-            .collect::<HashSet<_>>()
-            .len()
+        self.found.iter().map(|(s, _)| *s).collect::<HashSet<_>>().len()
     }
 }
 
@@ -53,19 +47,12 @@ impl<T: Transport> Client<T> {
     /// Asks every node which shares of `si` it holds.
     pub(crate) async fn locate(&self, si: &[u8; 32]) -> Holders {
         let asks = self.nodes.iter().map(|n| async move {
-            let r = tokio::time::timeout(
-                self.query_timeout,
-                self.call(n, Request::ListShares { si: *si }),
-            )
-            .await;
+            let r = tokio::time::timeout(self.query_timeout, self.call(n, Request::ListShares { si: *si })).await;
             (n.clone(), r, Instant::now())
         });
         let mut answers = futures::future::join_all(asks).await;
         answers.sort_by_key(|(_, _, at)| *at);
-        let mut h = Holders {
-            asked: self.nodes.len(),
-            ..Default::default()
-        };
+        let mut h = Holders { asked: self.nodes.len(), ..Default::default() };
         for (node, r, _) in answers {
             match r {
                 Ok(Ok(Response::Shares(list))) => {
@@ -81,26 +68,13 @@ impl<T: Transport> Client<T> {
     }
 
     /// Fetches a header from some holder and checks it against the cap's root and parameters.
-    pub(crate) async fn fetch_header(
-        &self,
-        cap: &VerifyCap,
-        holders: &Holders,
-    ) -> Result<ShareHeader, ClientError> {
+    pub(crate) async fn fetch_header(&self, cap: &VerifyCap, holders: &Holders) -> Result<ShareHeader, ClientError> {
         let mut tried = HashSet::new();
         for (share, node) in &holders.found {
             if !tried.insert(node.peer) {
                 continue;
             }
-            let bytes = match self
-                .call(
-                    node,
-                    Request::ReadHeader {
-                        si: cap.storage_index,
-                        share: *share,
-                    },
-                )
-                .await
-            {
+            let bytes = match self.call(node, Request::ReadHeader { si: cap.storage_index, share: *share }).await {
                 Ok(Response::Header(b)) => b,
                 Ok(_) | Err(_) => continue,
             };
@@ -119,12 +93,7 @@ impl<T: Transport> Client<T> {
     }
 
     pub(crate) fn not_enough(&self, needed: usize, found: usize, h: &Holders) -> ClientError {
-        ClientError::NotEnoughShares {
-            found,
-            needed,
-            asked: h.asked,
-            answered: h.answered,
-        }
+        ClientError::NotEnoughShares { found, needed, asked: h.asked, answered: h.answered }
     }
 
     /// Reads and verifies every leaf hash of one share.
@@ -138,12 +107,7 @@ impl<T: Transport> Client<T> {
         let total = header.layout().num_segments();
         let mut leaves = Vec::with_capacity(total as usize);
         while (leaves.len() as u64) < total {
-            let req = Request::ReadLeaves {
-                si: *si,
-                share,
-                start: leaves.len() as u64,
-                count: MAX_LEAVES,
-            };
+            let req = Request::ReadLeaves { si: *si, share, start: leaves.len() as u64, count: MAX_LEAVES };
             match self.call(node, req).await? {
                 Response::Leaves(l) if !l.is_empty() => leaves.extend(l),
                 _ => break,
@@ -158,21 +122,13 @@ impl<T: Transport> Client<T> {
 
     /// Downloads bytes `offset..offset+len` of the file (the whole file for `None`), writing them in
     /// order to `out`. Only the segments covering the range are fetched.
-    pub async fn download<W>(
-        &self,
-        cap: &ReadCap,
-        range: Option<(u64, u64)>,
-        mut out: W,
-    ) -> Result<u64, ClientError>
+    pub async fn download<W>(&self, cap: &ReadCap, range: Option<(u64, u64)>, mut out: W) -> Result<u64, ClientError>
     where
         W: FnMut(&[u8]) -> std::io::Result<()>,
     {
         let (offset, len) = range.unwrap_or((0, cap.size));
         if offset.checked_add(len).is_none_or(|end| end > cap.size) {
-            return Err(ClientError::Invalid(format!(
-                "range {offset}+{len} is outside the file ({} bytes)",
-                cap.size
-            )));
+            return Err(ClientError::Invalid(format!("range {offset}+{len} is outside the file ({} bytes)", cap.size)));
         }
         let vcap = cap.verify_cap();
         let si = vcap.storage_index;
@@ -211,14 +167,8 @@ impl<T: Transport> Client<T> {
                     match self.fetch_verifier(&si, &header, share, &node).await {
                         Ok(verifier) => {
                             used_shares.insert(share);
-                            let rx =
-                                self.spawn_reader(&layout, si, share, node.clone(), index, last);
-                            sources.push(Source {
-                                share,
-                                node,
-                                verifier,
-                                rx,
-                            });
+                            let rx = self.spawn_reader(&layout, si, share, node.clone(), index, last);
+                            sources.push(Source { share, node, verifier, rx });
                         }
                         Err(e) => debug!(share, peer = %node.peer, error = %e, "share unusable"),
                     }
@@ -238,9 +188,7 @@ impl<T: Transport> Client<T> {
                         continue;
                     }
                     match src.rx.recv().await {
-                        Some(Ok((got, block)))
-                            if got == index && src.verifier.check(index, &block) =>
-                        {
+                        Some(Ok((got, block))) if got == index && src.verifier.check(index, &block) => {
                             blocks.insert(src.share, block);
                         }
                         Some(Ok(_)) => {
@@ -261,10 +209,7 @@ impl<T: Transport> Client<T> {
                     break;
                 }
             }
-            let refs: Vec<(usize, &[u8])> = blocks
-                .iter()
-                .map(|(s, b)| (*s as usize, b.as_ref()))
-                .collect();
+            let refs: Vec<(usize, &[u8])> = blocks.iter().map(|(s, b)| (*s as usize, b.as_ref())).collect();
             let plain = decoder.decode(&cap.key, &layout, index, &refs)?;
             let seg_start = index * seg;
             let from = offset.saturating_sub(seg_start) as usize;
@@ -294,22 +239,7 @@ impl<T: Transport> Client<T> {
                 .map(|start| {
                     let count = per_request.min(to + 1 - start) as u32;
                     let (transport, node) = (&transport, &node);
-                    async move {
-                        (
-                            start,
-                            call(
-                                transport,
-                                node,
-                                Request::ReadBlocks {
-                                    si,
-                                    share,
-                                    start,
-                                    count,
-                                },
-                            )
-                            .await,
-                        )
-                    }
+                    async move { (start, call(transport, node, Request::ReadBlocks { si, share, start, count }).await) }
                 })
                 .buffered(READS_IN_FLIGHT);
             while let Some((start, r)) = reads.next().await {
@@ -335,12 +265,7 @@ impl<T: Transport> Client<T> {
                     let mut at = start + n;
                     let end = (start + per_request).min(to + 1);
                     while at < end {
-                        let req = Request::ReadBlocks {
-                            si,
-                            share,
-                            start: at,
-                            count: (end - at) as u32,
-                        };
+                        let req = Request::ReadBlocks { si, share, start: at, count: (end - at) as u32 };
                         match call(&transport, &node, req).await {
                             Ok(Response::Blocks(b)) if !b.is_empty() => {
                                 for blk in b {

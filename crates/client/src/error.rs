@@ -11,11 +11,7 @@ pub enum ClientError {
     Transport(#[from] TransportError),
     /// A node answered with an error.
     #[error("node {peer} refused: {message} ({code:?})")]
-    Node {
-        peer: PeerId,
-        code: ErrorCode,
-        message: String,
-    },
+    Node { peer: PeerId, code: ErrorCode, message: String },
     /// A node answered with the wrong kind of response.
     #[error("node {peer} sent an unexpected response")]
     Unexpected { peer: PeerId },
@@ -24,34 +20,18 @@ pub enum ClientError {
     Timeout(PeerId),
     /// A node sent data that failed verification.
     #[error("node {peer} sent bad data for share {share}: {what}")]
-    BadData {
-        peer: PeerId,
-        share: u8,
-        what: String,
-    },
+    BadData { peer: PeerId, share: u8, what: String },
     /// Not enough shares could be found or fetched to rebuild the file.
     #[error("file is not recoverable: found {found} distinct good shares, need {needed} (asked {asked} nodes, {answered} answered)")]
-    NotEnoughShares {
-        found: usize,
-        needed: usize,
-        asked: usize,
-        answered: usize,
-    },
+    NotEnoughShares { found: usize, needed: usize, asked: usize, answered: usize },
     /// Too few shares delivered a good block for one segment.
-    #[error("segment {index} is not recoverable: only {good} of the {tried} shares tried gave a good block, need {needed}")]
-    SegmentLost {
-        index: u64,
-        good: usize,
-        tried: usize,
-        needed: usize,
-    },
+    #[error(
+        "segment {index} is not recoverable: only {good} of the {tried} shares tried gave a good block, need {needed}"
+    )]
+    SegmentLost { index: u64, good: usize, tried: usize, needed: usize },
     /// An upload could not reach servers-of-happiness.
     #[error("upload failed: shares landed on {achieved} distinct nodes, need {happy} ({detail})")]
-    NotHappy {
-        achieved: usize,
-        happy: usize,
-        detail: String,
-    },
+    NotHappy { achieved: usize, happy: usize, detail: String },
     /// Bad input from the caller.
     #[error("{0}")]
     Invalid(String),

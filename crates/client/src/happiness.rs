@@ -31,12 +31,7 @@ pub fn servers_of_happiness<N: Eq + Hash + Clone>(placements: &[(u8, N)]) -> usi
     matched
 }
 
-fn augment(
-    s: u8,
-    adj: &HashMap<u8, Vec<usize>>,
-    owner: &mut [Option<u8>],
-    seen: &mut [bool],
-) -> bool {
+fn augment(s: u8, adj: &HashMap<u8, Vec<usize>>, owner: &mut [Option<u8>], seen: &mut [bool]) -> bool {
     for &n in adj.get(&s).map(Vec::as_slice).unwrap_or(&[]) {
         if seen[n] {
             continue;

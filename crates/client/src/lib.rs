@@ -40,11 +40,7 @@ pub struct Client<T> {
 impl<T: Transport> Client<T> {
     /// A client that will use `nodes` through `transport`.
     pub fn new(transport: T, nodes: Vec<NodeRef>) -> Self {
-        Self {
-            transport,
-            nodes,
-            query_timeout: Duration::from_secs(10),
-        }
+        Self { transport, nodes, query_timeout: Duration::from_secs(10) }
     }
 
     /// The known nodes.
@@ -58,12 +54,7 @@ impl<T: Transport> Client<T> {
     }
 
     /// Asks every node for its status (`None` for nodes that did not answer in time).
-    pub async fn statuses(
-        &self,
-    ) -> Vec<(
-        NodeRef,
-        Result<(blackbox_net::NodeStatus, Duration), ClientError>,
-    )> {
+    pub async fn statuses(&self) -> Vec<(NodeRef, Result<(blackbox_net::NodeStatus, Duration), ClientError>)> {
         let futs = self.nodes.iter().map(|n| async move {
             let start = std::time::Instant::now();
             let r = tokio::time::timeout(self.query_timeout, self.call(n, Request::Status)).await;
@@ -79,28 +70,14 @@ impl<T: Transport> Client<T> {
     }
 }
 
-async fn call<T: Transport>(
-    transport: &T,
-    node: &NodeRef,
-    req: Request,
-) -> Result<Response, ClientError> {
+async fn call<T: Transport>(transport: &T, node: &NodeRef, req: Request) -> Result<Response, ClientError> {
     match transport.request(node.peer, &node.addrs, req).await? {
-        Response::Error { code, message } => Err(ClientError::Node {
-            peer: node.peer,
-            code,
-            message,
-        }),
+        Response::Error { code, message } => Err(ClientError::Node { peer: node.peer, code, message }),
         other => Ok(other),
     }
 }
 
 /// Whether an error means the node refused for lack of space.
 pub fn is_quota_error(e: &ClientError) -> bool {
-    matches!(
-        e,
-        ClientError::Node {
-            code: ErrorCode::QuotaExceeded,
-            ..
-        }
-    )
+    matches!(e, ClientError::Node { code: ErrorCode::QuotaExceeded, .. })
 }

@@ -11,9 +11,7 @@ use rand::RngCore;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use blackbox_core::{
-    storage_index, EncodingParams, FileEncoder, FileKey, ReadCap, ShareHeader, StorageIndex,
-};
+use blackbox_core::{storage_index, EncodingParams, FileEncoder, FileKey, ReadCap, ShareHeader, StorageIndex};
 use blackbox_net::{PeerId, Request, Response, Transport};
 
 use crate::{call, servers_of_happiness, Client, ClientError, NodeRef};
@@ -115,36 +113,22 @@ impl<T: Transport> Client<T> {
             if todo.is_empty() {
                 break;
             }
-            let (targets, refusals) = self
-                .allocate(&order, &si, &params, size, &todo, &placed, &mut bad)
-                .await;
+            let (targets, refusals) = self.allocate(&order, &si, &params, size, &todo, &placed, &mut bad).await;
             if let Some(e) = refusals.last() {
                 last_error = e.to_string();
             }
-            let (have, need_data): (Vec<_>, Vec<_>) =
-                targets.into_iter().partition(|(_, _, already)| *already);
+            let (have, need_data): (Vec<_>, Vec<_>) = targets.into_iter().partition(|(_, _, already)| *already);
             placed.extend(have.into_iter().map(|(s, n, _)| (s, n)));
-            let need_data: Vec<(u8, NodeRef)> =
-                need_data.into_iter().map(|(s, n, _)| (s, n)).collect();
+            let need_data: Vec<(u8, NodeRef)> = need_data.into_iter().map(|(s, n, _)| (s, n)).collect();
             let reachable = servers_of_happiness(&with_targets(&placed, &need_data));
             if reachable < opts.happy {
-                return Err(ClientError::NotHappy {
-                    achieved: reachable,
-                    happy: opts.happy,
-                    detail: last_error,
-                });
+                return Err(ClientError::NotHappy { achieved: reachable, happy: opts.happy, detail: last_error });
             }
             if need_data.is_empty() && result.is_some() {
                 break;
             }
-            let counter = if pass == 0 {
-                Some(progress.clone())
-            } else {
-                None
-            };
-            let p = self
-                .stream_pass(open.clone(), key, si, params, size, need_data, counter)
-                .await?;
+            let counter = if pass == 0 { Some(progress.clone()) } else { None };
+            let p = self.stream_pass(open.clone(), key, si, params, size, need_data, counter).await?;
             for (share, node, err) in &p.failed {
                 warn!(share, peer = %node.peer, error = %err, "share upload failed; will place it elsewhere");
                 bad.insert(node.peer);
@@ -160,28 +144,18 @@ impl<T: Transport> Client<T> {
         }
         let happiness = servers_of_happiness(&to_pairs(&placed));
         if happiness < opts.happy {
-            return Err(ClientError::NotHappy {
-                achieved: happiness,
-                happy: opts.happy,
-                detail: last_error,
-            });
+            return Err(ClientError::NotHappy { achieved: happiness, happy: opts.happy, detail: last_error });
         }
         let (_, cap) = match result {
             Some(r) => r,
             None => {
                 // Every share was already stored (same key uploaded before): re-derive the cap.
-                let p = self
-                    .stream_pass(open, key, si, params, size, Vec::new(), None)
-                    .await?;
+                let p = self.stream_pass(open, key, si, params, size, Vec::new(), None).await?;
                 (p.header, p.cap)
             }
         };
         info!(happiness, shares = placed.len(), "upload complete");
-        Ok(UploadReport {
-            cap,
-            placements: placed.iter().map(|(s, n)| (*s, n.peer)).collect(),
-            happiness,
-        })
+        Ok(UploadReport { cap, placements: placed.iter().map(|(s, n)| (*s, n.peer)).collect(), happiness })
     }
 
     /// Allocates each share in `todo` on a node: fresh nodes first, then the least loaded.
@@ -200,8 +174,7 @@ impl<T: Transport> Client<T> {
         let mut errors = Vec::new();
         let mut pending: Vec<u8> = todo.to_vec();
         while !pending.is_empty() {
-            let mut load: std::collections::HashMap<PeerId, usize> =
-                std::collections::HashMap::new();
+            let mut load: std::collections::HashMap<PeerId, usize> = std::collections::HashMap::new();
             for (_, n) in placed {
                 *load.entry(n.peer).or_default() += 1;
             }
@@ -235,9 +208,7 @@ impl<T: Transport> Client<T> {
             pending.clear();
             for (share, node, r) in futures::future::join_all(asks).await {
                 match r {
-                    Ok(Response::Allocated { already_have }) => {
-                        targets.push((share, node, already_have))
-                    }
+                    Ok(Response::Allocated { already_have }) => targets.push((share, node, already_have)),
                     Ok(other) => {
                         bad.insert(node.peer);
                         errors.push(ClientError::unexpected(&node, &other));
@@ -272,46 +243,37 @@ impl<T: Transport> Client<T> {
         R: Read + Send + 'static,
     {
         let (seg_tx, mut seg_rx) = mpsc::channel::<Vec<Vec<u8>>>(SEGMENTS_BUFFERED);
-        let encoder =
-            tokio::task::spawn_blocking(move || -> Result<(ShareHeader, ReadCap), ClientError> {
-                let mut input = open()?;
-                let mut enc = FileEncoder::new(key, params, size);
-                let layout = *enc.layout();
-                let mut buf = vec![0u8; params.segment_size() as usize];
-                while !enc.is_done() {
-                    let len = layout.segment_len(enc.next_segment());
-                    input.read_exact(&mut buf[..len]).map_err(|e| {
-                        ClientError::Invalid(format!(
-                            "input ended early or failed to read ({e}); did the file change?"
-                        ))
-                    })?;
-                    let blocks = enc.encode_next(&buf[..len])?;
-                    if let Some(p) = &progress {
-                        p.fetch_add(len as u64, Ordering::Relaxed);
-                    }
-                    if seg_tx.blocking_send(blocks).is_err() {
-                        return Err(ClientError::Invalid("upload cancelled".into()));
-                    }
+        let encoder = tokio::task::spawn_blocking(move || -> Result<(ShareHeader, ReadCap), ClientError> {
+            let mut input = open()?;
+            let mut enc = FileEncoder::new(key, params, size);
+            let layout = *enc.layout();
+            let mut buf = vec![0u8; params.segment_size() as usize];
+            while !enc.is_done() {
+                let len = layout.segment_len(enc.next_segment());
+                input.read_exact(&mut buf[..len]).map_err(|e| {
+                    ClientError::Invalid(format!("input ended early or failed to read ({e}); did the file change?"))
+                })?;
+                let blocks = enc.encode_next(&buf[..len])?;
+                if let Some(p) = &progress {
+                    p.fetch_add(len as u64, Ordering::Relaxed);
                 }
-                let mut extra = [0u8; 1];
-                if input.read(&mut extra)? != 0 {
-                    return Err(ClientError::Invalid(
-                        "input is longer than its declared size; did the file change?".into(),
-                    ));
+                if seg_tx.blocking_send(blocks).is_err() {
+                    return Err(ClientError::Invalid("upload cancelled".into()));
                 }
-                Ok(enc.finish()?)
-            });
+            }
+            let mut extra = [0u8; 1];
+            if input.read(&mut extra)? != 0 {
+                return Err(ClientError::Invalid(
+                    "input is longer than its declared size; did the file change?".into(),
+                ));
+            }
+            Ok(enc.finish()?)
+        });
 
         let mut workers = Vec::new();
         for (share, node) in targets {
             let (tx, rx) = mpsc::channel::<(u64, Bytes)>(QUEUE_PER_SHARE);
-            let task = tokio::spawn(write_share(
-                self.transport.clone(),
-                node.clone(),
-                si,
-                share,
-                rx,
-            ));
+            let task = tokio::spawn(write_share(self.transport.clone(), node.clone(), si, share, rx));
             workers.push((share, node, Some(tx), task));
         }
         let mut index = 0u64;
@@ -319,19 +281,14 @@ impl<T: Transport> Client<T> {
             let mut blocks: Vec<Option<Vec<u8>>> = blocks.into_iter().map(Some).collect();
             for (share, _, tx, _) in workers.iter_mut() {
                 let Some(sender) = tx else { continue };
-                let block = blocks[*share as usize]
-                    .take()
-                    .map(Bytes::from)
-                    .unwrap_or_default();
+                let block = blocks[*share as usize].take().map(Bytes::from).unwrap_or_default();
                 if sender.send((index, block)).await.is_err() {
                     *tx = None; // that share's node failed; its worker reports why
                 }
             }
             index += 1;
         }
-        let (header, cap) = encoder
-            .await
-            .map_err(|e| ClientError::Invalid(format!("encoder crashed: {e}")))??;
+        let (header, cap) = encoder.await.map_err(|e| ClientError::Invalid(format!("encoder crashed: {e}")))??;
         let mut failed = Vec::new();
         let mut sent = Vec::new();
         for (share, node, tx, task) in workers {
@@ -339,20 +296,12 @@ impl<T: Transport> Client<T> {
             match task.await {
                 Ok(Ok(())) => sent.push((share, node)),
                 Ok(Err(e)) => failed.push((share, node, e)),
-                Err(e) => failed.push((
-                    share,
-                    node,
-                    ClientError::Invalid(format!("sender crashed: {e}")),
-                )),
+                Err(e) => failed.push((share, node, ClientError::Invalid(format!("sender crashed: {e}")))),
             }
         }
         let header_bytes = Bytes::from(header.encode());
         let commits = sent.into_iter().map(|(share, node)| {
-            let req = Request::Commit {
-                si,
-                share,
-                header: header_bytes.clone(),
-            };
+            let req = Request::Commit { si, share, header: header_bytes.clone() };
             async move {
                 let r = self.call(&node, req).await;
                 (share, node, r)
@@ -369,12 +318,7 @@ impl<T: Transport> Client<T> {
                 Err(e) => failed.push((share, node, e)),
             }
         }
-        Ok(Pass {
-            header,
-            cap,
-            failed,
-            ok,
-        })
+        Ok(Pass { header, cap, failed, ok })
     }
 }
 
@@ -386,24 +330,11 @@ async fn write_share<T: Transport>(
     share: u8,
     rx: mpsc::Receiver<(u64, Bytes)>,
 ) -> Result<(), ClientError> {
-    let blocks =
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+    let blocks = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
     let writes = blocks
         .map(|(index, data)| {
             let (transport, node) = (&transport, &node);
-            async move {
-                call(
-                    transport,
-                    node,
-                    Request::WriteBlock {
-                        si,
-                        share,
-                        index,
-                        data,
-                    },
-                )
-                .await
-            }
+            async move { call(transport, node, Request::WriteBlock { si, share, index, data }).await }
         })
         .buffer_unordered(WRITES_IN_FLIGHT);
     let mut writes = std::pin::pin!(writes);
@@ -421,9 +352,5 @@ fn to_pairs(placed: &[(u8, NodeRef)]) -> Vec<(u8, PeerId)> {
 }
 
 fn with_targets(placed: &[(u8, NodeRef)], targets: &[(u8, NodeRef)]) -> Vec<(u8, PeerId)> {
-    placed
-        .iter()
-        .chain(targets)
-        .map(|(s, n)| (*s, n.peer))
-        .collect()
+    placed.iter().chain(targets).map(|(s, n)| (*s, n.peer)).collect()
 }

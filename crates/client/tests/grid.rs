@@ -45,18 +45,11 @@ fn grid(count: usize, quota: u64) -> Grid {
         .map(|_| {
             let peer = PeerId::random();
             let node = Arc::new(Node {
-                server: StorageServer::new(MemoryStore::new(), quota, Duration::from_secs(60))
-                    .unwrap(),
+                server: StorageServer::new(MemoryStore::new(), quota, Duration::from_secs(60)).unwrap(),
                 corrupt: AtomicBool::new(false),
             });
             transport.insert(peer, node.clone());
-            (
-                NodeRef {
-                    peer,
-                    addrs: vec![],
-                },
-                node,
-            )
+            (NodeRef { peer, addrs: vec![] }, node)
         })
         .collect();
     Grid { transport, nodes }
@@ -64,10 +57,7 @@ fn grid(count: usize, quota: u64) -> Grid {
 
 impl Grid {
     fn client(&self) -> Client<MemoryTransport<Node>> {
-        Client::new(
-            self.transport.clone(),
-            self.nodes.iter().map(|(n, _)| n.clone()).collect(),
-        )
+        Client::new(self.transport.clone(), self.nodes.iter().map(|(n, _)| n.clone()).collect())
     }
 }
 
@@ -91,18 +81,9 @@ async fn put(
     happy: usize,
 ) -> Result<blackbox_client::UploadReport, ClientError> {
     let owned = bytes.to_vec();
-    let opts = UploadOptions {
-        params: EncodingParams::new(k, n, 64 * 1024).unwrap(),
-        happy,
-        key: None,
-    };
-    c.upload(
-        move || Ok(std::io::Cursor::new(owned.clone())),
-        bytes.len() as u64,
-        &opts,
-        Arc::new(AtomicU64::new(0)),
-    )
-    .await
+    let opts = UploadOptions { params: EncodingParams::new(k, n, 64 * 1024).unwrap(), happy, key: None };
+    c.upload(move || Ok(std::io::Cursor::new(owned.clone())), bytes.len() as u64, &opts, Arc::new(AtomicU64::new(0)))
+        .await
 }
 
 async fn get(
@@ -128,14 +109,8 @@ async fn survives_losing_all_but_k_nodes() {
     assert_eq!(report.happiness, 10);
     assert_eq!(get(&c, &report.cap, None).await.unwrap(), bytes);
     // Range reads return exactly the slice.
-    assert_eq!(
-        get(&c, &report.cap, Some((70_000, 200_000))).await.unwrap(),
-        bytes[70_000..270_000]
-    );
-    assert_eq!(
-        get(&c, &report.cap, Some((999_999, 1))).await.unwrap(),
-        bytes[999_999..]
-    );
+    assert_eq!(get(&c, &report.cap, Some((70_000, 200_000))).await.unwrap(), bytes[70_000..270_000]);
+    assert_eq!(get(&c, &report.cap, Some((999_999, 1))).await.unwrap(), bytes[999_999..]);
     assert!(get(&c, &report.cap, Some((999_999, 2))).await.is_err());
     // Kill 7 nodes, including every data share's node: still recoverable by decoding.
     for (node, _) in &g.nodes[..7] {
@@ -144,12 +119,7 @@ async fn survives_losing_all_but_k_nodes() {
     assert_eq!(get(&c, &report.cap, None).await.unwrap(), bytes);
     g.transport.remove(&g.nodes[7].0.peer);
     match get(&c, &report.cap, None).await {
-        Err(ClientError::NotEnoughShares {
-            found: 2,
-            needed: 3,
-            asked: 10,
-            answered: 2,
-        }) => {}
+        Err(ClientError::NotEnoughShares { found: 2, needed: 3, asked: 10, answered: 2 }) => {}
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -165,11 +135,7 @@ async fn corrupt_node_is_detected_and_skipped() {
     }
     assert_eq!(get(&c, &report.cap, None).await.unwrap(), bytes);
     let v = c.verify(&report.cap.verify_cap()).await.unwrap();
-    let bad = v
-        .shares
-        .iter()
-        .filter(|(_, _, h)| *h != ShareHealth::Good)
-        .count();
+    let bad = v.shares.iter().filter(|(_, _, h)| *h != ShareHealth::Good).count();
     assert_eq!(bad, 4);
     assert!(v.recoverable());
 }
@@ -193,11 +159,7 @@ async fn full_nodes_are_skipped_and_happiness_is_enforced() {
     assert_eq!(get(&c, &report.cap, None).await.unwrap(), bytes);
     // Asking for happiness 7 with only six usable nodes fails clearly.
     match put(&c, &bytes, 3, 10, 7).await {
-        Err(ClientError::NotHappy {
-            achieved: 6,
-            happy: 7,
-            ..
-        }) => {}
+        Err(ClientError::NotHappy { achieved: 6, happy: 7, .. }) => {}
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -209,10 +171,6 @@ async fn empty_and_tiny_files() {
     for len in [0usize, 1, 65_536, 65_537] {
         let bytes = data(len);
         let report = put(&c, &bytes, 2, 5, 5).await.unwrap();
-        assert_eq!(
-            get(&c, &report.cap, None).await.unwrap(),
-            bytes,
-            "len {len}"
-        );
+        assert_eq!(get(&c, &report.cap, None).await.unwrap(), bytes, "len {len}");
     }
 }

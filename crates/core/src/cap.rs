@@ -36,8 +36,7 @@ pub enum CapError {
 fn base32() -> Encoding {
     let mut spec = Specification::new();
     spec.symbols.push_str("abcdefghijklmnopqrstuvwxyz234567");
-    spec.encoding()
-        .unwrap_or_else(|_| unreachable!("static base32 specification is valid"))
+    spec.encoding().unwrap_or_else(|_| unreachable!("static base32 specification is valid"))
 }
 
 fn encode32(bytes: &[u8; 32]) -> String {
@@ -48,9 +47,7 @@ fn decode32(s: &str, field: &'static str) -> Result<[u8; 32], CapError> {
     if s.len() != 52 {
         return Err(CapError::Base32(field));
     }
-    let v = base32()
-        .decode(s.as_bytes())
-        .map_err(|_| CapError::Base32(field))?;
+    let v = base32().decode(s.as_bytes()).map_err(|_| CapError::Base32(field))?;
     // Reject non-canonical encodings (non-zero trailing bits) so each cap has one spelling.
     let out: [u8; 32] = v.try_into().map_err(|_| CapError::Base32(field))?;
     if encode32(&out) != s {
@@ -60,8 +57,7 @@ fn decode32(s: &str, field: &'static str) -> Result<[u8; 32], CapError> {
 }
 
 fn number(s: &str, field: &'static str, max: u64) -> Result<u64, CapError> {
-    let canonical =
-        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    let canonical = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
     if !canonical {
         return Err(CapError::Number(field));
     }
@@ -73,18 +69,11 @@ fn number(s: &str, field: &'static str, max: u64) -> Result<u64, CapError> {
 }
 
 /// Parses the shared tail `<32 bytes>:<root>:<k>:<n>:<size>` of both cap kinds.
-fn parse_fields(
-    s: &str,
-    prefix: &'static str,
-    first: &'static str,
-) -> Result<([u8; 32], Hash, u8, u8, u64), CapError> {
+fn parse_fields(s: &str, prefix: &'static str, first: &'static str) -> Result<([u8; 32], Hash, u8, u8, u64), CapError> {
     let rest = s.strip_prefix(prefix).ok_or(CapError::Prefix(prefix))?;
     let fields: Vec<&str> = rest.split(':').collect();
     if fields.len() != 5 {
-        return Err(CapError::FieldCount {
-            got: fields.len() + 2,
-            expected: 7,
-        });
+        return Err(CapError::FieldCount { got: fields.len() + 2, expected: 7 });
     }
     let a = decode32(fields[0], first)?;
     let root = decode32(fields[1], "root")?;
@@ -122,13 +111,7 @@ impl ReadCap {
 
     /// The verify cap this read cap implies (the reverse is impossible).
     pub fn verify_cap(&self) -> VerifyCap {
-        VerifyCap {
-            storage_index: self.storage_index(),
-            root: self.root,
-            k: self.k,
-            n: self.n,
-            size: self.size,
-        }
+        VerifyCap { storage_index: self.storage_index(), root: self.root, k: self.k, n: self.n, size: self.size }
     }
 }
 
@@ -159,13 +142,7 @@ impl FromStr for ReadCap {
 
     fn from_str(s: &str) -> Result<Self, CapError> {
         let (key, root, k, n, size) = parse_fields(s.trim(), Self::PREFIX, "key")?;
-        Ok(Self {
-            key,
-            root,
-            k,
-            n,
-            size,
-        })
+        Ok(Self { key, root, k, n, size })
     }
 }
 
@@ -212,15 +189,8 @@ impl FromStr for VerifyCap {
     type Err = CapError;
 
     fn from_str(s: &str) -> Result<Self, CapError> {
-        let (storage_index, root, k, n, size) =
-            parse_fields(s.trim(), Self::PREFIX, "storage index")?;
-        Ok(Self {
-            storage_index,
-            root,
-            k,
-            n,
-            size,
-        })
+        let (storage_index, root, k, n, size) = parse_fields(s.trim(), Self::PREFIX, "storage index")?;
+        Ok(Self { storage_index, root, k, n, size })
     }
 }
 
@@ -230,13 +200,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn cap() -> ReadCap {
-        ReadCap {
-            key: [1; 32],
-            root: [2; 32],
-            k: 3,
-            n: 10,
-            size: 12345,
-        }
+        ReadCap { key: [1; 32], root: [2; 32], k: 3, n: 10, size: 12345 }
     }
 
     #[test]

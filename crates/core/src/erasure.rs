@@ -32,11 +32,7 @@ impl SegmentEncoder {
         layout.check_segment(index)?;
         let expected = layout.segment_len(index);
         if plaintext.len() != expected {
-            return Err(CoreError::WrongSegmentLength {
-                index,
-                expected,
-                got: plaintext.len(),
-            });
+            return Err(CoreError::WrongSegmentLength { index, expected, got: plaintext.len() });
         }
         let (k, n) = (layout.params.k(), layout.params.n());
         let bl = layout.block_len(index);
@@ -52,9 +48,7 @@ impl SegmentEncoder {
                     rs.reset(k, n - k, bl).map_err(rs_err)?;
                     rs
                 }
-                None => self
-                    .rs
-                    .insert(ReedSolomonEncoder::new(k, n - k, bl).map_err(rs_err)?),
+                None => self.rs.insert(ReedSolomonEncoder::new(k, n - k, bl).map_err(rs_err)?),
             };
             for block in &blocks {
                 rs.add_original_shard(block).map_err(rs_err)?;
@@ -99,12 +93,7 @@ impl SegmentDecoder {
                 return Err(CoreError::ShareOutOfRange { share, n });
             }
             if block.len() != bl {
-                return Err(CoreError::WrongBlockLength {
-                    share,
-                    index,
-                    expected: bl,
-                    got: block.len(),
-                });
+                return Err(CoreError::WrongBlockLength { share, index, expected: bl, got: block.len() });
             }
             if share < k {
                 originals[share] = Some(block);
@@ -121,20 +110,14 @@ impl SegmentDecoder {
         } else {
             let have = present + recovery.len();
             if have < k {
-                return Err(CoreError::NotEnoughBlocks {
-                    index,
-                    have,
-                    need: k,
-                });
+                return Err(CoreError::NotEnoughBlocks { index, have, need: k });
             }
             let rs = match &mut self.rs {
                 Some(rs) => {
                     rs.reset(k, n - k, bl).map_err(rs_err)?;
                     rs
                 }
-                None => self
-                    .rs
-                    .insert(ReedSolomonDecoder::new(k, n - k, bl).map_err(rs_err)?),
+                None => self.rs.insert(ReedSolomonDecoder::new(k, n - k, bl).map_err(rs_err)?),
             };
             for (i, block) in originals.iter().enumerate() {
                 if let Some(block) = block {
@@ -150,13 +133,7 @@ impl SegmentDecoder {
                 restored[i] = Some(block);
             }
             for i in 0..k {
-                let block = originals[i]
-                    .or(restored[i])
-                    .ok_or(CoreError::NotEnoughBlocks {
-                        index,
-                        have,
-                        need: k,
-                    })?;
+                let block = originals[i].or(restored[i]).ok_or(CoreError::NotEnoughBlocks { index, have, need: k })?;
                 buf.extend_from_slice(block);
             }
         }

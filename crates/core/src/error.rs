@@ -14,26 +14,13 @@ pub enum CoreError {
     SegmentOutOfRange { index: u64, count: u64 },
     /// The plaintext handed to the encoder has the wrong length for its segment.
     #[error("segment {index} should be {expected} bytes, got {got}")]
-    WrongSegmentLength {
-        index: u64,
-        expected: usize,
-        got: usize,
-    },
+    WrongSegmentLength { index: u64, expected: usize, got: usize },
     /// A block has the wrong length for its segment.
     #[error("block of share {share} in segment {index} should be {expected} bytes, got {got}")]
-    WrongBlockLength {
-        share: usize,
-        index: u64,
-        expected: usize,
-        got: usize,
-    },
+    WrongBlockLength { share: usize, index: u64, expected: usize, got: usize },
     /// Fewer than k distinct blocks were supplied to decode a segment.
     #[error("segment {index}: have {have} distinct blocks, need {need}")]
-    NotEnoughBlocks {
-        index: u64,
-        have: usize,
-        need: usize,
-    },
+    NotEnoughBlocks { index: u64, have: usize, need: usize },
     /// A share number is not below n.
     #[error("share number {share} is out of range for n={n}")]
     ShareOutOfRange { share: usize, n: usize },

@@ -19,8 +19,7 @@ pub use erasure::{SegmentDecoder, SegmentEncoder};
 pub use error::CoreError;
 pub use params::{EncodingParams, DEFAULT_SEGMENT_SIZE, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE};
 pub use share::{
-    file_root, FileEncoder, FileLayout, ShareHeader, ShareRootBuilder, ShareVerifier,
-    FORMAT_VERSION, MAX_HEADER_LEN,
+    file_root, FileEncoder, FileLayout, ShareHeader, ShareRootBuilder, ShareVerifier, FORMAT_VERSION, MAX_HEADER_LEN,
 };
 
 /// A 32-byte BLAKE3 digest.

@@ -21,15 +21,10 @@ impl EncodingParams {
         if k == 0 || k > n || n > 255 {
             return Err(CoreError::InvalidKn { k, n });
         }
-        if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&segment_size) || !segment_size.is_multiple_of(64)
-        {
+        if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&segment_size) || !segment_size.is_multiple_of(64) {
             return Err(CoreError::InvalidSegmentSize(segment_size));
         }
-        Ok(Self {
-            k: k as u8,
-            n: n as u8,
-            segment_size,
-        })
+        Ok(Self { k: k as u8, n: n as u8, segment_size })
     }
 
     /// Shares needed to rebuild the file.
@@ -50,11 +45,7 @@ impl EncodingParams {
 
 impl Default for EncodingParams {
     fn default() -> Self {
-        Self {
-            k: 3,
-            n: 10,
-            segment_size: DEFAULT_SEGMENT_SIZE,
-        }
+        Self { k: 3, n: 10, segment_size: DEFAULT_SEGMENT_SIZE }
     }
 }
 

@@ -123,13 +123,10 @@ impl ShareHeader {
         let seg = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
         let mut size = [0u8; 8];
         size.copy_from_slice(&bytes[8..16]);
-        let params = EncodingParams::new(k, n, seg)
-            .map_err(|_| CoreError::MalformedHeader("invalid parameters"))?;
+        let params = EncodingParams::new(k, n, seg).map_err(|_| CoreError::MalformedHeader("invalid parameters"))?;
         let roots = &bytes[HEADER_FIXED_LEN..];
         if roots.len() != 32 * n {
-            return Err(CoreError::MalformedHeader(
-                "share root count does not match n",
-            ));
+            return Err(CoreError::MalformedHeader("share root count does not match n"));
         }
         let share_roots = roots
             .chunks_exact(32)
@@ -139,11 +136,7 @@ impl ShareHeader {
                 h
             })
             .collect();
-        Ok(Self {
-            params,
-            size: u64::from_le_bytes(size),
-            share_roots,
-        })
+        Ok(Self { params, size: u64::from_le_bytes(size), share_roots })
     }
 
     /// The file root: what capabilities carry.
@@ -223,9 +216,7 @@ impl FileEncoder {
         if self.is_done() {
             return Err(CoreError::TooMuchData);
         }
-        let blocks = self
-            .coder
-            .encode(&self.key, &self.layout, self.next, plaintext)?;
+        let blocks = self.coder.encode(&self.key, &self.layout, self.next, plaintext)?;
         for (builder, block) in self.shares.iter_mut().zip(&blocks) {
             builder.push(block);
         }
@@ -236,10 +227,7 @@ impl FileEncoder {
     /// After the last segment: the share header (all share roots) and the read cap.
     pub fn finish(self) -> Result<(ShareHeader, ReadCap), CoreError> {
         if !self.is_done() {
-            return Err(CoreError::SegmentOutOfRange {
-                index: self.next,
-                count: self.layout.num_segments(),
-            });
+            return Err(CoreError::SegmentOutOfRange { index: self.next, count: self.layout.num_segments() });
         }
         let header = ShareHeader {
             params: self.layout.params,
@@ -268,10 +256,7 @@ mod tests {
         assert_eq!(l.num_segments(), 3);
         assert_eq!(l.segment_len(0), 4096);
         assert_eq!(l.segment_len(2), 10_000 - 8192);
-        assert_eq!(
-            l.block_len(0),
-            (4096usize + 16).div_ceil(3).div_ceil(64) * 64
-        );
+        assert_eq!(l.block_len(0), (4096usize + 16).div_ceil(3).div_ceil(64) * 64);
         assert_eq!(FileLayout::new(p, 0).num_segments(), 1);
         assert_eq!(FileLayout::new(p, 0).segment_len(0), 0);
         assert_eq!(FileLayout::new(p, 0).block_len(0), 64);
@@ -294,10 +279,7 @@ mod tests {
         assert!(ShareHeader::decode(&enc[..enc.len() - 1]).is_err());
         let mut bad = enc.clone();
         bad[0] = 9;
-        assert_eq!(
-            ShareHeader::decode(&bad),
-            Err(CoreError::UnsupportedVersion(9))
-        );
+        assert_eq!(ShareHeader::decode(&bad), Err(CoreError::UnsupportedVersion(9)));
         let mut bad = enc;
         bad[3] = 1;
         assert!(ShareHeader::decode(&bad).is_err());
@@ -320,10 +302,7 @@ impl ShareVerifier {
 
     /// Whether `block` is the genuine block `index` of this share.
     pub fn check(&self, index: u64, block: &[u8]) -> bool {
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| self.leaves.get(i))
-            .is_some_and(|leaf| hashtree::leaf(block) == *leaf)
+        usize::try_from(index).ok().and_then(|i| self.leaves.get(i)).is_some_and(|leaf| hashtree::leaf(block) == *leaf)
     }
 
     /// The verified leaf hashes.

@@ -1,8 +1,7 @@
 //! Property tests of the whole pure pipeline: encode, lose shares, corrupt bits, decode.
 
 use blackbox_core::{
-    hashtree, EncodingParams, FileEncoder, FileLayout, ReadCap, SegmentDecoder, ShareHeader,
-    ShareVerifier,
+    hashtree, EncodingParams, FileEncoder, FileLayout, ReadCap, SegmentDecoder, ShareHeader, ShareVerifier,
 };
 use proptest::prelude::*;
 
@@ -121,10 +120,7 @@ fn decode_with_leaves(
     let verifiers: Vec<ShareVerifier> = genuine
         .iter()
         .enumerate()
-        .map(|(s, share)| {
-            ShareVerifier::new(header, s, share.iter().map(|b| hashtree::leaf(b)).collect())
-                .unwrap()
-        })
+        .map(|(s, share)| ShareVerifier::new(header, s, share.iter().map(|b| hashtree::leaf(b)).collect()).unwrap())
         .collect();
     let mut dec = SegmentDecoder::new();
     let mut out = Vec::new();
@@ -160,10 +156,6 @@ fn k_equals_n_and_max_n() {
         for s in n - k..n {
             kept[s] = Some(shares[s].clone());
         }
-        assert_eq!(
-            decode(&cap, &header, &kept),
-            Some(data.clone()),
-            "k={k} n={n}"
-        );
+        assert_eq!(decode(&cap, &header, &kept), Some(data.clone()), "k={k} n={n}");
     }
 }

@@ -16,6 +16,12 @@ const MAX_DRAIN: usize = 16 * MAX_MESSAGE;
 #[derive(Clone, Default)]
 pub(crate) struct FrameCodec;
 
+/// A payload in two pieces written back to back (received payloads arrive whole in `head`).
+pub(crate) struct Frame {
+    pub head: Bytes,
+    pub body: Bytes,
+}
+
 async fn read_len<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<usize> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
@@ -23,27 +29,29 @@ async fn read_len<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<usize> 
 }
 
 async fn read_body<T: AsyncRead + Unpin + Send>(io: &mut T, len: usize) -> io::Result<Bytes> {
-    let mut buf = vec![0u8; len];
-    io.read_exact(&mut buf).await?;
+    let mut buf = Vec::with_capacity(len);
+    io.take(len as u64).read_to_end(&mut buf).await?;
+    if buf.len() != len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
     Ok(Bytes::from(buf))
 }
 
-async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, payload: &[u8]) -> io::Result<()> {
-    if payload.len() > MAX_MESSAGE {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            WireError::TooLarge(payload.len()),
-        ));
+async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, head: &[u8], body: &[u8]) -> io::Result<()> {
+    let len = head.len() + body.len();
+    if len > MAX_MESSAGE {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, WireError::TooLarge(len)));
     }
-    io.write_all(&(payload.len() as u32).to_le_bytes()).await?;
-    io.write_all(payload).await?;
+    io.write_all(&(len as u32).to_le_bytes()).await?;
+    io.write_all(head).await?;
+    io.write_all(body).await?;
     io.close().await
 }
 
 impl libp2p::request_response::Codec for FrameCodec {
     type Protocol = StreamProtocol;
     /// `Err` carries a request that broke a limit; the server answers it with an error response.
-    type Request = Result<Bytes, WireError>;
+    type Request = Result<Frame, WireError>;
     type Response = Bytes;
 
     async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Self::Request>
@@ -53,16 +61,13 @@ impl libp2p::request_response::Codec for FrameCodec {
         let len = read_len(io).await?;
         if len > MAX_MESSAGE {
             if len > MAX_DRAIN {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    WireError::TooLarge(len),
-                ));
+                return Err(io::Error::new(io::ErrorKind::InvalidData, WireError::TooLarge(len)));
             }
             let mut sink = futures::io::sink();
             futures::io::copy(&mut io.take(len as u64), &mut sink).await?;
             return Ok(Err(WireError::TooLarge(len)));
         }
-        Ok(Ok(read_body(io, len).await?))
+        Ok(Ok(Frame { head: read_body(io, len).await?, body: Bytes::new() }))
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Bytes>
@@ -71,36 +76,23 @@ impl libp2p::request_response::Codec for FrameCodec {
     {
         let len = read_len(io).await?;
         if len > MAX_MESSAGE {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                WireError::TooLarge(len),
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, WireError::TooLarge(len)));
         }
         read_body(io, len).await
     }
 
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        req: Self::Request,
-    ) -> io::Result<()>
+    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: Self::Request) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        let payload = req.map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        write_frame(io, &payload).await
+        let frame = req.map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        write_frame(io, &frame.head, &frame.body).await
     }
 
-    async fn write_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        res: Bytes,
-    ) -> io::Result<()>
+    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: Bytes) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &res).await
+        write_frame(io, &res, &[]).await
     }
 }

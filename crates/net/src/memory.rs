@@ -17,19 +17,13 @@ pub struct MemoryTransport<H> {
 
 impl<H> Clone for MemoryTransport<H> {
     fn clone(&self) -> Self {
-        Self {
-            me: self.me,
-            nodes: self.nodes.clone(),
-        }
+        Self { me: self.me, nodes: self.nodes.clone() }
     }
 }
 
 impl<H: RequestHandler> Default for MemoryTransport<H> {
     fn default() -> Self {
-        Self {
-            me: PeerId::random(),
-            nodes: Arc::default(),
-        }
+        Self { me: PeerId::random(), nodes: Arc::default() }
     }
 }
 
@@ -50,27 +44,17 @@ impl<H: RequestHandler> MemoryTransport<H> {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, Arc<H>>> {
-        self.nodes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.nodes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 impl<H: RequestHandler> Transport for MemoryTransport<H> {
-    async fn request(
-        &self,
-        peer: PeerId,
-        _addrs: &[Multiaddr],
-        req: Request,
-    ) -> Result<Response, TransportError> {
-        let handler =
-            self.lock()
-                .get(&peer)
-                .cloned()
-                .ok_or_else(|| TransportError::Unreachable {
-                    peer,
-                    reason: "not on the in-process grid".into(),
-                })?;
+    async fn request(&self, peer: PeerId, _addrs: &[Multiaddr], req: Request) -> Result<Response, TransportError> {
+        let handler = self
+            .lock()
+            .get(&peer)
+            .cloned()
+            .ok_or_else(|| TransportError::Unreachable { peer, reason: "not on the in-process grid".into() })?;
         let me = self.me;
         let payload = Bytes::from(req.encode());
         let reply = tokio::task::spawn_blocking(move || match Request::decode(payload) {
@@ -79,7 +63,6 @@ impl<H: RequestHandler> Transport for MemoryTransport<H> {
         })
         .await
         .map_err(|_| TransportError::Closed)?;
-        Response::decode(Bytes::from(reply.encode()))
-            .map_err(|e| TransportError::BadResponse { peer, error: e })
+        Response::decode(Bytes::from(reply.encode())).map_err(|e| TransportError::BadResponse { peer, error: e })
     }
 }

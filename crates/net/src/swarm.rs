@@ -7,15 +7,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use libp2p::identity::Keypair;
-use libp2p::request_response::{
-    self, Event, Message, OutboundFailure, OutboundRequestId, ProtocolSupport,
-};
+use libp2p::request_response::{self, Event, Message, OutboundFailure, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
-use crate::codec::FrameCodec;
+use crate::codec::{Frame, FrameCodec};
 use crate::wire::{ErrorCode, Request, Response};
 use crate::{RequestHandler, Transport, TransportError, PROTOCOL};
 
@@ -24,23 +22,13 @@ type Behaviour = request_response::Behaviour<FrameCodec>;
 /// Concurrent streams one connection may have open; bounds a node's work per peer.
 const MAX_STREAMS: usize = 64;
 
-fn build_swarm(
-    keypair: Keypair,
-    protocol: ProtocolSupport,
-    timeout: Duration,
-) -> std::io::Result<Swarm<Behaviour>> {
-    let cfg = request_response::Config::default()
-        .with_request_timeout(timeout)
-        .with_max_concurrent_streams(MAX_STREAMS);
-    let behaviour =
-        Behaviour::with_codec(FrameCodec, [(StreamProtocol::new(PROTOCOL), protocol)], cfg);
+fn build_swarm(keypair: Keypair, protocol: ProtocolSupport, timeout: Duration) -> std::io::Result<Swarm<Behaviour>> {
+    let cfg =
+        request_response::Config::default().with_request_timeout(timeout).with_max_concurrent_streams(MAX_STREAMS);
+    let behaviour = Behaviour::with_codec(FrameCodec, [(StreamProtocol::new(PROTOCOL), protocol)], cfg);
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
         .map_err(std::io::Error::other)?
         .with_behaviour(|_| behaviour)
         .map_err(|e| std::io::Error::other(e.to_string()))?
@@ -78,23 +66,17 @@ pub async fn serve<H: RequestHandler>(
 ) -> std::io::Result<ServeHandle> {
     let peer_id = keypair.public().to_peer_id();
     let mut swarm = build_swarm(keypair, ProtocolSupport::Inbound, Duration::from_secs(120))?;
-    swarm
-        .listen_on(listen.clone())
-        .map_err(std::io::Error::other)?;
+    swarm.listen_on(listen.clone()).map_err(std::io::Error::other)?;
     let mut listen_addrs = Vec::new();
     while listen_addrs.is_empty() {
         match swarm.select_next_some().await {
             SwarmEvent::NewListenAddr { address, .. } => listen_addrs.push(address),
             SwarmEvent::ListenerClosed { reason, .. } => {
                 let reason = reason.err().map(|e| e.to_string()).unwrap_or_default();
-                return Err(std::io::Error::other(format!(
-                    "cannot listen on {listen}: {reason}"
-                )));
+                return Err(std::io::Error::other(format!("cannot listen on {listen}: {reason}")));
             }
             SwarmEvent::ListenerError { error, .. } => {
-                return Err(std::io::Error::other(format!(
-                    "cannot listen on {listen}: {error}"
-                )))
+                return Err(std::io::Error::other(format!("cannot listen on {listen}: {error}")))
             }
             _ => {}
         }
@@ -102,8 +84,7 @@ pub async fn serve<H: RequestHandler>(
     info!(%peer_id, addrs = ?listen_addrs, "listening");
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
-        let (done_tx, mut done_rx) =
-            mpsc::channel::<(request_response::ResponseChannel<Bytes>, Vec<u8>)>(MAX_STREAMS);
+        let (done_tx, mut done_rx) = mpsc::channel::<(request_response::ResponseChannel<Bytes>, Vec<u8>)>(MAX_STREAMS);
         loop {
             tokio::select! {
                 event = swarm.select_next_some() => match event {
@@ -111,7 +92,7 @@ pub async fn serve<H: RequestHandler>(
                         let handler = handler.clone();
                         let done = done_tx.clone();
                         tokio::task::spawn_blocking(move || {
-                            let response = match request.map(Request::decode) {
+                            let response = match request.map(|f| Request::decode(f.head)) {
                                 Ok(Ok(req)) => handler.handle(&peer, req),
                                 Ok(Err(e)) | Err(e) => {
                                     warn!(%peer, error = %e, "rejected malformed request");
@@ -134,18 +115,13 @@ pub async fn serve<H: RequestHandler>(
             }
         }
     });
-    Ok(ServeHandle {
-        peer_id,
-        listen_addrs,
-        stop,
-        task,
-    })
+    Ok(ServeHandle { peer_id, listen_addrs, stop, task })
 }
 
 struct Outbound {
     peer: PeerId,
     addrs: Vec<Multiaddr>,
-    payload: Vec<u8>,
+    frame: Frame,
     reply: oneshot::Sender<Result<Bytes, TransportError>>,
 }
 
@@ -158,17 +134,11 @@ pub struct Libp2pTransport {
 impl Libp2pTransport {
     /// Starts the client's network task with a fresh identity and a per-request timeout.
     pub fn new(timeout: Duration) -> std::io::Result<Self> {
-        let mut swarm = build_swarm(
-            Keypair::generate_ed25519(),
-            ProtocolSupport::Outbound,
-            timeout,
-        )?;
+        let mut swarm = build_swarm(Keypair::generate_ed25519(), ProtocolSupport::Outbound, timeout)?;
         let (tx, mut rx) = mpsc::channel::<Outbound>(256);
         tokio::spawn(async move {
-            let mut pending: HashMap<
-                OutboundRequestId,
-                (PeerId, oneshot::Sender<Result<Bytes, TransportError>>),
-            > = HashMap::new();
+            let mut pending: HashMap<OutboundRequestId, (PeerId, oneshot::Sender<Result<Bytes, TransportError>>)> =
+                HashMap::new();
             loop {
                 tokio::select! {
                     cmd = rx.recv() => {
@@ -176,7 +146,7 @@ impl Libp2pTransport {
                         for addr in cmd.addrs {
                             swarm.add_peer_address(cmd.peer, addr);
                         }
-                        let id = swarm.behaviour_mut().send_request(&cmd.peer, Ok(Bytes::from(cmd.payload)));
+                        let id = swarm.behaviour_mut().send_request(&cmd.peer, Ok(cmd.frame));
                         pending.insert(id, (cmd.peer, cmd.reply));
                     }
                     event = swarm.select_next_some() => match event {
@@ -211,29 +181,21 @@ impl Libp2pTransport {
         addrs: &[Multiaddr],
         payload: Vec<u8>,
     ) -> Result<Bytes, TransportError> {
+        self.send_frame(peer, addrs, Frame { head: Bytes::from(payload), body: Bytes::new() }).await
+    }
+
+    async fn send_frame(&self, peer: PeerId, addrs: &[Multiaddr], frame: Frame) -> Result<Bytes, TransportError> {
         let (reply, rx) = oneshot::channel();
-        let cmd = Outbound {
-            peer,
-            addrs: addrs.to_vec(),
-            payload,
-            reply,
-        };
-        self.tx
-            .send(cmd)
-            .await
-            .map_err(|_| TransportError::Closed)?;
+        let cmd = Outbound { peer, addrs: addrs.to_vec(), frame, reply };
+        self.tx.send(cmd).await.map_err(|_| TransportError::Closed)?;
         rx.await.map_err(|_| TransportError::Closed)?
     }
 }
 
 impl Transport for Libp2pTransport {
-    async fn request(
-        &self,
-        peer: PeerId,
-        addrs: &[Multiaddr],
-        req: Request,
-    ) -> Result<Response, TransportError> {
-        let bytes = self.request_raw(peer, addrs, req.encode()).await?;
+    async fn request(&self, peer: PeerId, addrs: &[Multiaddr], req: Request) -> Result<Response, TransportError> {
+        let (head, body) = req.encode_split();
+        let bytes = self.send_frame(peer, addrs, Frame { head: Bytes::from(head), body }).await?;
         Response::decode(bytes).map_err(|error| TransportError::BadResponse { peer, error })
     }
 }

@@ -27,21 +27,9 @@ pub enum Request {
     /// Node health and space.
     Status,
     /// Reserve space for one share of a file with these parameters.
-    Allocate {
-        si: Si,
-        share: u8,
-        k: u8,
-        n: u8,
-        segment_size: u32,
-        size: u64,
-    },
+    Allocate { si: Si, share: u8, k: u8, n: u8, segment_size: u32, size: u64 },
     /// One block of an allocated share.
-    WriteBlock {
-        si: Si,
-        share: u8,
-        index: u64,
-        data: Bytes,
-    },
+    WriteBlock { si: Si, share: u8, index: u64, data: Bytes },
     /// Finish a share: the node checks every block against the header's root for it.
     Commit { si: Si, share: u8, header: Bytes },
     /// Drop an unfinished upload.
@@ -51,19 +39,9 @@ pub enum Request {
     /// The share header stored with a share.
     ReadHeader { si: Si, share: u8 },
     /// Leaf hashes `start..start+count` of a share's tree.
-    ReadLeaves {
-        si: Si,
-        share: u8,
-        start: u64,
-        count: u32,
-    },
+    ReadLeaves { si: Si, share: u8, start: u64, count: u32 },
     /// Blocks `start..start+count`; the node may return fewer (never zero) to fit one message.
-    ReadBlocks {
-        si: Si,
-        share: u8,
-        start: u64,
-        count: u32,
-    },
+    ReadBlocks { si: Si, share: u8, start: u64, count: u32 },
 }
 
 /// Node counters reported by [`Request::Status`].
@@ -259,10 +237,7 @@ fn open(payload: Bytes) -> Result<(u8, Reader), WireError> {
     if payload.len() > MAX_MESSAGE {
         return Err(WireError::TooLarge(payload.len()));
     }
-    let mut r = Reader {
-        buf: payload,
-        pos: 0,
-    };
+    let mut r = Reader { buf: payload, pos: 0 };
     let version = r.u8()?;
     if version != WIRE_VERSION {
         return Err(WireError::Version(version));
@@ -273,31 +248,22 @@ fn open(payload: Bytes) -> Result<(u8, Reader), WireError> {
 impl Request {
     /// Encodes the payload (without the length prefix).
     pub fn encode(&self) -> Vec<u8> {
+        let (mut head, body) = self.encode_split();
+        head.extend_from_slice(&body);
+        head
+    }
+
+    /// Encodes the payload as a head and a body to send after it, so a block's bytes are never
+    /// copied into a new buffer; `head ++ body` is exactly [`Request::encode`].
+    pub fn encode_split(&self) -> (Vec<u8>, Bytes) {
         let w = match self {
             Request::Status => Writer::new(0),
-            Request::Allocate {
-                si,
-                share,
-                k,
-                n,
-                segment_size,
-                size,
-            } => {
+            Request::Allocate { si, share, k, n, segment_size, size } => {
                 let mut w = Writer::new(1);
-                w.raw(si)
-                    .u8(*share)
-                    .u8(*k)
-                    .u8(*n)
-                    .u32(*segment_size)
-                    .u64(*size);
+                w.raw(si).u8(*share).u8(*k).u8(*n).u32(*segment_size).u64(*size);
                 w
             }
-            Request::WriteBlock {
-                si,
-                share,
-                index,
-                data,
-            } => {
+            Request::WriteBlock { si, share, index, data } => {
                 let mut w = Writer::new(2);
                 w.raw(si).u8(*share).u64(*index).bytes(data);
                 w
@@ -322,28 +288,18 @@ impl Request {
                 w.raw(si).u8(*share);
                 w
             }
-            Request::ReadLeaves {
-                si,
-                share,
-                start,
-                count,
-            } => {
+            Request::ReadLeaves { si, share, start, count } => {
                 let mut w = Writer::new(7);
                 w.raw(si).u8(*share).u64(*start).u32(*count);
                 w
             }
-            Request::ReadBlocks {
-                si,
-                share,
-                start,
-                count,
-            } => {
+            Request::ReadBlocks { si, share, start, count } => {
                 let mut w = Writer::new(8);
                 w.raw(si).u8(*share).u64(*start).u32(*count);
                 w
             }
         };
-        w.0
+        (w.0, Bytes::new())
     }
 
     /// Strictly decodes a payload.
@@ -359,38 +315,13 @@ impl Request {
                 segment_size: r.u32()?,
                 size: r.u64()?,
             },
-            2 => Request::WriteBlock {
-                si: r.array()?,
-                share: r.u8()?,
-                index: r.u64()?,
-                data: r.bytes()?,
-            },
-            3 => Request::Commit {
-                si: r.array()?,
-                share: r.u8()?,
-                header: r.bytes()?,
-            },
-            4 => Request::Abort {
-                si: r.array()?,
-                share: r.u8()?,
-            },
+            2 => Request::WriteBlock { si: r.array()?, share: r.u8()?, index: r.u64()?, data: r.bytes()? },
+            3 => Request::Commit { si: r.array()?, share: r.u8()?, header: r.bytes()? },
+            4 => Request::Abort { si: r.array()?, share: r.u8()? },
             5 => Request::ListShares { si: r.array()? },
-            6 => Request::ReadHeader {
-                si: r.array()?,
-                share: r.u8()?,
-            },
-            7 => Request::ReadLeaves {
-                si: r.array()?,
-                share: r.u8()?,
-                start: r.u64()?,
-                count: r.count(MAX_LEAVES)?,
-            },
-            8 => Request::ReadBlocks {
-                si: r.array()?,
-                share: r.u8()?,
-                start: r.u64()?,
-                count: r.count(MAX_BLOCKS)?,
-            },
+            6 => Request::ReadHeader { si: r.array()?, share: r.u8()? },
+            7 => Request::ReadLeaves { si: r.array()?, share: r.u8()?, start: r.u64()?, count: r.count(MAX_LEAVES)? },
+            8 => Request::ReadBlocks { si: r.array()?, share: r.u8()?, start: r.u64()?, count: r.count(MAX_BLOCKS)? },
             other => return Err(WireError::UnknownKind(other)),
         };
         r.finish()?;
@@ -453,16 +384,9 @@ impl Response {
         let (kind, mut r) = open(payload)?;
         let resp = match kind {
             0 => Response::Ok,
-            1 => Response::Status(NodeStatus {
-                shares: r.u64()?,
-                pending: r.u64()?,
-                used: r.u64()?,
-                quota: r.u64()?,
-            }),
+            1 => Response::Status(NodeStatus { shares: r.u64()?, pending: r.u64()?, used: r.u64()?, quota: r.u64()? }),
             2 => match r.u8()? {
-                0 => Response::Allocated {
-                    already_have: false,
-                },
+                0 => Response::Allocated { already_have: false },
                 1 => Response::Allocated { already_have: true },
                 other => return Err(WireError::UnknownKind(other)),
             },
@@ -508,12 +432,7 @@ mod tests {
     /// Golden bytes pin the format of a request and a response.
     #[test]
     fn golden_bytes() {
-        let req = Request::ReadBlocks {
-            si: [0x11; 32],
-            share: 2,
-            start: 5,
-            count: 3,
-        };
+        let req = Request::ReadBlocks { si: [0x11; 32], share: 2, start: 5, count: 3 };
         let mut want = vec![1u8, 8];
         want.extend([0x11; 32]);
         want.extend([2, 5, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0]);
@@ -521,121 +440,61 @@ mod tests {
         let resp = Response::error(ErrorCode::NotFound, "no");
         assert_eq!(resp.encode(), vec![1, 7, 2, 2, 0, 0, 0, b'n', b'o']);
         let resp = Response::Blocks(vec![Bytes::from_static(b"ab")]);
-        assert_eq!(
-            resp.encode(),
-            vec![1, 6, 1, 0, 0, 0, 2, 0, 0, 0, b'a', b'b']
-        );
+        assert_eq!(resp.encode(), vec![1, 6, 1, 0, 0, 0, 2, 0, 0, 0, b'a', b'b']);
     }
 
     #[test]
     fn rejects_bad_input() {
         let good = Request::Status.encode();
-        assert_eq!(
-            Request::decode(Bytes::from(vec![2, 0])),
-            Err(WireError::Version(2))
-        );
-        assert_eq!(
-            Request::decode(Bytes::from(vec![1, 99])),
-            Err(WireError::UnknownKind(99))
-        );
+        assert_eq!(Request::decode(Bytes::from(vec![2, 0])), Err(WireError::Version(2)));
+        assert_eq!(Request::decode(Bytes::from(vec![1, 99])), Err(WireError::UnknownKind(99)));
         let mut trailing = good.clone();
         trailing.push(0);
-        assert_eq!(
-            Request::decode(Bytes::from(trailing)),
-            Err(WireError::Trailing)
-        );
+        assert_eq!(Request::decode(Bytes::from(trailing)), Err(WireError::Trailing));
         assert_eq!(Request::decode(Bytes::new()), Err(WireError::Truncated));
-        let big = Request::ReadBlocks {
-            si: [0; 32],
-            share: 0,
-            start: 0,
-            count: MAX_BLOCKS + 1,
-        };
-        assert!(matches!(
-            Request::decode(Bytes::from(big.encode())),
-            Err(WireError::Count(_))
-        ));
+        let big = Request::ReadBlocks { si: [0; 32], share: 0, start: 0, count: MAX_BLOCKS + 1 };
+        assert!(matches!(Request::decode(Bytes::from(big.encode())), Err(WireError::Count(_))));
         let huge = vec![0u8; MAX_MESSAGE + 1];
-        assert!(matches!(
-            Request::decode(Bytes::from(huge)),
-            Err(WireError::TooLarge(_))
-        ));
+        assert!(matches!(Request::decode(Bytes::from(huge)), Err(WireError::TooLarge(_))));
     }
 
     fn request() -> impl Strategy<Value = Request> {
         let si = any::<[u8; 32]>();
         prop_oneof![
             Just(Request::Status),
-            (
-                si,
-                any::<u8>(),
-                any::<u8>(),
-                any::<u8>(),
-                any::<u32>(),
-                any::<u64>()
-            )
-                .prop_map(|(si, share, k, n, segment_size, size)| Request::Allocate {
-                    si,
-                    share,
-                    k,
-                    n,
-                    segment_size,
-                    size
-                }),
-            (
-                si,
-                any::<u8>(),
-                any::<u64>(),
-                proptest::collection::vec(any::<u8>(), 0..300)
-            )
-                .prop_map(|(si, share, index, d)| Request::WriteBlock {
-                    si,
-                    share,
-                    index,
-                    data: d.into()
-                }),
-            (
-                si,
-                any::<u8>(),
-                proptest::collection::vec(any::<u8>(), 0..300)
-            )
-                .prop_map(|(si, share, h)| Request::Commit {
-                    si,
-                    share,
-                    header: h.into()
-                }),
+            (si, any::<u8>(), any::<u8>(), any::<u8>(), any::<u32>(), any::<u64>()).prop_map(
+                |(si, share, k, n, segment_size, size)| Request::Allocate { si, share, k, n, segment_size, size }
+            ),
+            (si, any::<u8>(), any::<u64>(), proptest::collection::vec(any::<u8>(), 0..300))
+                .prop_map(|(si, share, index, d)| Request::WriteBlock { si, share, index, data: d.into() }),
+            (si, any::<u8>(), proptest::collection::vec(any::<u8>(), 0..300))
+                .prop_map(|(si, share, h)| Request::Commit { si, share, header: h.into() }),
             (si, any::<u8>()).prop_map(|(si, share)| Request::Abort { si, share }),
             si.prop_map(|si| Request::ListShares { si }),
-            (si, any::<u8>(), any::<u64>(), 0..=MAX_LEAVES).prop_map(
-                |(si, share, start, count)| Request::ReadLeaves {
-                    si,
-                    share,
-                    start,
-                    count
-                }
-            ),
-            (si, any::<u8>(), any::<u64>(), 0..=MAX_BLOCKS).prop_map(
-                |(si, share, start, count)| Request::ReadBlocks {
-                    si,
-                    share,
-                    start,
-                    count
-                }
-            ),
+            (si, any::<u8>(), any::<u64>(), 0..=MAX_LEAVES).prop_map(|(si, share, start, count)| Request::ReadLeaves {
+                si,
+                share,
+                start,
+                count
+            }),
+            (si, any::<u8>(), any::<u64>(), 0..=MAX_BLOCKS).prop_map(|(si, share, start, count)| Request::ReadBlocks {
+                si,
+                share,
+                start,
+                count
+            }),
         ]
     }
 
     fn response() -> impl Strategy<Value = Response> {
         prop_oneof![
             Just(Response::Ok),
-            any::<[u64; 4]>().prop_map(|[shares, pending, used, quota]| Response::Status(
-                NodeStatus {
-                    shares,
-                    pending,
-                    used,
-                    quota
-                }
-            )),
+            any::<[u64; 4]>().prop_map(|[shares, pending, used, quota]| Response::Status(NodeStatus {
+                shares,
+                pending,
+                used,
+                quota
+            })),
             any::<bool>().prop_map(|already_have| Response::Allocated { already_have }),
             proptest::collection::vec(any::<u8>(), 0..255).prop_map(Response::Shares),
             proptest::collection::vec(any::<u8>(), 0..300).prop_map(|h| Response::Header(h.into())),
@@ -649,6 +508,9 @@ mod tests {
     proptest! {
         #[test]
         fn requests_round_trip(req in request()) {
+            let (mut head, body) = req.encode_split();
+            head.extend_from_slice(&body);
+            prop_assert_eq!(&head, &req.encode());
             prop_assert_eq!(Request::decode(Bytes::from(req.encode())).unwrap(), req);
         }
 

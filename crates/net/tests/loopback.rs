@@ -4,9 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use blackbox_net::wire::{ErrorCode, NodeStatus};
-use blackbox_net::{
-    serve, Keypair, Libp2pTransport, PeerId, Request, RequestHandler, Response, Transport,
-};
+use blackbox_net::{serve, Keypair, Libp2pTransport, PeerId, Request, RequestHandler, Response, Transport};
 use bytes::Bytes;
 
 struct Fixed;
@@ -14,12 +12,7 @@ struct Fixed;
 impl RequestHandler for Fixed {
     fn handle(&self, _from: &PeerId, req: Request) -> Response {
         match req {
-            Request::Status => Response::Status(NodeStatus {
-                shares: 1,
-                pending: 2,
-                used: 3,
-                quota: 4,
-            }),
+            Request::Status => Response::Status(NodeStatus { shares: 1, pending: 2, used: 3, quota: 4 }),
             Request::WriteBlock { data, .. } => Response::Blocks(vec![data]),
             _ => Response::error(ErrorCode::NotFound, "nothing here"),
         }
@@ -28,53 +21,26 @@ impl RequestHandler for Fixed {
 
 #[tokio::test]
 async fn request_response_over_tcp() {
-    let node = serve(
-        Keypair::generate_ed25519(),
-        "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
-        Arc::new(Fixed),
-    )
-    .await
-    .unwrap();
+    let node =
+        serve(Keypair::generate_ed25519(), "/ip4/127.0.0.1/tcp/0".parse().unwrap(), Arc::new(Fixed)).await.unwrap();
     let client = Libp2pTransport::new(Duration::from_secs(10)).unwrap();
     let (peer, addrs) = (node.peer_id, node.listen_addrs.clone());
     let status = client.request(peer, &addrs, Request::Status).await.unwrap();
-    assert_eq!(
-        status,
-        Response::Status(NodeStatus {
-            shares: 1,
-            pending: 2,
-            used: 3,
-            quota: 4
-        })
-    );
+    assert_eq!(status, Response::Status(NodeStatus { shares: 1, pending: 2, used: 3, quota: 4 }));
 
     // A block near the size limit travels whole.
     let data = Bytes::from(vec![7u8; 1 << 20]);
-    let req = Request::WriteBlock {
-        si: [0; 32],
-        share: 0,
-        index: 0,
-        data: data.clone(),
-    };
-    assert_eq!(
-        client.request(peer, &addrs, req).await.unwrap(),
-        Response::Blocks(vec![data])
-    );
+    let req = Request::WriteBlock { si: [0; 32], share: 0, index: 0, data: data.clone() };
+    assert_eq!(client.request(peer, &addrs, req).await.unwrap(), Response::Blocks(vec![data]));
 
     // Garbage gets an error response, not a dropped connection or a crash.
-    let raw = client
-        .request_raw(peer, &addrs, vec![1, 200, 3])
-        .await
-        .unwrap();
+    let raw = client.request_raw(peer, &addrs, vec![1, 200, 3]).await.unwrap();
     match Response::decode(raw).unwrap() {
         Response::Error { code, .. } => assert_eq!(code, ErrorCode::Malformed),
         other => panic!("unexpected {other:?}"),
     }
     // The node still serves afterwards.
-    assert!(matches!(
-        client.request(peer, &addrs, Request::Status).await,
-        Ok(Response::Status(_))
-    ));
+    assert!(matches!(client.request(peer, &addrs, Request::Status).await, Ok(Response::Status(_))));
 
     // A stopped node is reported unreachable.
     node.stop().await;

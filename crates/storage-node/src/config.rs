@@ -13,9 +13,7 @@ impl ByteSize {
     /// Parses `123`, `64KiB`, `1.5 GB`, `10gib`…
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let split = s
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(s.len());
+        let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
         let (num, unit) = (&s[..split], s[split..].trim().to_ascii_lowercase());
         let value: f64 = num.parse().map_err(|_| format!("invalid size `{s}`"))?;
         let mult: u64 = match unit.as_str() {
@@ -28,11 +26,7 @@ impl ByteSize {
             "gib" => 1 << 30,
             "t" | "tb" => 1_000_000_000_000,
             "tib" => 1 << 40,
-            _ => {
-                return Err(format!(
-                    "unknown unit in size `{s}` (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
-                ))
-            }
+            _ => return Err(format!("unknown unit in size `{s}` (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)")),
         };
         let bytes = value * mult as f64;
         if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
@@ -44,12 +38,7 @@ impl ByteSize {
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let units = [
-            ("TiB", 1u64 << 40),
-            ("GiB", 1 << 30),
-            ("MiB", 1 << 20),
-            ("KiB", 1 << 10),
-        ];
+        let units = [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
         for (name, size) in units {
             if self.0 >= size {
                 return write!(f, "{:.1} {name}", self.0 as f64 / size as f64);
@@ -108,10 +97,9 @@ impl Default for NodeConfig {
 impl NodeConfig {
     /// Reads a config file; a relative `data_dir` is resolved against the file's directory.
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-        let mut cfg: NodeConfig = toml::from_str(&text)
-            .map_err(|e| format!("invalid config {}: {}", path.display(), e.message()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        let mut cfg: NodeConfig =
+            toml::from_str(&text).map_err(|e| format!("invalid config {}: {}", path.display(), e.message()))?;
         if cfg.data_dir.is_relative() {
             let base = path.parent().unwrap_or(Path::new("."));
             cfg.data_dir = base.join(&cfg.data_dir);
@@ -136,8 +124,7 @@ mod tests {
 
     #[test]
     fn config_parses_and_rejects_unknown_fields() {
-        let cfg: NodeConfig =
-            toml::from_str("quota = \"2 GiB\"\nlisten = \"/ip4/127.0.0.1/tcp/5000\"").unwrap();
+        let cfg: NodeConfig = toml::from_str("quota = \"2 GiB\"\nlisten = \"/ip4/127.0.0.1/tcp/5000\"").unwrap();
         assert_eq!(cfg.quota.0, 2 << 30);
         assert!(toml::from_str::<NodeConfig>("qouta = 5").is_err());
     }

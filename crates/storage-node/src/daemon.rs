@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use blackbox_net::{serve, Keypair, Multiaddr};
 
-use crate::{NodeConfig, RocksStore, ShareStore, StorageServer};
+use crate::{DiskStore, NodeConfig, ShareStore, StorageServer};
 
 /// What a running node writes to `node.info` in its data dir, so tools can find it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,8 +45,7 @@ pub fn load_or_create_identity(dir: &Path) -> Result<Keypair, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = Keypair::generate_ed25519();
             let bytes = key.to_protobuf_encoding().map_err(|e| e.to_string())?;
-            write_atomic(&path, &bytes)
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            write_atomic(&path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;
@@ -61,40 +60,22 @@ pub fn load_or_create_identity(dir: &Path) -> Result<Keypair, String> {
 /// Runs a node until SIGINT/SIGTERM, then stops serving and flushes the store.
 pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     let dir: PathBuf = cfg.data_dir.clone();
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
-    let listen: Multiaddr = cfg
-        .listen
-        .parse()
-        .map_err(|e| format!("invalid listen address `{}`: {e}", cfg.listen))?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
+    let listen: Multiaddr = cfg.listen.parse().map_err(|e| format!("invalid listen address `{}`: {e}", cfg.listen))?;
     let keypair = load_or_create_identity(&dir)?;
-    let store = RocksStore::open(&dir.join("db"))
-        .map_err(|e| format!("cannot open store in {}: {e}", dir.display()))?;
+    let store =
+        DiskStore::open(&dir.join("store")).map_err(|e| format!("cannot open store in {}: {e}", dir.display()))?;
     let server = Arc::new(
-        StorageServer::new(
-            store,
-            cfg.quota.0,
-            Duration::from_secs(cfg.upload_timeout_secs),
-        )
-        .map_err(|e| e.to_string())?,
+        StorageServer::new(store, cfg.quota.0, Duration::from_secs(cfg.upload_timeout_secs))
+            .map_err(|e| e.to_string())?,
     );
-    let handle = serve(keypair, listen, server.clone())
-        .await
-        .map_err(|e| e.to_string())?;
+    let handle = serve(keypair, listen, server.clone()).await.map_err(|e| e.to_string())?;
     let info = NodeInfo {
         peer_id: handle.peer_id.to_string(),
-        addrs: handle
-            .listen_addrs
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
+        addrs: handle.listen_addrs.iter().map(ToString::to_string).collect(),
     };
     let text = toml::to_string(&info).map_err(|e| e.to_string())?;
-    write_atomic(
-        &dir.join(PID_FILE),
-        format!("{}\n", std::process::id()).as_bytes(),
-    )
-    .map_err(|e| e.to_string())?;
+    write_atomic(&dir.join(PID_FILE), format!("{}\n", std::process::id()).as_bytes()).map_err(|e| e.to_string())?;
     write_atomic(&dir.join(INFO_FILE), text.as_bytes()).map_err(|e| e.to_string())?;
     let st = server.status();
     info!(peer_id = %info.peer_id, shares = st.shares, used = st.used, quota = st.quota, "node ready");

@@ -5,13 +5,13 @@
 
 pub mod config;
 pub mod daemon;
+mod disk;
 mod memory;
-mod rocks;
 mod server;
 mod store;
 
 pub use config::NodeConfig;
+pub use disk::DiskStore;
 pub use memory::MemoryStore;
-pub use rocks::RocksStore;
 pub use server::StorageServer;
 pub use store::{ShareKey, ShareMeta, ShareStore, StoreError};

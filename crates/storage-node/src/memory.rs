@@ -1,4 +1,4 @@
-//! In-memory share store: same contract as RocksDB, nothing survives the process.
+//! In-memory share store: same contract as the disk store, nothing survives the process.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
@@ -11,7 +11,7 @@ use crate::store::{ShareKey, ShareMeta, ShareStore, StoreError};
 
 #[derive(Default)]
 struct Inner {
-    blocks: BTreeMap<(ShareKey, u64), Bytes>,
+    data: BTreeMap<ShareKey, Vec<u8>>,
     uploads: BTreeSet<ShareKey>,
     metas: BTreeMap<ShareKey, (ShareMeta, Vec<Hash>)>,
 }
@@ -29,24 +29,25 @@ impl MemoryStore {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
-
-    fn drop_blocks(inner: &mut Inner, key: &ShareKey) {
-        inner.blocks.retain(|(k, _), _| k != key);
-    }
 }
 
 impl ShareStore for MemoryStore {
     fn begin_upload(&self, key: &ShareKey) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        Self::drop_blocks(&mut inner, key);
+        inner.data.remove(key);
         inner.uploads.insert(*key);
         Ok(())
     }
 
-    fn put_block(&self, key: &ShareKey, index: u64, data: &[u8]) -> Result<(), StoreError> {
-        self.lock()
-            .blocks
-            .insert((*key, index), Bytes::copy_from_slice(data));
+    fn write_at(&self, key: &ShareKey, offset: u64, data: &[u8]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let buf = inner.data.entry(*key).or_default();
+        let start = usize::try_from(offset).map_err(|_| StoreError::Corrupt("offset"))?;
+        let end = start + data.len();
+        if buf.len() < end {
+            buf.resize(end, 0);
+        }
+        buf[start..end].copy_from_slice(data);
         Ok(())
     }
 
@@ -61,7 +62,7 @@ impl ShareStore for MemoryStore {
         let mut inner = self.lock();
         inner.uploads.remove(key);
         if !inner.metas.contains_key(key) {
-            Self::drop_blocks(&mut inner, key);
+            inner.data.remove(key);
         }
         Ok(())
     }
@@ -84,26 +85,24 @@ impl ShareStore for MemoryStore {
         Ok(leaves[start..end].to_vec())
     }
 
-    fn block(&self, key: &ShareKey, index: u64) -> Result<Option<Bytes>, StoreError> {
-        Ok(self.lock().blocks.get(&(*key, index)).cloned())
+    fn read_at(&self, key: &ShareKey, offset: u64, len: usize) -> Result<Option<Bytes>, StoreError> {
+        let inner = self.lock();
+        let Some(buf) = inner.data.get(key) else {
+            return Ok(None);
+        };
+        let Ok(start) = usize::try_from(offset) else {
+            return Ok(None);
+        };
+        Ok(buf.get(start..start.saturating_add(len)).map(Bytes::copy_from_slice))
     }
 
     fn list_shares(&self, si: &[u8; 32]) -> Result<Vec<u8>, StoreError> {
-        Ok(self
-            .lock()
-            .metas
-            .keys()
-            .filter(|k| &k.si == si)
-            .map(|k| k.share)
-            .collect())
+        Ok(self.lock().metas.keys().filter(|k| &k.si == si).map(|k| k.share).collect())
     }
 
     fn totals(&self) -> Result<(u64, u64), StoreError> {
         let inner = self.lock();
-        Ok((
-            inner.metas.len() as u64,
-            inner.metas.values().map(|(m, _)| m.share_len).sum(),
-        ))
+        Ok((inner.metas.len() as u64, inner.metas.values().map(|(m, _)| m.share_len).sum()))
     }
 
     fn flush(&self) -> Result<(), StoreError> {

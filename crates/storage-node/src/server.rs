@@ -58,23 +58,11 @@ impl<S: ShareStore> StorageServer<S> {
             store.abort_upload(key)?;
         }
         if !unfinished.is_empty() {
-            info!(
-                count = unfinished.len(),
-                "discarded unfinished uploads left by a previous run"
-            );
+            info!(count = unfinished.len(), "discarded unfinished uploads left by a previous run");
         }
         let (shares, committed) = store.totals()?;
-        let state = State {
-            uploads: HashMap::new(),
-            committed,
-            shares,
-        };
-        Ok(Self {
-            store,
-            quota,
-            upload_timeout,
-            state: Mutex::new(state),
-        })
+        let state = State { uploads: HashMap::new(), committed, shares };
+        Ok(Self { store, quota, upload_timeout, state: Mutex::new(state) })
     }
 
     /// The underlying store.
@@ -102,12 +90,8 @@ impl<S: ShareStore> StorageServer<S> {
         let expired: Vec<ShareKey> = {
             let mut st = self.lock();
             let timeout = self.upload_timeout;
-            let keys: Vec<ShareKey> = st
-                .uploads
-                .iter()
-                .filter(|(_, u)| u.touched.elapsed() > timeout)
-                .map(|(k, _)| *k)
-                .collect();
+            let keys: Vec<ShareKey> =
+                st.uploads.iter().filter(|(_, u)| u.touched.elapsed() > timeout).map(|(k, _)| *k).collect();
             for k in &keys {
                 st.uploads.remove(k);
             }
@@ -125,10 +109,7 @@ impl<S: ShareStore> StorageServer<S> {
         let params = EncodingParams::new(k as usize, n as usize, seg)
             .map_err(|e| Response::error(ErrorCode::Invalid, e.to_string()))?;
         if key.share as usize >= params.n() {
-            return Err(Response::error(
-                ErrorCode::Invalid,
-                "share number not below n",
-            ));
+            return Err(Response::error(ErrorCode::Invalid, "share number not below n"));
         }
         if self.store.meta(&key).map_err(internal)?.is_some() {
             return Ok(Response::Allocated { already_have: true });
@@ -145,59 +126,38 @@ impl<S: ShareStore> StorageServer<S> {
             if used.saturating_add(need) > self.quota {
                 return Err(Response::error(
                     ErrorCode::QuotaExceeded,
-                    format!(
-                        "node full: {used} of {} bytes used, share needs {need}",
-                        self.quota
-                    ),
+                    format!("node full: {used} of {} bytes used, share needs {need}", self.quota),
                 ));
             }
-            let upload = Upload {
-                owner: *from,
-                layout,
-                leaves: vec![None; blocks],
-                reserved: need,
-                touched: Instant::now(),
-            };
+            let upload =
+                Upload { owner: *from, layout, leaves: vec![None; blocks], reserved: need, touched: Instant::now() };
             st.uploads.insert(key, upload);
         }
         if let Err(e) = self.store.begin_upload(&key) {
             self.lock().uploads.remove(&key);
             return Err(internal(e));
         }
-        Ok(Response::Allocated {
-            already_have: false,
-        })
+        Ok(Response::Allocated { already_have: false })
     }
 
     fn write_block(&self, from: &PeerId, key: ShareKey, index: u64, data: &Bytes) -> Reply {
-        {
+        let offset = {
             let st = self.lock();
-            let up = st
-                .uploads
-                .get(&key)
-                .ok_or_else(|| Response::error(ErrorCode::NotFound, "no such upload"))?;
+            let up = st.uploads.get(&key).ok_or_else(|| Response::error(ErrorCode::NotFound, "no such upload"))?;
             if up.owner != *from {
-                return Err(Response::error(
-                    ErrorCode::Invalid,
-                    "upload belongs to another client",
-                ));
+                return Err(Response::error(ErrorCode::Invalid, "upload belongs to another client"));
             }
             if index >= up.layout.num_segments() {
-                return Err(Response::error(
-                    ErrorCode::Invalid,
-                    "block index past the end of the share",
-                ));
+                return Err(Response::error(ErrorCode::Invalid, "block index past the end of the share"));
             }
             let want = up.layout.block_len(index);
             if data.len() != want {
-                return Err(Response::error(
-                    ErrorCode::Invalid,
-                    format!("block {index} must be {want} bytes"),
-                ));
+                return Err(Response::error(ErrorCode::Invalid, format!("block {index} must be {want} bytes")));
             }
-        }
+            up.layout.block_offset(index)
+        };
         let leaf = hashtree::leaf(data);
-        self.store.put_block(&key, index, data).map_err(internal)?;
+        self.store.write_at(&key, offset, data).map_err(internal)?;
         let mut st = self.lock();
         match st.uploads.get_mut(&key) {
             Some(up) if up.owner == *from => {
@@ -205,10 +165,7 @@ impl<S: ShareStore> StorageServer<S> {
                 up.touched = Instant::now();
                 Ok(Response::Ok)
             }
-            _ => Err(Response::error(
-                ErrorCode::NotFound,
-                "upload was replaced or expired",
-            )),
+            _ => Err(Response::error(ErrorCode::NotFound, "upload was replaced or expired")),
         }
     }
 
@@ -217,17 +174,10 @@ impl<S: ShareStore> StorageServer<S> {
             let mut st = self.lock();
             match st.uploads.get(&key) {
                 Some(up) if up.owner == *from => {}
-                Some(_) => {
-                    return Err(Response::error(
-                        ErrorCode::Invalid,
-                        "upload belongs to another client",
-                    ))
-                }
+                Some(_) => return Err(Response::error(ErrorCode::Invalid, "upload belongs to another client")),
                 None => return Err(Response::error(ErrorCode::NotFound, "no such upload")),
             }
-            st.uploads
-                .remove(&key)
-                .ok_or_else(|| Response::error(ErrorCode::NotFound, "no such upload"))?
+            st.uploads.remove(&key).ok_or_else(|| Response::error(ErrorCode::NotFound, "no such upload"))?
         };
         let result = self.verify_and_store(key, &upload, header);
         if result.is_err() {
@@ -247,29 +197,16 @@ impl<S: ShareStore> StorageServer<S> {
             .leaves
             .iter()
             .enumerate()
-            .map(|(i, l)| {
-                l.ok_or_else(|| Response::error(ErrorCode::Invalid, format!("block {i} missing")))
-            })
+            .map(|(i, l)| l.ok_or_else(|| Response::error(ErrorCode::Invalid, format!("block {i} missing"))))
             .collect::<Result<_, _>>()?;
-        let parsed = ShareHeader::decode(header)
-            .map_err(|e| Response::error(ErrorCode::Invalid, e.to_string()))?;
+        let parsed = ShareHeader::decode(header).map_err(|e| Response::error(ErrorCode::Invalid, e.to_string()))?;
         if parsed.layout() != up.layout {
-            return Err(Response::error(
-                ErrorCode::Invalid,
-                "header does not match the allocation",
-            ));
+            return Err(Response::error(ErrorCode::Invalid, "header does not match the allocation"));
         }
         if parsed.share_roots[key.share as usize] != hashtree::share_root(&leaves) {
-            return Err(Response::error(
-                ErrorCode::Invalid,
-                "blocks do not match the share root in the header",
-            ));
+            return Err(Response::error(ErrorCode::Invalid, "blocks do not match the share root in the header"));
         }
-        let meta = ShareMeta {
-            header: header.to_vec(),
-            num_blocks: leaves.len() as u64,
-            share_len: up.reserved,
-        };
+        let meta = ShareMeta { header: header.to_vec(), num_blocks: leaves.len() as u64, share_len: up.reserved };
         self.store.commit(&key, &meta, &leaves).map_err(internal)?;
         Ok(Response::Ok)
     }
@@ -288,38 +225,38 @@ impl<S: ShareStore> StorageServer<S> {
     }
 
     fn committed_meta(&self, key: &ShareKey) -> Result<ShareMeta, Response> {
-        self.store
-            .meta(key)
-            .map_err(internal)?
-            .ok_or_else(|| Response::error(ErrorCode::NotFound, "no such share"))
+        self.store.meta(key).map_err(internal)?.ok_or_else(|| Response::error(ErrorCode::NotFound, "no such share"))
     }
 
     fn read_blocks(&self, key: ShareKey, start: u64, count: u32) -> Reply {
         let meta = self.committed_meta(&key)?;
         if start >= meta.num_blocks || count == 0 {
-            return Err(Response::error(
-                ErrorCode::Invalid,
-                "block range outside the share",
-            ));
+            return Err(Response::error(ErrorCode::Invalid, "block range outside the share"));
         }
-        let end = start
-            .saturating_add(count.min(MAX_BLOCKS) as u64)
-            .min(meta.num_blocks);
-        let mut blocks = Vec::new();
-        let mut size = 16;
-        for index in start..end {
-            let block = self
-                .store
-                .block(&key, index)
-                .map_err(internal)?
-                .ok_or_else(|| {
-                    Response::error(ErrorCode::Internal, format!("block {index} lost"))
-                })?;
-            size += 4 + block.len();
-            if size > MAX_MESSAGE && !blocks.is_empty() {
-                break;
-            }
-            blocks.push(block);
+        let layout = ShareHeader::decode(&meta.header)
+            .map_err(|_| internal(StoreError::Corrupt("stored share header")))?
+            .layout();
+        let end = start.saturating_add(count.min(MAX_BLOCKS) as u64).min(meta.num_blocks);
+        // Fit the reply in one message: at least one block, then as many as fit.
+        let mut size = 16 + 4 + layout.block_len(start);
+        let mut stop = start + 1;
+        while stop < end && size + 4 + layout.block_len(stop) <= MAX_MESSAGE {
+            size += 4 + layout.block_len(stop);
+            stop += 1;
+        }
+        let offset = layout.block_offset(start);
+        let len = (layout.block_offset(stop - 1) - offset) as usize + layout.block_len(stop - 1);
+        let bytes = self
+            .store
+            .read_at(&key, offset, len)
+            .map_err(internal)?
+            .ok_or_else(|| Response::error(ErrorCode::Internal, "share data is missing on disk"))?;
+        let mut blocks = Vec::with_capacity((stop - start) as usize);
+        let mut at = 0;
+        for index in start..stop {
+            let bl = layout.block_len(index);
+            blocks.push(bytes.slice(at..at + bl));
+            at += bl;
         }
         Ok(Response::Blocks(blocks))
     }
@@ -328,48 +265,22 @@ impl<S: ShareStore> StorageServer<S> {
         let key = |si: Si, share: u8| ShareKey { si, share };
         match req {
             Request::Status => Ok(Response::Status(self.status())),
-            Request::Allocate {
-                si,
-                share,
-                k,
-                n,
-                segment_size,
-                size,
-            } => self.allocate(from, key(si, share), k, n, segment_size, size),
-            Request::WriteBlock {
-                si,
-                share,
-                index,
-                data,
-            } => self.write_block(from, key(si, share), index, &data),
+            Request::Allocate { si, share, k, n, segment_size, size } => {
+                self.allocate(from, key(si, share), k, n, segment_size, size)
+            }
+            Request::WriteBlock { si, share, index, data } => self.write_block(from, key(si, share), index, &data),
             Request::Commit { si, share, header } => self.commit(from, key(si, share), &header),
             Request::Abort { si, share } => self.abort(from, key(si, share)),
-            Request::ListShares { si } => Ok(Response::Shares(
-                self.store.list_shares(&si).map_err(internal)?,
-            )),
-            Request::ReadHeader { si, share } => Ok(Response::Header(
-                self.committed_meta(&key(si, share))?.header.into(),
-            )),
-            Request::ReadLeaves {
-                si,
-                share,
-                start,
-                count,
-            } => {
+            Request::ListShares { si } => Ok(Response::Shares(self.store.list_shares(&si).map_err(internal)?)),
+            Request::ReadHeader { si, share } => {
+                Ok(Response::Header(self.committed_meta(&key(si, share))?.header.into()))
+            }
+            Request::ReadLeaves { si, share, start, count } => {
                 let k = key(si, share);
                 self.committed_meta(&k)?;
-                Ok(Response::Leaves(
-                    self.store
-                        .leaves(&k, start, count.min(MAX_LEAVES))
-                        .map_err(internal)?,
-                ))
+                Ok(Response::Leaves(self.store.leaves(&k, start, count.min(MAX_LEAVES)).map_err(internal)?))
             }
-            Request::ReadBlocks {
-                si,
-                share,
-                start,
-                count,
-            } => self.read_blocks(key(si, share), start, count),
+            Request::ReadBlocks { si, share, start, count } => self.read_blocks(key(si, share), start, count),
         }
     }
 }
@@ -410,92 +321,29 @@ mod tests {
         }
         let (header, _) = enc.finish().unwrap();
         let si = [9; 32];
-        let alloc = Request::Allocate {
-            si,
-            share: 1,
-            k: 2,
-            n: 3,
-            segment_size: 4096,
-            size: 10_000,
-        };
-        assert_eq!(
-            s.handle(&me, alloc.clone()),
-            Response::Allocated {
-                already_have: false
-            }
-        );
+        let alloc = Request::Allocate { si, share: 1, k: 2, n: 3, segment_size: 4096, size: 10_000 };
+        assert_eq!(s.handle(&me, alloc.clone()), Response::Allocated { already_have: false });
         // Before commit nothing is visible.
-        assert_eq!(
-            s.handle(&me, Request::ListShares { si }),
-            Response::Shares(vec![])
-        );
+        assert_eq!(s.handle(&me, Request::ListShares { si }), Response::Shares(vec![]));
         let header_bytes = Bytes::from(header.encode());
         // Commit with missing blocks is refused.
-        let commit = Request::Commit {
-            si,
-            share: 1,
-            header: header_bytes.clone(),
-        };
+        let commit = Request::Commit { si, share: 1, header: header_bytes.clone() };
         assert_eq!(err_code(s.handle(&me, commit.clone())), ErrorCode::Invalid);
-        assert_eq!(
-            s.handle(&me, alloc.clone()),
-            Response::Allocated {
-                already_have: false
-            }
-        );
+        assert_eq!(s.handle(&me, alloc.clone()), Response::Allocated { already_have: false });
         // A wrong-size block and a foreign writer are refused.
-        let bad = Request::WriteBlock {
-            si,
-            share: 1,
-            index: 0,
-            data: Bytes::from_static(b"xx"),
-        };
+        let bad = Request::WriteBlock { si, share: 1, index: 0, data: Bytes::from_static(b"xx") };
         assert_eq!(err_code(s.handle(&me, bad)), ErrorCode::Invalid);
-        let foreign = Request::WriteBlock {
-            si,
-            share: 1,
-            index: 0,
-            data: share1[0].clone().into(),
-        };
-        assert_eq!(
-            err_code(s.handle(&PeerId::random(), foreign)),
-            ErrorCode::Invalid
-        );
+        let foreign = Request::WriteBlock { si, share: 1, index: 0, data: share1[0].clone().into() };
+        assert_eq!(err_code(s.handle(&PeerId::random(), foreign)), ErrorCode::Invalid);
         for (i, b) in share1.iter().enumerate() {
-            let w = Request::WriteBlock {
-                si,
-                share: 1,
-                index: i as u64,
-                data: b.clone().into(),
-            };
+            let w = Request::WriteBlock { si, share: 1, index: i as u64, data: b.clone().into() };
             assert_eq!(s.handle(&me, w), Response::Ok);
         }
         assert_eq!(s.handle(&me, commit), Response::Ok);
-        assert_eq!(
-            s.handle(&me, Request::ListShares { si }),
-            Response::Shares(vec![1])
-        );
-        assert_eq!(
-            s.handle(&me, alloc),
-            Response::Allocated { already_have: true }
-        );
-        match s.handle(
-            &me,
-            Request::ReadBlocks {
-                si,
-                share: 1,
-                start: 1,
-                count: 10,
-            },
-        ) {
-            Response::Blocks(b) => assert_eq!(
-                b,
-                share1[1..]
-                    .iter()
-                    .cloned()
-                    .map(Bytes::from)
-                    .collect::<Vec<_>>()
-            ),
+        assert_eq!(s.handle(&me, Request::ListShares { si }), Response::Shares(vec![1]));
+        assert_eq!(s.handle(&me, alloc), Response::Allocated { already_have: true });
+        match s.handle(&me, Request::ReadBlocks { si, share: 1, start: 1, count: 10 }) {
+            Response::Blocks(b) => assert_eq!(b, share1[1..].iter().cloned().map(Bytes::from).collect::<Vec<_>>()),
             other => panic!("{other:?}"),
         }
         assert_eq!(s.status().shares, 1);
@@ -506,52 +354,17 @@ mod tests {
         let s = server(10_000);
         let me = PeerId::random();
         let si = [2; 32];
-        let alloc = Request::Allocate {
-            si,
-            share: 0,
-            k: 1,
-            n: 2,
-            segment_size: 4096,
-            size: 4096,
-        };
-        assert_eq!(
-            s.handle(&me, alloc),
-            Response::Allocated {
-                already_have: false
-            }
-        );
+        let alloc = Request::Allocate { si, share: 0, k: 1, n: 2, segment_size: 4096, size: 4096 };
+        assert_eq!(s.handle(&me, alloc), Response::Allocated { already_have: false });
         let len = FileLayout::new(EncodingParams::new(1, 2, 4096).unwrap(), 4096).block_len(0);
-        let w = Request::WriteBlock {
-            si,
-            share: 0,
-            index: 0,
-            data: vec![0u8; len].into(),
-        };
+        let w = Request::WriteBlock { si, share: 0, index: 0, data: vec![0u8; len].into() };
         assert_eq!(s.handle(&me, w), Response::Ok);
-        let header = ShareHeader {
-            params: EncodingParams::new(1, 2, 4096).unwrap(),
-            size: 4096,
-            share_roots: vec![[0; 32]; 2],
-        };
-        let commit = Request::Commit {
-            si,
-            share: 0,
-            header: header.encode().into(),
-        };
+        let header =
+            ShareHeader { params: EncodingParams::new(1, 2, 4096).unwrap(), size: 4096, share_roots: vec![[0; 32]; 2] };
+        let commit = Request::Commit { si, share: 0, header: header.encode().into() };
         assert_eq!(err_code(s.handle(&me, commit)), ErrorCode::Invalid);
-        assert_eq!(
-            s.status().used,
-            0,
-            "rejected upload releases its reservation"
-        );
-        let big = Request::Allocate {
-            si,
-            share: 1,
-            k: 1,
-            n: 2,
-            segment_size: 4096,
-            size: 1 << 20,
-        };
+        assert_eq!(s.status().used, 0, "rejected upload releases its reservation");
+        let big = Request::Allocate { si, share: 1, k: 1, n: 2, segment_size: 4096, size: 1 << 20 };
         assert_eq!(err_code(s.handle(&me, big)), ErrorCode::QuotaExceeded);
     }
 }

@@ -20,6 +20,9 @@ pub enum StoreError {
     /// The database failed.
     #[error("database error: {0}")]
     Db(String),
+    /// A share file could not be read or written.
+    #[error("disk error: {0}")]
+    Io(String),
     /// A stored record does not decode: the disk holds something this build did not write.
     #[error("corrupt record: {0}")]
     Corrupt(&'static str),
@@ -62,25 +65,21 @@ impl ShareMeta {
             a.copy_from_slice(&bytes[r]);
             u64::from_le_bytes(a)
         };
-        Ok(Self {
-            share_len: u(1..9),
-            num_blocks: u(9..17),
-            header: bytes[17..].to_vec(),
-        })
+        Ok(Self { share_len: u(1..9), num_blocks: u(9..17), header: bytes[17..].to_vec() })
     }
 }
 
-/// Durable storage of shares.
+/// Durable storage of shares: each share is a byte string (its blocks back to back) plus metadata.
 ///
-/// Contract: blocks written with `put_block` belong to an unfinished upload and are never listed
+/// Contract: bytes written with `write_at` belong to an unfinished upload and are never listed
 /// until `commit` makes the share visible, atomically and durably (fsync) with its metadata. After
 /// a crash, every upload that was not committed is reported by `unfinished_uploads`, so the node can
 /// drop it; no reader can ever see a partial share.
 pub trait ShareStore: Send + Sync + 'static {
-    /// Starts an upload; staged blocks of an earlier unfinished upload of this share are dropped.
+    /// Starts an upload; bytes of an earlier unfinished upload of this share are dropped.
     fn begin_upload(&self, key: &ShareKey) -> Result<(), StoreError>;
-    /// Stages block `index` of an upload.
-    fn put_block(&self, key: &ShareKey, index: u64, data: &[u8]) -> Result<(), StoreError>;
+    /// Writes bytes of an upload at `offset` within the share.
+    fn write_at(&self, key: &ShareKey, offset: u64, data: &[u8]) -> Result<(), StoreError>;
     /// Makes the share visible with its metadata and leaf hashes, atomically and durably.
     fn commit(&self, key: &ShareKey, meta: &ShareMeta, leaves: &[Hash]) -> Result<(), StoreError>;
     /// Drops an unfinished upload and its staged blocks.
@@ -91,8 +90,9 @@ pub trait ShareStore: Send + Sync + 'static {
     fn meta(&self, key: &ShareKey) -> Result<Option<ShareMeta>, StoreError>;
     /// Leaf hashes `start..start+count` (clipped to the share) of a committed share.
     fn leaves(&self, key: &ShareKey, start: u64, count: u32) -> Result<Vec<Hash>, StoreError>;
-    /// Stored bytes of block `index`; callers check that the share is committed.
-    fn block(&self, key: &ShareKey, index: u64) -> Result<Option<Bytes>, StoreError>;
+    /// `len` stored bytes at `offset` (`None` if the share or the range is missing); callers check
+    /// that the share is committed.
+    fn read_at(&self, key: &ShareKey, offset: u64, len: usize) -> Result<Option<Bytes>, StoreError>;
     /// Share numbers of `si` that are committed.
     fn list_shares(&self, si: &[u8; 32]) -> Result<Vec<u8>, StoreError>;
     /// Count and total bytes of committed shares (for quota accounting at start).
@@ -111,19 +111,15 @@ pub(crate) mod suite {
     }
 
     fn meta(n: u64) -> ShareMeta {
-        ShareMeta {
-            header: vec![1, 2, 3],
-            num_blocks: n,
-            share_len: n * 4,
-        }
+        ShareMeta { header: vec![1, 2, 3], num_blocks: n, share_len: n * 4 }
     }
 
     pub fn run(open: &dyn Fn() -> Box<dyn ShareStore>) {
         let s = open();
         let k = key(1, 3);
         s.begin_upload(&k).unwrap();
-        s.put_block(&k, 0, b"aaaa").unwrap();
-        s.put_block(&k, 1, b"bbbb").unwrap();
+        s.write_at(&k, 4, b"bbbb").unwrap();
+        s.write_at(&k, 0, b"aaaa").unwrap();
         // Unfinished: invisible.
         assert!(s.meta(&k).unwrap().is_none());
         assert!(s.list_shares(&k.si).unwrap().is_empty());
@@ -132,7 +128,9 @@ pub(crate) mod suite {
         assert_eq!(s.meta(&k).unwrap(), Some(meta(2)));
         assert_eq!(s.list_shares(&k.si).unwrap(), vec![3]);
         assert!(s.unfinished_uploads().unwrap().is_empty());
-        assert_eq!(s.block(&k, 1).unwrap().unwrap().as_ref(), b"bbbb");
+        assert_eq!(s.read_at(&k, 4, 4).unwrap().unwrap().as_ref(), b"bbbb");
+        assert_eq!(s.read_at(&k, 2, 4).unwrap().unwrap().as_ref(), b"aabb");
+        assert!(s.read_at(&k, 6, 4).unwrap().is_none(), "read past the end");
         assert_eq!(s.leaves(&k, 1, 5).unwrap(), vec![[2; 32]]);
         assert_eq!(s.leaves(&k, 7, 5).unwrap(), Vec::<Hash>::new());
         assert_eq!(s.totals().unwrap(), (1, 8));
@@ -140,9 +138,15 @@ pub(crate) mod suite {
         // An aborted upload leaves nothing behind.
         let k2 = key(1, 4);
         s.begin_upload(&k2).unwrap();
-        s.put_block(&k2, 0, b"cccc").unwrap();
+        s.write_at(&k2, 0, b"cccc").unwrap();
         s.abort_upload(&k2).unwrap();
-        assert!(s.block(&k2, 0).unwrap().is_none());
+        assert!(s.read_at(&k2, 0, 4).unwrap().is_none());
+        // Restarting an upload drops what the earlier attempt wrote.
+        s.begin_upload(&k2).unwrap();
+        s.write_at(&k2, 0, b"dddd").unwrap();
+        s.begin_upload(&k2).unwrap();
+        assert!(s.read_at(&k2, 0, 4).unwrap().is_none());
+        s.abort_upload(&k2).unwrap();
         assert!(s.unfinished_uploads().unwrap().is_empty());
         assert_eq!(s.list_shares(&k.si).unwrap(), vec![3]);
         // Other storage indexes do not leak into listings.

@@ -43,11 +43,7 @@ impl Devnet {
                 Err(e) => panic!("devnet did not become ready: {e}"),
             }
         }
-        Devnet {
-            dir: dir.to_path_buf(),
-            nodes,
-            child: Some(child),
-        }
+        Devnet { dir: dir.to_path_buf(), nodes, child: Some(child) }
     }
 
     pub fn config(&self) -> PathBuf {
@@ -66,10 +62,7 @@ impl Devnet {
     /// kill -9 one node process.
     pub fn kill_node(&self, i: usize) {
         let pid = self.node_pid(i);
-        let status = Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .expect("kill");
+        let status = Command::new("kill").args(["-9", &pid.to_string()]).status().expect("kill");
         assert!(status.success());
         // Wait until the process is gone (the supervisor reaps it).
         for _ in 0..200 {
@@ -88,9 +81,7 @@ impl Devnet {
 
     fn terminate(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
             let _ = child.wait();
         }
     }
@@ -108,8 +99,7 @@ impl Drop for Devnet {
 }
 
 fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"))
 }
 
 /// Runs `blackbox` with an optional client config.
@@ -153,10 +143,7 @@ pub fn random_file(path: &Path, len: usize, seed: u64) {
 
 /// Whether two files have identical contents.
 pub fn same_file(a: &Path, b: &Path) -> bool {
-    let (mut fa, mut fb) = (
-        std::fs::File::open(a).expect("open a"),
-        std::fs::File::open(b).expect("open b"),
-    );
+    let (mut fa, mut fb) = (std::fs::File::open(a).expect("open a"), std::fs::File::open(b).expect("open b"));
     let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
     use std::io::Read;
     loop {
@@ -197,12 +184,7 @@ pub fn node_counts(net: &Devnet) -> Vec<(u64, u64, u64)> {
         .map(|l| {
             let field = |name: &str| -> u64 {
                 let at = l.find(&format!("\"{name}\":")).expect("field") + name.len() + 3;
-                l[at..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_digit())
-                    .collect::<String>()
-                    .parse()
-                    .expect("number")
+                l[at..].chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().expect("number")
             };
             (field("shares"), field("pending"), field("used"))
         })
