@@ -52,6 +52,7 @@ fn ensure_node_config(dir: &Path, quota: ByteSize) -> Result<PathBuf> {
             data_dir: PathBuf::from("."),
             listen: format!("/ip4/127.0.0.1/tcp/{}", free_port()?),
             quota,
+            threads: 1,
             ..NodeConfig::default()
         };
         std::fs::write(&path, toml::to_string(&cfg)?).with_context(|| format!("cannot write {}", path.display()))?;

@@ -105,7 +105,16 @@ fn main() -> ExitCode {
         _ => "warn",
     };
     init_logging(cli.verbose, default_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let (Command::Node { .. }, Some(path)) = (&cli.command, &cli.config) {
+        // Errors in the config are reported by `run`; here it only sizes the runtime.
+        if let Ok(cfg) = blackbox_storage_node::NodeConfig::load(path) {
+            if cfg.threads > 0 {
+                builder.worker_threads(cfg.threads);
+            }
+        }
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start runtime: {e}");

@@ -17,9 +17,9 @@ use blackbox_net::{PeerId, Request, Response, Transport};
 use crate::{call, servers_of_happiness, Client, ClientError, NodeRef};
 
 /// Blocks queued per share before the encoder waits for that node.
-const QUEUE_PER_SHARE: usize = 8;
+const QUEUE_PER_SHARE: usize = 16;
 /// Write requests in flight per share.
-const WRITES_IN_FLIGHT: usize = 4;
+const WRITES_IN_FLIGHT: usize = 8;
 /// Encoded segments buffered between the encoder thread and the senders.
 const SEGMENTS_BUFFERED: usize = 4;
 /// Passes over the file: the first places every share, later ones replace shares whose node failed.

@@ -41,6 +41,13 @@ pub enum TransportError {
 pub trait RequestHandler: Send + Sync + 'static {
     /// Handles `req` sent by `from`.
     fn handle(&self, from: &PeerId, req: Request) -> Response;
+
+    /// Whether `req` is cheap and never waits on the disk, so the network loop may answer it in
+    /// place instead of handing it to a blocking thread (a thread hand-off per block cost more CPU
+    /// than the work itself on small machines). Default: never.
+    fn runs_inline(&self, _req: &Request) -> bool {
+        false
+    }
 }
 
 /// How a client reaches storage nodes.

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::codec::{Frame, FrameCodec};
-use crate::wire::{ErrorCode, Request, Response};
+use crate::wire::{ErrorCode, Request, Response, WireError};
 use crate::{RequestHandler, Transport, TransportError, PROTOCOL};
 
 type Behaviour = request_response::Behaviour<FrameCodec>;
@@ -35,6 +35,20 @@ fn build_swarm(keypair: Keypair, protocol: ProtocolSupport, timeout: Duration) -
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
         .build();
     Ok(swarm)
+}
+
+fn request_response<H: RequestHandler>(
+    handler: &H,
+    peer: &PeerId,
+    request: Result<Result<Request, WireError>, WireError>,
+) -> Response {
+    match request {
+        Ok(Ok(req)) => handler.handle(peer, req),
+        Ok(Err(e)) | Err(e) => {
+            warn!(%peer, error = %e, "rejected malformed request");
+            Response::error(ErrorCode::Malformed, e.to_string())
+        }
+    }
 }
 
 /// A running node: its identity and addresses; dropping it (or `stop`) ends the loop.
@@ -89,16 +103,18 @@ pub async fn serve<H: RequestHandler>(
             tokio::select! {
                 event = swarm.select_next_some() => match event {
                     SwarmEvent::Behaviour(Event::Message { peer, message: Message::Request { request, channel, .. }, .. }) => {
+                        let request = request.map(|f| Request::decode(f.head));
+                        if let Ok(Ok(req)) = &request {
+                            if handler.runs_inline(req) {
+                                let response = request_response(&*handler, &peer, request);
+                                let _ = swarm.behaviour_mut().send_response(channel, Bytes::from(response.encode()));
+                                continue;
+                            }
+                        }
                         let handler = handler.clone();
                         let done = done_tx.clone();
                         tokio::task::spawn_blocking(move || {
-                            let response = match request.map(|f| Request::decode(f.head)) {
-                                Ok(Ok(req)) => handler.handle(&peer, req),
-                                Ok(Err(e)) | Err(e) => {
-                                    warn!(%peer, error = %e, "rejected malformed request");
-                                    Response::error(ErrorCode::Malformed, e.to_string())
-                                }
-                            };
+                            let response = request_response(&*handler, &peer, request);
                             let _ = done.blocking_send((channel, response.encode()));
                         });
                     }

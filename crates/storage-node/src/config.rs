@@ -81,6 +81,8 @@ pub struct NodeConfig {
     pub quota: ByteSize,
     /// Seconds an upload may sit idle before it is dropped and its space released.
     pub upload_timeout_secs: u64,
+    /// Async worker threads (0 = one per CPU). `devnet` uses 1: its nodes share one machine.
+    pub threads: usize,
 }
 
 impl Default for NodeConfig {
@@ -90,6 +92,7 @@ impl Default for NodeConfig {
             listen: "/ip4/127.0.0.1/tcp/0".into(),
             quota: ByteSize(10 << 30),
             upload_timeout_secs: 600,
+            threads: 0,
         }
     }
 }

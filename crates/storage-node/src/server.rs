@@ -289,6 +289,12 @@ impl<S: ShareStore> RequestHandler for StorageServer<S> {
     fn handle(&self, from: &PeerId, req: Request) -> Response {
         self.dispatch(from, req).unwrap_or_else(|e| e)
     }
+
+    /// Block writes only hash and copy into the page cache (durability comes at commit, on a
+    /// blocking thread); status is in memory. Everything else may read or fsync the disk.
+    fn runs_inline(&self, req: &Request) -> bool {
+        matches!(req, Request::WriteBlock { .. } | Request::Status)
+    }
 }
 
 #[cfg(test)]
