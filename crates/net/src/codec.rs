@@ -6,6 +6,7 @@ use bytes::Bytes;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 
+use crate::pool::{PoolBuf, POOL_MIN};
 use crate::wire::{WireError, MAX_MESSAGE};
 
 /// Oversized requests up to this many bytes are read and discarded so the sender gets an error
@@ -29,11 +30,13 @@ async fn read_len<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<usize> 
 }
 
 async fn read_body<T: AsyncRead + Unpin + Send>(io: &mut T, len: usize) -> io::Result<Bytes> {
-    let mut buf = Vec::with_capacity(len);
-    io.take(len as u64).read_to_end(&mut buf).await?;
-    if buf.len() != len {
-        return Err(io::ErrorKind::UnexpectedEof.into());
+    if len >= POOL_MIN {
+        let mut buf = PoolBuf::take(len);
+        io.read_exact(buf.as_mut()).await?;
+        return Ok(buf.freeze());
     }
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
     Ok(Bytes::from(buf))
 }
 

@@ -6,6 +6,7 @@
 
 mod codec;
 mod memory;
+mod pool;
 mod swarm;
 pub mod wire;
 
