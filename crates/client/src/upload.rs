@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use blackbox_core::{storage_index, EncodingParams, FileEncoder, FileKey, ReadCap, ShareHeader, StorageIndex};
+use blackbox_net::wire::{MAX_BLOCKS, MAX_MESSAGE};
 use blackbox_net::{PeerId, Request, Response, Transport};
 
 use crate::{call, servers_of_happiness, Client, ClientError, NodeRef};
@@ -322,7 +323,8 @@ impl<T: Transport> Client<T> {
     }
 }
 
-/// Sends one share's blocks with a few writes in flight; stops at the first failure.
+/// Sends one share's blocks, batching consecutive queued blocks into one request up to the message
+/// limit, with a few requests in flight; stops at the first failure.
 async fn write_share<T: Transport>(
     transport: T,
     node: NodeRef,
@@ -330,11 +332,29 @@ async fn write_share<T: Transport>(
     share: u8,
     rx: mpsc::Receiver<(u64, Bytes)>,
 ) -> Result<(), ClientError> {
-    let blocks = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
-    let writes = blocks
-        .map(|(index, data)| {
+    let batches = futures::stream::unfold((rx, None), |(mut rx, held)| async move {
+        let (start, first) = match held {
+            Some(b) => b,
+            None => rx.recv().await?,
+        };
+        let mut size = first.len() + 64;
+        let mut blocks = vec![first];
+        let mut held = None;
+        while blocks.len() < MAX_BLOCKS as usize {
+            let Ok((index, block)) = rx.try_recv() else { break };
+            if index != start + blocks.len() as u64 || size + block.len() + 4 > MAX_MESSAGE {
+                held = Some((index, block));
+                break;
+            }
+            size += block.len() + 4;
+            blocks.push(block);
+        }
+        Some(((start, blocks), (rx, held)))
+    });
+    let writes = batches
+        .map(|(start, blocks)| {
             let (transport, node) = (&transport, &node);
-            async move { call(transport, node, Request::WriteBlock { si, share, index, data }).await }
+            async move { call(transport, node, Request::WriteBlocks { si, share, start, blocks }).await }
         })
         .buffer_unordered(WRITES_IN_FLIGHT);
     let mut writes = std::pin::pin!(writes);

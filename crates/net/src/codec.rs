@@ -17,11 +17,8 @@ const MAX_DRAIN: usize = 16 * MAX_MESSAGE;
 #[derive(Clone, Default)]
 pub(crate) struct FrameCodec;
 
-/// A payload in two pieces written back to back (received payloads arrive whole in `head`).
-pub(crate) struct Frame {
-    pub head: Bytes,
-    pub body: Bytes,
-}
+/// A payload as pieces written back to back; a received payload arrives as one piece.
+pub(crate) type Frame = Vec<Bytes>;
 
 async fn read_len<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<usize> {
     let mut len = [0u8; 4];
@@ -40,14 +37,15 @@ async fn read_body<T: AsyncRead + Unpin + Send>(io: &mut T, len: usize) -> io::R
     Ok(Bytes::from(buf))
 }
 
-async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, head: &[u8], body: &[u8]) -> io::Result<()> {
-    let len = head.len() + body.len();
+async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, parts: &[Bytes]) -> io::Result<()> {
+    let len: usize = parts.iter().map(Bytes::len).sum();
     if len > MAX_MESSAGE {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, WireError::TooLarge(len)));
     }
     io.write_all(&(len as u32).to_le_bytes()).await?;
-    io.write_all(head).await?;
-    io.write_all(body).await?;
+    for part in parts {
+        io.write_all(part).await?;
+    }
     io.close().await
 }
 
@@ -70,7 +68,7 @@ impl libp2p::request_response::Codec for FrameCodec {
             futures::io::copy(&mut io.take(len as u64), &mut sink).await?;
             return Ok(Err(WireError::TooLarge(len)));
         }
-        Ok(Ok(Frame { head: read_body(io, len).await?, body: Bytes::new() }))
+        Ok(Ok(vec![read_body(io, len).await?]))
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Bytes>
@@ -89,13 +87,13 @@ impl libp2p::request_response::Codec for FrameCodec {
         T: AsyncWrite + Unpin + Send,
     {
         let frame = req.map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        write_frame(io, &frame.head, &frame.body).await
+        write_frame(io, &frame).await
     }
 
     async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: Bytes) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &res, &[]).await
+        write_frame(io, &[res]).await
     }
 }

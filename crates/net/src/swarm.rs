@@ -37,6 +37,15 @@ fn build_swarm(keypair: Keypair, protocol: ProtocolSupport, timeout: Duration) -
     Ok(swarm)
 }
 
+/// The payload of a received frame (one piece; joined only if it ever came in several).
+fn joined(mut frame: Frame) -> Bytes {
+    if frame.len() == 1 {
+        frame.pop().unwrap_or_default()
+    } else {
+        Bytes::from(frame.concat())
+    }
+}
+
 fn request_response<H: RequestHandler>(
     handler: &H,
     peer: &PeerId,
@@ -103,7 +112,7 @@ pub async fn serve<H: RequestHandler>(
             tokio::select! {
                 event = swarm.select_next_some() => match event {
                     SwarmEvent::Behaviour(Event::Message { peer, message: Message::Request { request, channel, .. }, .. }) => {
-                        let request = request.map(|f| Request::decode(f.head));
+                        let request = request.map(|f| Request::decode(joined(f)));
                         if let Ok(Ok(req)) = &request {
                             if handler.runs_inline(req) {
                                 let response = request_response(&*handler, &peer, request);
@@ -197,7 +206,7 @@ impl Libp2pTransport {
         addrs: &[Multiaddr],
         payload: Vec<u8>,
     ) -> Result<Bytes, TransportError> {
-        self.send_frame(peer, addrs, Frame { head: Bytes::from(payload), body: Bytes::new() }).await
+        self.send_frame(peer, addrs, vec![Bytes::from(payload)]).await
     }
 
     async fn send_frame(&self, peer: PeerId, addrs: &[Multiaddr], frame: Frame) -> Result<Bytes, TransportError> {
@@ -210,8 +219,7 @@ impl Libp2pTransport {
 
 impl Transport for Libp2pTransport {
     async fn request(&self, peer: PeerId, addrs: &[Multiaddr], req: Request) -> Result<Response, TransportError> {
-        let (head, body) = req.encode_split();
-        let bytes = self.send_frame(peer, addrs, Frame { head: Bytes::from(head), body }).await?;
+        let bytes = self.send_frame(peer, addrs, req.encode_parts()).await?;
         Response::decode(bytes).map_err(|error| TransportError::BadResponse { peer, error })
     }
 }

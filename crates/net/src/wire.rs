@@ -28,8 +28,8 @@ pub enum Request {
     Status,
     /// Reserve space for one share of a file with these parameters.
     Allocate { si: Si, share: u8, k: u8, n: u8, segment_size: u32, size: u64 },
-    /// One block of an allocated share.
-    WriteBlock { si: Si, share: u8, index: u64, data: Bytes },
+    /// Consecutive blocks `start..start+blocks.len()` of an allocated share.
+    WriteBlocks { si: Si, share: u8, start: u64, blocks: Vec<Bytes> },
     /// Finish a share: the node checks every block against the header's root for it.
     Commit { si: Si, share: u8, header: Bytes },
     /// Drop an unfinished upload.
@@ -248,14 +248,12 @@ fn open(payload: Bytes) -> Result<(u8, Reader), WireError> {
 impl Request {
     /// Encodes the payload (without the length prefix).
     pub fn encode(&self) -> Vec<u8> {
-        let (mut head, body) = self.encode_split();
-        head.extend_from_slice(&body);
-        head
+        self.encode_parts().concat()
     }
 
-    /// Encodes the payload as a head and a body to send after it, so a block's bytes are never
-    /// copied into a new buffer; `head ++ body` is exactly [`Request::encode`].
-    pub fn encode_split(&self) -> (Vec<u8>, Bytes) {
+    /// Encodes the payload as pieces to send back to back, so block bytes are never copied into
+    /// a new buffer; their concatenation is exactly [`Request::encode`].
+    pub fn encode_parts(&self) -> Vec<Bytes> {
         let w = match self {
             Request::Status => Writer::new(0),
             Request::Allocate { si, share, k, n, segment_size, size } => {
@@ -263,10 +261,19 @@ impl Request {
                 w.raw(si).u8(*share).u8(*k).u8(*n).u32(*segment_size).u64(*size);
                 w
             }
-            Request::WriteBlock { si, share, index, data } => {
+            Request::WriteBlocks { si, share, start, blocks } => {
                 let mut w = Writer::new(2);
-                w.raw(si).u8(*share).u64(*index).bytes(data);
-                w
+                w.raw(si).u8(*share).u64(*start).u32(blocks.len() as u32);
+                let mut parts = Vec::with_capacity(2 * blocks.len() + 1);
+                for block in blocks {
+                    w.u32(block.len() as u32);
+                    parts.push(Bytes::from(std::mem::take(&mut w.0)));
+                    parts.push(block.clone());
+                }
+                if !w.0.is_empty() {
+                    parts.push(Bytes::from(w.0));
+                }
+                return parts;
             }
             Request::Commit { si, share, header } => {
                 let mut w = Writer::new(3);
@@ -299,7 +306,7 @@ impl Request {
                 w
             }
         };
-        (w.0, Bytes::new())
+        vec![Bytes::from(w.0)]
     }
 
     /// Strictly decodes a payload.
@@ -315,7 +322,15 @@ impl Request {
                 segment_size: r.u32()?,
                 size: r.u64()?,
             },
-            2 => Request::WriteBlock { si: r.array()?, share: r.u8()?, index: r.u64()?, data: r.bytes()? },
+            2 => {
+                let (si, share, start) = (r.array()?, r.u8()?, r.u64()?);
+                let count = r.count(MAX_BLOCKS)?;
+                let mut blocks = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    blocks.push(r.bytes()?);
+                }
+                Request::WriteBlocks { si, share, start, blocks }
+            }
             3 => Request::Commit { si: r.array()?, share: r.u8()?, header: r.bytes()? },
             4 => Request::Abort { si: r.array()?, share: r.u8()? },
             5 => Request::ListShares { si: r.array()? },
@@ -465,8 +480,18 @@ mod tests {
             (si, any::<u8>(), any::<u8>(), any::<u8>(), any::<u32>(), any::<u64>()).prop_map(
                 |(si, share, k, n, segment_size, size)| Request::Allocate { si, share, k, n, segment_size, size }
             ),
-            (si, any::<u8>(), any::<u64>(), proptest::collection::vec(any::<u8>(), 0..300))
-                .prop_map(|(si, share, index, d)| Request::WriteBlock { si, share, index, data: d.into() }),
+            (
+                si,
+                any::<u8>(),
+                any::<u64>(),
+                proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..100), 0..4)
+            )
+                .prop_map(|(si, share, start, b)| Request::WriteBlocks {
+                    si,
+                    share,
+                    start,
+                    blocks: b.into_iter().map(Bytes::from).collect()
+                }),
             (si, any::<u8>(), proptest::collection::vec(any::<u8>(), 0..300))
                 .prop_map(|(si, share, h)| Request::Commit { si, share, header: h.into() }),
             (si, any::<u8>()).prop_map(|(si, share)| Request::Abort { si, share }),
@@ -508,9 +533,8 @@ mod tests {
     proptest! {
         #[test]
         fn requests_round_trip(req in request()) {
-            let (mut head, body) = req.encode_split();
-            head.extend_from_slice(&body);
-            prop_assert_eq!(&head, &req.encode());
+            let parts: Vec<u8> = req.encode_parts().concat();
+            prop_assert_eq!(&parts, &req.encode());
             prop_assert_eq!(Request::decode(Bytes::from(req.encode())).unwrap(), req);
         }
 

@@ -13,7 +13,7 @@ impl RequestHandler for Fixed {
     fn handle(&self, _from: &PeerId, req: Request) -> Response {
         match req {
             Request::Status => Response::Status(NodeStatus { shares: 1, pending: 2, used: 3, quota: 4 }),
-            Request::WriteBlock { data, .. } => Response::Blocks(vec![data]),
+            Request::WriteBlocks { blocks, .. } => Response::Blocks(blocks),
             _ => Response::error(ErrorCode::NotFound, "nothing here"),
         }
     }
@@ -30,7 +30,7 @@ async fn request_response_over_tcp() {
 
     // A block near the size limit travels whole.
     let data = Bytes::from(vec![7u8; 1 << 20]);
-    let req = Request::WriteBlock { si: [0; 32], share: 0, index: 0, data: data.clone() };
+    let req = Request::WriteBlocks { si: [0; 32], share: 0, start: 0, blocks: vec![data.clone()] };
     assert_eq!(client.request(peer, &addrs, req).await.unwrap(), Response::Blocks(vec![data]));
 
     // Garbage gets an error response, not a dropped connection or a crash.

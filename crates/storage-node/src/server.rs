@@ -140,33 +140,33 @@ impl<S: ShareStore> StorageServer<S> {
         Ok(Response::Allocated { already_have: false })
     }
 
-    fn write_block(&self, from: &PeerId, key: ShareKey, index: u64, data: &Bytes) -> Reply {
-        let offset = {
-            let st = self.lock();
-            let up = st.uploads.get(&key).ok_or_else(|| Response::error(ErrorCode::NotFound, "no such upload"))?;
-            if up.owner != *from {
-                return Err(Response::error(ErrorCode::Invalid, "upload belongs to another client"));
-            }
-            if index >= up.layout.num_segments() {
-                return Err(Response::error(ErrorCode::Invalid, "block index past the end of the share"));
-            }
+    fn write_blocks(&self, from: &PeerId, key: ShareKey, start: u64, blocks: &[Bytes]) -> Reply {
+        // Hash before taking the lock; check, write and record under it, so an upload replaced
+        // in between can never receive bytes meant for the old one.
+        let leaves: Vec<Hash> = blocks.iter().map(|b| hashtree::leaf(b)).collect();
+        let mut st = self.lock();
+        let up = st.uploads.get_mut(&key).ok_or_else(|| Response::error(ErrorCode::NotFound, "no such upload"))?;
+        if up.owner != *from {
+            return Err(Response::error(ErrorCode::Invalid, "upload belongs to another client"));
+        }
+        let end = start.checked_add(blocks.len() as u64).filter(|&e| e <= up.layout.num_segments());
+        if end.is_none() || blocks.is_empty() {
+            return Err(Response::error(ErrorCode::Invalid, "block range outside the share"));
+        }
+        for (i, block) in blocks.iter().enumerate() {
+            let index = start + i as u64;
             let want = up.layout.block_len(index);
-            if data.len() != want {
+            if block.len() != want {
                 return Err(Response::error(ErrorCode::Invalid, format!("block {index} must be {want} bytes")));
             }
-            up.layout.block_offset(index)
-        };
-        let leaf = hashtree::leaf(data);
-        self.store.write_at(&key, offset, data).map_err(internal)?;
-        let mut st = self.lock();
-        match st.uploads.get_mut(&key) {
-            Some(up) if up.owner == *from => {
-                up.leaves[index as usize] = Some(leaf);
-                up.touched = Instant::now();
-                Ok(Response::Ok)
-            }
-            _ => Err(Response::error(ErrorCode::NotFound, "upload was replaced or expired")),
         }
+        for (i, (block, leaf)) in blocks.iter().zip(leaves).enumerate() {
+            let index = start + i as u64;
+            self.store.write_at(&key, up.layout.block_offset(index), block).map_err(internal)?;
+            up.leaves[index as usize] = Some(leaf);
+        }
+        up.touched = Instant::now();
+        Ok(Response::Ok)
     }
 
     fn commit(&self, from: &PeerId, key: ShareKey, header: &Bytes) -> Reply {
@@ -268,7 +268,9 @@ impl<S: ShareStore> StorageServer<S> {
             Request::Allocate { si, share, k, n, segment_size, size } => {
                 self.allocate(from, key(si, share), k, n, segment_size, size)
             }
-            Request::WriteBlock { si, share, index, data } => self.write_block(from, key(si, share), index, &data),
+            Request::WriteBlocks { si, share, start, blocks } => {
+                self.write_blocks(from, key(si, share), start, &blocks)
+            }
             Request::Commit { si, share, header } => self.commit(from, key(si, share), &header),
             Request::Abort { si, share } => self.abort(from, key(si, share)),
             Request::ListShares { si } => Ok(Response::Shares(self.store.list_shares(&si).map_err(internal)?)),
@@ -293,7 +295,7 @@ impl<S: ShareStore> RequestHandler for StorageServer<S> {
     /// Block writes only hash and copy into the page cache (durability comes at commit, on a
     /// blocking thread); status is in memory. Everything else may read or fsync the disk.
     fn runs_inline(&self, req: &Request) -> bool {
-        matches!(req, Request::WriteBlock { .. } | Request::Status)
+        matches!(req, Request::WriteBlocks { .. } | Request::Status)
     }
 }
 
@@ -337,12 +339,12 @@ mod tests {
         assert_eq!(err_code(s.handle(&me, commit.clone())), ErrorCode::Invalid);
         assert_eq!(s.handle(&me, alloc.clone()), Response::Allocated { already_have: false });
         // A wrong-size block and a foreign writer are refused.
-        let bad = Request::WriteBlock { si, share: 1, index: 0, data: Bytes::from_static(b"xx") };
+        let bad = Request::WriteBlocks { si, share: 1, start: 0, blocks: vec![Bytes::from_static(b"xx")] };
         assert_eq!(err_code(s.handle(&me, bad)), ErrorCode::Invalid);
-        let foreign = Request::WriteBlock { si, share: 1, index: 0, data: share1[0].clone().into() };
+        let foreign = Request::WriteBlocks { si, share: 1, start: 0, blocks: vec![share1[0].clone().into()] };
         assert_eq!(err_code(s.handle(&PeerId::random(), foreign)), ErrorCode::Invalid);
         for (i, b) in share1.iter().enumerate() {
-            let w = Request::WriteBlock { si, share: 1, index: i as u64, data: b.clone().into() };
+            let w = Request::WriteBlocks { si, share: 1, start: i as u64, blocks: vec![b.clone().into()] };
             assert_eq!(s.handle(&me, w), Response::Ok);
         }
         assert_eq!(s.handle(&me, commit), Response::Ok);
@@ -363,7 +365,7 @@ mod tests {
         let alloc = Request::Allocate { si, share: 0, k: 1, n: 2, segment_size: 4096, size: 4096 };
         assert_eq!(s.handle(&me, alloc), Response::Allocated { already_have: false });
         let len = FileLayout::new(EncodingParams::new(1, 2, 4096).unwrap(), 4096).block_len(0);
-        let w = Request::WriteBlock { si, share: 0, index: 0, data: vec![0u8; len].into() };
+        let w = Request::WriteBlocks { si, share: 0, start: 0, blocks: vec![vec![0u8; len].into()] };
         assert_eq!(s.handle(&me, w), Response::Ok);
         let header =
             ShareHeader { params: EncodingParams::new(1, 2, 4096).unwrap(), size: 4096, share_roots: vec![[0; 32]; 2] };
