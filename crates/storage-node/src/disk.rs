@@ -6,11 +6,12 @@
 //! the rest of a node's work together (perf, `blackbox bench e2e`). Block integrity is already
 //! covered end to end by the BLAKE3 hash trees, so the share file needs no second checksum.
 //!
-//! RocksDB keys: `u si share` unfinished-upload markers, `m si share` share metadata, `l si share`
-//! leaf hashes. Share files: `shares/<first si byte, hex>/<si hex>.<share>`. A commit fsyncs the
-//! share file and its directory, then writes `m` and `l` and deletes `u` in one synced batch; a
-//! share is visible only through its `m` record, so a crash at any point leaves no partial share,
-//! and the `u` marker tells the next start which file to delete.
+//! RocksDB keys: `u si share` unfinished-upload markers, `m si share` share metadata (versioned,
+//! see `ShareMeta`), `l si share` leaf hashes (version byte, then 32 bytes per block). Share files:
+//! `shares/<first si byte, hex>/<si hex>.<share>`. A commit fsyncs the share file and its
+//! directory, then writes `m` and `l` and deletes `u` in one synced batch; a share is visible only
+//! through its `m` record, so a crash at any point leaves no partial share, and the `u` marker
+//! tells the next start which file to delete.
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
@@ -51,6 +52,9 @@ fn synced() -> WriteOptions {
 }
 
 type KeyValue = (Box<[u8]>, Box<[u8]>);
+
+/// Version byte in front of a share's leaf-hash record.
+const LEAVES_VERSION: u8 = 1;
 
 /// Share store on a local disk: RocksDB for metadata, a file per share for its bytes.
 pub struct DiskStore {
@@ -118,7 +122,10 @@ impl ShareStore for DiskStore {
         }
         let mut batch = WriteBatch::default();
         batch.put(db_key(b'm', key), meta.encode());
-        batch.put(db_key(b'l', key), leaves.concat());
+        let mut record = Vec::with_capacity(1 + 32 * leaves.len());
+        record.push(LEAVES_VERSION);
+        record.extend(leaves.iter().flatten());
+        batch.put(db_key(b'l', key), record);
         batch.delete(db_key(b'u', key));
         self.db.write_opt(batch, &synced()).map_err(db_err)
     }
@@ -155,13 +162,16 @@ impl ShareStore for DiskStore {
         let Some(v) = self.db.get_pinned(db_key(b'l', key)).map_err(db_err)? else {
             return Ok(Vec::new());
         };
-        if v.len() % 32 != 0 {
+        let Some((&LEAVES_VERSION, hashes)) = v.split_first() else {
+            return Err(StoreError::Corrupt("leaf hashes version"));
+        };
+        if hashes.len() % 32 != 0 {
             return Err(StoreError::Corrupt("leaf hashes length"));
         }
-        let total = (v.len() / 32) as u64;
+        let total = (hashes.len() / 32) as u64;
         let start = start.min(total);
         let end = start.saturating_add(count as u64).min(total);
-        Ok(v[(start * 32) as usize..(end * 32) as usize]
+        Ok(hashes[(start * 32) as usize..(end * 32) as usize]
             .chunks_exact(32)
             .map(|c| {
                 let mut h = [0u8; 32];
