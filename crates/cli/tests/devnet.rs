@@ -169,3 +169,42 @@ fn bad_input_gives_one_line_errors() {
     want.copy_from_slice(&std::fs::read(&small).unwrap());
     assert_eq!(out.stdout, want[100..110]);
 }
+
+/// A node killed (-9) in the middle of an upload: the client places its share elsewhere.
+#[test]
+fn upload_fails_over_when_a_node_dies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = Devnet::start(&tmp.path().join("net"), 11, &[]);
+    let file = tmp.path().join("f");
+    random_file(&file, 200 << 20, 17);
+    let put_proc = Command::new(BIN)
+        .arg("--config")
+        .arg(net.config())
+        .arg("put")
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the first node seen receiving blocks.
+    let mut victim = None;
+    for _ in 0..400 {
+        if let Some(i) = node_counts(&net).iter().position(|(_, pending, used)| *pending > 0 && *used > 0) {
+            victim = Some(i);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let victim = victim.expect("upload never started");
+    net.kill_node(victim);
+    let out = put_proc.wait_with_output().unwrap();
+    assert!(out.status.success(), "put failed after a node died: {}", stderr(&out));
+    let cap = stdout(&out).trim().to_string();
+    let report = net.run(&["check", &cap]);
+    assert!(report.status.success());
+    assert!(stdout(&report).contains("10 of 10 shares found"), "{}", stdout(&report));
+    let back = tmp.path().join("back");
+    let out = net.run(&["get", &cap, "-o", back.to_str().unwrap()]);
+    assert!(out.status.success(), "get failed: {}", stderr(&out));
+    assert!(same_file(&file, &back));
+}

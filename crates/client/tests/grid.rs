@@ -1,23 +1,31 @@
 //! The client against an in-process grid of real storage servers (memory stores).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use blackbox_client::{Client, ClientError, NodeRef, ShareHealth, UploadOptions};
 use blackbox_core::EncodingParams;
-use blackbox_net::{MemoryTransport, PeerId, Request, RequestHandler, Response};
+use blackbox_net::{ErrorCode, MemoryTransport, PeerId, Request, RequestHandler, Response};
 use blackbox_storage_node::{MemoryStore, StorageServer};
 use bytes::Bytes;
 
-/// A storage server that can be told to corrupt the blocks it serves.
+/// A storage server that can be told to corrupt the blocks it serves, or to die mid-upload.
 struct Node {
     server: StorageServer<MemoryStore>,
     corrupt: AtomicBool,
+    /// Block writes left before the node stops answering anything but errors (negative: never).
+    writes_left: AtomicI64,
 }
 
 impl RequestHandler for Node {
     fn handle(&self, from: &PeerId, req: Request) -> Response {
+        if matches!(req, Request::WriteBlocks { .. }) {
+            self.writes_left.fetch_sub(1, Ordering::SeqCst);
+        }
+        if self.writes_left.load(Ordering::SeqCst) == -1 {
+            return Response::error(ErrorCode::Internal, "node died");
+        }
         match self.server.handle(from, req) {
             Response::Blocks(blocks) if self.corrupt.load(Ordering::Relaxed) => Response::Blocks(
                 blocks
@@ -47,6 +55,7 @@ fn grid(count: usize, quota: u64) -> Grid {
             let node = Arc::new(Node {
                 server: StorageServer::new(MemoryStore::new(), quota, Duration::from_secs(60)).unwrap(),
                 corrupt: AtomicBool::new(false),
+                writes_left: AtomicI64::new(i64::MIN / 2),
             });
             transport.insert(peer, node.clone());
             (NodeRef { peer, addrs: vec![] }, node)
@@ -150,6 +159,7 @@ async fn full_nodes_are_skipped_and_happiness_is_enforced() {
         let tiny = Arc::new(Node {
             server: StorageServer::new(MemoryStore::new(), 10, Duration::from_secs(60)).unwrap(),
             corrupt: AtomicBool::new(false),
+            writes_left: AtomicI64::new(i64::MIN / 2),
         });
         g.transport.insert(node.peer, tiny);
     }
@@ -173,4 +183,24 @@ async fn empty_and_tiny_files() {
         let report = put(&c, &bytes, 2, 5, 5).await.unwrap();
         assert_eq!(get(&c, &report.cap, None).await.unwrap(), bytes, "len {len}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_dying_mid_upload_are_replaced() {
+    // Two of eleven nodes die after a few block writes; at most one of them was the spare.
+    let g = grid(11, 1 << 30);
+    for (_, node) in &g.nodes[..2] {
+        node.writes_left.store(3, Ordering::SeqCst);
+    }
+    let c = g.client();
+    let bytes = data(2_000_000);
+    let report = put(&c, &bytes, 3, 10, 7).await.unwrap();
+    let dead: Vec<PeerId> = g.nodes[..2].iter().map(|(n, _)| n.peer).collect();
+    assert!(report.placements.iter().all(|(_, p)| !dead.contains(p)), "a share was left on a dead node");
+    assert_eq!(report.placements.len(), 10);
+    assert!(report.happiness >= 9, "happiness {}", report.happiness);
+    for p in &dead {
+        g.transport.remove(p);
+    }
+    assert_eq!(get(&c, &report.cap, None).await.unwrap(), bytes);
 }
