@@ -2,9 +2,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
 use common::*;
 
 /// Put 200 MiB, kill -9 seven nodes, read it back; an eighth kill makes it unrecoverable.
@@ -90,25 +87,9 @@ fn killed_upload_leaves_nothing_partial() {
     let file = tmp.path().join("f");
     random_file(&file, 200 << 20, 13);
     let net = Devnet::start(&dir, 10, &[]);
-    let mut put_proc = Command::new(BIN)
-        .arg("--config")
-        .arg(net.config())
-        .arg("put")
-        .arg(&file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut put_proc = spawn_put(&net, &file);
     // Wait until nodes are receiving blocks, then kill the client.
-    let mut seen_pending = false;
-    for _ in 0..400 {
-        if node_counts(&net).iter().any(|(_, pending, used)| *pending > 0 && *used > 0) {
-            seen_pending = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(seen_pending, "upload never started");
+    assert!(wait_for_upload(&net).is_some(), "upload never started");
     put_proc.kill().unwrap();
     let _ = put_proc.wait();
     net.stop();
@@ -177,25 +158,9 @@ fn upload_fails_over_when_a_node_dies() {
     let net = Devnet::start(&tmp.path().join("net"), 11, &[]);
     let file = tmp.path().join("f");
     random_file(&file, 200 << 20, 17);
-    let put_proc = Command::new(BIN)
-        .arg("--config")
-        .arg(net.config())
-        .arg("put")
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let put_proc = spawn_put(&net, &file);
     // Kill the first node seen receiving blocks.
-    let mut victim = None;
-    for _ in 0..400 {
-        if let Some(i) = node_counts(&net).iter().position(|(_, pending, used)| *pending > 0 && *used > 0) {
-            victim = Some(i);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let victim = victim.expect("upload never started");
+    let victim = wait_for_upload(&net).expect("upload never started");
     net.kill_node(victim);
     let out = put_proc.wait_with_output().unwrap();
     assert!(out.status.success(), "put failed after a node died: {}", stderr(&out));

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -237,57 +237,47 @@ impl<T: Transport> Client<T> {
             let starts = (from..=to).step_by(per_request as usize);
             let mut reads = futures::stream::iter(starts)
                 .map(|start| {
-                    let count = per_request.min(to + 1 - start) as u32;
-                    let (transport, node) = (&transport, &node);
-                    async move { (start, call(transport, node, Request::ReadBlocks { si, share, start, count }).await) }
+                    let count = per_request.min(to + 1 - start);
+                    read_range(&transport, &node, si, share, start, count).map(move |r| (start, r))
                 })
                 .buffered(READS_IN_FLIGHT);
             while let Some((start, r)) = reads.next().await {
                 let blocks = match r {
-                    Ok(Response::Blocks(b)) if !b.is_empty() => b,
-                    Ok(other) => {
-                        let _ = tx.send(Err(ClientError::unexpected(&node, &other))).await;
-                        return;
-                    }
+                    Ok(blocks) => blocks,
                     Err(e) => {
                         let _ = tx.send(Err(e)).await;
                         return;
                     }
                 };
-                let n = blocks.len() as u64;
                 for (i, b) in blocks.into_iter().enumerate() {
                     if tx.send(Ok((start + i as u64, b))).await.is_err() {
                         return;
-                    }
-                }
-                if start + n <= to && n < per_request.min(to + 1 - start) {
-                    // The node sent fewer blocks than asked: fetch the rest before moving on.
-                    let mut at = start + n;
-                    let end = (start + per_request).min(to + 1);
-                    while at < end {
-                        let req = Request::ReadBlocks { si, share, start: at, count: (end - at) as u32 };
-                        match call(&transport, &node, req).await {
-                            Ok(Response::Blocks(b)) if !b.is_empty() => {
-                                for blk in b {
-                                    if tx.send(Ok((at, blk))).await.is_err() {
-                                        return;
-                                    }
-                                    at += 1;
-                                }
-                            }
-                            Ok(other) => {
-                                let _ = tx.send(Err(ClientError::unexpected(&node, &other))).await;
-                                return;
-                            }
-                            Err(e) => {
-                                let _ = tx.send(Err(e)).await;
-                                return;
-                            }
-                        }
                     }
                 }
             }
         });
         rx
     }
+}
+
+/// Reads blocks `start..start+count` of a share, asking again for the rest if a node answers with
+/// fewer blocks than asked (nodes cap replies at the message size).
+async fn read_range<T: Transport>(
+    transport: &T,
+    node: &NodeRef,
+    si: [u8; 32],
+    share: u8,
+    start: u64,
+    count: u64,
+) -> Result<Vec<Bytes>, ClientError> {
+    let mut blocks = Vec::with_capacity(count as usize);
+    while (blocks.len() as u64) < count {
+        let at = start + blocks.len() as u64;
+        let left = (count - blocks.len() as u64) as u32;
+        match call(transport, node, Request::ReadBlocks { si, share, start: at, count: left }).await? {
+            Response::Blocks(b) if !b.is_empty() && b.len() as u64 <= left as u64 => blocks.extend(b),
+            other => return Err(ClientError::unexpected(node, &other)),
+        }
+    }
+    Ok(blocks)
 }

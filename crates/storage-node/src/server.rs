@@ -45,6 +45,10 @@ pub struct StorageServer<S> {
 
 type Reply = Result<Response, Response>;
 
+/// Most blocks of all uploads in progress together: bounds the memory (33 bytes a block) that
+/// allocations can make a node hold, whatever the quota. 2^21 blocks is 2 TiB of 3-of-10 file data.
+const MAX_PENDING_BLOCKS: usize = 1 << 21;
+
 fn internal(e: StoreError) -> Response {
     warn!(error = %e, "store failure");
     Response::error(ErrorCode::Internal, format!("storage failure: {e}"))
@@ -121,7 +125,14 @@ impl<S: ShareStore> StorageServer<S> {
             .map_err(|_| Response::error(ErrorCode::Invalid, "file too large"))?;
         {
             let mut st = self.lock();
-            let previous = st.uploads.get(&key).map_or(0, |u| u.reserved);
+            let (previous, previous_blocks) = st.uploads.get(&key).map_or((0, 0), |u| (u.reserved, u.leaves.len()));
+            let in_flight = st.uploads.values().map(|u| u.leaves.len()).sum::<usize>() - previous_blocks;
+            if in_flight.saturating_add(blocks) > MAX_PENDING_BLOCKS {
+                return Err(Response::error(
+                    ErrorCode::QuotaExceeded,
+                    format!("node busy: {in_flight} blocks of uploads in progress, limit {MAX_PENDING_BLOCKS}"),
+                ));
+            }
             let used = st.committed + st.reserved() - previous;
             if used.saturating_add(need) > self.quota {
                 return Err(Response::error(
@@ -374,5 +385,12 @@ mod tests {
         assert_eq!(s.status().used, 0, "rejected upload releases its reservation");
         let big = Request::Allocate { si, share: 1, k: 1, n: 2, segment_size: 4096, size: 1 << 20 };
         assert_eq!(err_code(s.handle(&me, big)), ErrorCode::QuotaExceeded);
+        // However large the quota, uploads in progress cannot make the node hold unbounded state.
+        let roomy = server(u64::MAX);
+        let huge = Request::Allocate { si, share: 0, k: 1, n: 1, segment_size: 4096, size: 4096 << 22 };
+        match roomy.handle(&me, huge) {
+            Response::Error { code: ErrorCode::QuotaExceeded, message } => assert!(message.contains("busy")),
+            other => panic!("unexpected {other:?}"),
+        }
     }
 }

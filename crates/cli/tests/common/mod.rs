@@ -190,3 +190,27 @@ pub fn node_counts(net: &Devnet) -> Vec<(u64, u64, u64)> {
         })
         .collect()
 }
+
+/// Starts `blackbox put FILE` in the background with output captured.
+pub fn spawn_put(net: &Devnet, file: &Path) -> Child {
+    Command::new(BIN)
+        .arg("--config")
+        .arg(net.config())
+        .arg("put")
+        .arg(file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn put")
+}
+
+/// Waits (up to ~10 s) until some node holds an upload in progress with bytes; returns its index.
+pub fn wait_for_upload(net: &Devnet) -> Option<usize> {
+    for _ in 0..400 {
+        if let Some(i) = node_counts(net).iter().position(|(_, pending, used)| *pending > 0 && *used > 0) {
+            return Some(i);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
