@@ -124,7 +124,7 @@ impl Encoding {
 /// One segment's blocks, ready to decode.
 pub struct Decoding {
     layout: FileLayout,
-    blocks: Vec<Vec<u8>>,
+    blocks: Vec<bytes::Bytes>,
     leaves: Vec<[u8; 32]>,
     dec: SegmentDecoder,
     k: usize,
@@ -142,7 +142,7 @@ impl Decoding {
 
     /// Verifies and decodes the segment from the shares `first..first + k` (0 = data shares).
     pub fn step(&mut self, first: usize) {
-        let picked: Vec<(usize, &[u8])> = (first..first + self.k).map(|s| (s, self.blocks[s].as_slice())).collect();
+        let picked: Vec<(usize, &[u8])> = (first..first + self.k).map(|s| (s, self.blocks[s].as_ref())).collect();
         for (s, b) in &picked {
             assert_eq!(hashtree::leaf(b), self.leaves[*s]);
         }

@@ -243,7 +243,7 @@ impl<T: Transport> Client<T> {
         F: Fn() -> std::io::Result<R> + Send + Sync + 'static,
         R: Read + Send + 'static,
     {
-        let (seg_tx, mut seg_rx) = mpsc::channel::<Vec<Vec<u8>>>(SEGMENTS_BUFFERED);
+        let (seg_tx, mut seg_rx) = mpsc::channel::<Vec<Bytes>>(SEGMENTS_BUFFERED);
         let encoder = tokio::task::spawn_blocking(move || -> Result<(ShareHeader, ReadCap), ClientError> {
             let mut input = open()?;
             let mut enc = FileEncoder::new(key, params, size);
@@ -279,10 +279,9 @@ impl<T: Transport> Client<T> {
         }
         let mut index = 0u64;
         while let Some(blocks) = seg_rx.recv().await {
-            let mut blocks: Vec<Option<Vec<u8>>> = blocks.into_iter().map(Some).collect();
             for (share, _, tx, _) in workers.iter_mut() {
                 let Some(sender) = tx else { continue };
-                let block = blocks[*share as usize].take().map(Bytes::from).unwrap_or_default();
+                let block = blocks.get(*share as usize).cloned().unwrap_or_default();
                 if sender.send((index, block)).await.is_err() {
                     *tx = None; // that share's node failed; its worker reports why
                 }

@@ -1,5 +1,6 @@
 //! One segment at a time: encrypt + Reed-Solomon encode, and the reverse.
 
+use bytes::Bytes;
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 
 use crate::crypto::{decrypt_segment, encrypt_segment, FileKey, TAG_LEN};
@@ -28,7 +29,7 @@ impl SegmentEncoder {
         layout: &FileLayout,
         index: u64,
         plaintext: &[u8],
-    ) -> Result<Vec<Vec<u8>>, CoreError> {
+    ) -> Result<Vec<Bytes>, CoreError> {
         layout.check_segment(index)?;
         let expected = layout.segment_len(index);
         if plaintext.len() != expected {
@@ -40,8 +41,10 @@ impl SegmentEncoder {
         let mut buf = vec![0u8; k * bl];
         buf[..expected].copy_from_slice(plaintext);
         encrypt_segment(key, index, &mut buf[..ct_len]);
-        let mut blocks: Vec<Vec<u8>> = Vec::with_capacity(n);
-        blocks.extend(buf.chunks_exact(bl).map(<[u8]>::to_vec));
+        // Data blocks are slices of the one encrypted buffer: no copy.
+        let buf = Bytes::from(buf);
+        let mut blocks: Vec<Bytes> = Vec::with_capacity(n);
+        blocks.extend((0..k).map(|i| buf.slice(i * bl..(i + 1) * bl)));
         if n > k {
             let rs = match &mut self.rs {
                 Some(rs) => {
@@ -54,7 +57,7 @@ impl SegmentEncoder {
                 rs.add_original_shard(block).map_err(rs_err)?;
             }
             let result = rs.encode().map_err(rs_err)?;
-            blocks.extend(result.recovery_iter().map(<[u8]>::to_vec));
+            blocks.extend(result.recovery_iter().map(Bytes::copy_from_slice));
         }
         Ok(blocks)
     }

@@ -1,5 +1,7 @@
 //! Share layout and the share header record every share carries.
 
+use bytes::Bytes;
+
 use crate::cap::ReadCap;
 use crate::crypto::{FileKey, TAG_LEN};
 use crate::erasure::SegmentEncoder;
@@ -212,7 +214,7 @@ impl FileEncoder {
     }
 
     /// Encodes the next segment (exactly `layout().segment_len(next_segment())` bytes) into `n` blocks.
-    pub fn encode_next(&mut self, plaintext: &[u8]) -> Result<Vec<Vec<u8>>, CoreError> {
+    pub fn encode_next(&mut self, plaintext: &[u8]) -> Result<Vec<Bytes>, CoreError> {
         if self.is_done() {
             return Err(CoreError::TooMuchData);
         }

@@ -17,7 +17,7 @@ fn encode(data: &[u8], k: usize, n: usize, seg: u32) -> (ShareHeader, ReadCap, V
         let blocks = enc.encode_next(&data[off..off + len]).unwrap();
         off += len;
         for (s, b) in blocks.into_iter().enumerate() {
-            shares[s].push(b);
+            shares[s].push(b.to_vec());
         }
     }
     let (header, cap) = enc.finish().unwrap();

@@ -336,7 +336,7 @@ mod tests {
         let mut enc = FileEncoder::new([1; 32], params, data.len() as u64);
         let mut share1 = Vec::new();
         for chunk in data.chunks(4096) {
-            share1.push(enc.encode_next(chunk).unwrap().swap_remove(1));
+            share1.push(enc.encode_next(chunk).unwrap().swap_remove(1).to_vec());
         }
         let (header, _) = enc.finish().unwrap();
         let si = [9; 32];
