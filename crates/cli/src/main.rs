@@ -12,7 +12,12 @@ use clap::{Parser, Subcommand};
 
 /// blackbox: encrypted, erasure-coded storage on untrusted nodes.
 #[derive(Parser)]
-#[command(name = "blackbox", version, about, propagate_version = true)]
+#[command(
+    name = "blackbox",
+    version,
+    about = "blackbox: encrypted, erasure-coded storage on untrusted nodes",
+    propagate_version = true
+)]
 struct Cli {
     /// Config file: the client config for client commands, the node config for `node run`.
     #[arg(long, global = true, env = "BLACKBOX_CONFIG")]
