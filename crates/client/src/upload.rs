@@ -63,7 +63,6 @@ pub(crate) fn permuted(nodes: &[NodeRef], si: &StorageIndex) -> Vec<NodeRef> {
 }
 
 struct Pass {
-    header: ShareHeader,
     cap: ReadCap,
     failed: Vec<(u8, NodeRef, ClientError)>,
     ok: Vec<(u8, NodeRef)>,
@@ -107,7 +106,7 @@ impl<T: Transport> Client<T> {
         let mut bad: HashSet<PeerId> = HashSet::new();
         let mut placed: Vec<(u8, NodeRef)> = Vec::new();
         let mut todo: Vec<u8> = (0..params.n() as u8).collect();
-        let mut result: Option<(ShareHeader, ReadCap)> = None;
+        let mut result: Option<ReadCap> = None;
         let mut last_error = String::from("no node accepted a share");
 
         for pass in 0..MAX_PASSES {
@@ -137,7 +136,7 @@ impl<T: Transport> Client<T> {
             }
             todo = p.failed.iter().map(|(s, _, _)| *s).collect();
             placed.extend(p.ok);
-            result = Some((p.header, p.cap));
+            result = Some(p.cap);
             // Stop re-trying once happy and every share has been given a chance on a fresh node.
             if servers_of_happiness(&to_pairs(&placed)) >= params.n().min(order.len()) {
                 break;
@@ -147,13 +146,10 @@ impl<T: Transport> Client<T> {
         if happiness < opts.happy {
             return Err(ClientError::NotHappy { achieved: happiness, happy: opts.happy, detail: last_error });
         }
-        let (_, cap) = match result {
-            Some(r) => r,
-            None => {
-                // Every share was already stored (same key uploaded before): re-derive the cap.
-                let p = self.stream_pass(open, key, si, params, size, Vec::new(), None).await?;
-                (p.header, p.cap)
-            }
+        let cap = match result {
+            Some(cap) => cap,
+            // Every share was already stored (same key uploaded before): re-derive the cap.
+            None => self.stream_pass(open, key, si, params, size, Vec::new(), None).await?.cap,
         };
         info!(happiness, shares = placed.len(), "upload complete");
         Ok(UploadReport { cap, placements: placed.iter().map(|(s, n)| (*s, n.peer)).collect(), happiness })
@@ -318,7 +314,7 @@ impl<T: Transport> Client<T> {
                 Err(e) => failed.push((share, node, e)),
             }
         }
-        Ok(Pass { header, cap, failed, ok })
+        Ok(Pass { cap, failed, ok })
     }
 }
 
