@@ -38,19 +38,15 @@ fn node_dir(root: &Path, i: usize) -> PathBuf {
     root.join(format!("node-{i:02}"))
 }
 
-fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(l.local_addr()?.port())
-}
-
-/// Writes `node.toml` for a new node; keeps an existing one so restarts reuse ports and data.
+/// Writes `node.toml` for a new node (the OS picks its port on first start; `pin_ports` then
+/// records it); keeps an existing one so restarts reuse ports and data.
 fn ensure_node_config(dir: &Path, quota: ByteSize) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join("node.toml");
     if !path.exists() {
         let cfg = NodeConfig {
             data_dir: PathBuf::from("."),
-            listen: format!("/ip4/127.0.0.1/tcp/{}", free_port()?),
+            listen: ANY_PORT.into(),
             quota,
             threads: 1,
             ..NodeConfig::default()
@@ -58,6 +54,25 @@ fn ensure_node_config(dir: &Path, quota: ByteSize) -> Result<PathBuf> {
         std::fs::write(&path, toml::to_string(&cfg)?).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(path)
+}
+
+const ANY_PORT: &str = "/ip4/127.0.0.1/tcp/0";
+
+/// Rewrites the config of every node that started on an OS-picked port with the port it got, so a
+/// restart of the devnet finds each node where `client.toml` says it is.
+fn pin_ports(procs: &[NodeProc], infos: &[NodeInfo]) -> Result<()> {
+    for (p, info) in procs.iter().zip(infos) {
+        let path = p.dir.join("node.toml");
+        let mut cfg = NodeConfig::load(&path).map_err(anyhow::Error::msg)?;
+        if cfg.listen != ANY_PORT {
+            continue;
+        }
+        let addr = info.addrs.first().context("node reported no listen address")?;
+        cfg.listen = addr.clone();
+        cfg.data_dir = PathBuf::from(".");
+        std::fs::write(&path, toml::to_string(&cfg)?).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn log_tail(dir: &Path) -> String {
@@ -104,6 +119,7 @@ pub async fn up(args: UpArgs) -> Result<ExitCode> {
             return Err(e);
         }
     };
+    pin_ports(&procs, &infos)?;
     let client_path = root.join("client.toml");
     let mut client = ClientConfig::load(&client_path).unwrap_or_default();
     client.total = client.total.min(args.nodes);
