@@ -4,8 +4,10 @@
 //! (libp2p for real, in-process for tests); `serve` runs a libp2p node that hands each request to a
 //! [`RequestHandler`], so the storage logic never sees libp2p.
 
+mod bin;
 mod codec;
 mod memory;
+pub mod offer;
 mod pool;
 mod swarm;
 pub mod wire;

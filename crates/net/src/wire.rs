@@ -7,6 +7,8 @@
 use bytes::Bytes;
 use thiserror::Error;
 
+use crate::bin::{Reader, Writer};
+
 /// Version byte of every message.
 pub const WIRE_VERSION: u8 = 1;
 /// Largest payload accepted: one full block (≤ 1 MiB + padding) plus framing.
@@ -157,87 +159,12 @@ pub enum WireError {
     Text,
 }
 
-struct Writer(Vec<u8>);
-
-impl Writer {
-    fn new(kind: u8) -> Self {
-        Writer(vec![WIRE_VERSION, kind])
-    }
-    fn u8(&mut self, v: u8) -> &mut Self {
-        self.0.push(v);
-        self
-    }
-    fn u32(&mut self, v: u32) -> &mut Self {
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
-    }
-    fn u64(&mut self, v: u64) -> &mut Self {
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
-    }
-    fn raw(&mut self, v: &[u8]) -> &mut Self {
-        self.0.extend_from_slice(v);
-        self
-    }
-    fn bytes(&mut self, v: &[u8]) -> &mut Self {
-        self.u32(v.len() as u32).raw(v)
-    }
-}
-
-struct Reader {
-    buf: Bytes,
-    pos: usize,
-}
-
-impl Reader {
-    fn take(&mut self, n: usize) -> Result<Bytes, WireError> {
-        if self.buf.len() - self.pos < n {
-            return Err(WireError::Truncated);
-        }
-        let out = self.buf.slice(self.pos..self.pos + n);
-        self.pos += n;
-        Ok(out)
-    }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
-        let b = self.take(N)?;
-        let mut out = [0u8; N];
-        out.copy_from_slice(&b);
-        Ok(out)
-    }
-    fn u8(&mut self) -> Result<u8, WireError> {
-        Ok(self.array::<1>()?[0])
-    }
-    fn u32(&mut self) -> Result<u32, WireError> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
-    fn u64(&mut self) -> Result<u64, WireError> {
-        Ok(u64::from_le_bytes(self.array()?))
-    }
-    fn bytes(&mut self) -> Result<Bytes, WireError> {
-        let len = self.u32()? as usize;
-        self.take(len)
-    }
-    fn count(&mut self, max: u32) -> Result<u32, WireError> {
-        let c = self.u32()?;
-        if c > max {
-            return Err(WireError::Count(c as u64));
-        }
-        Ok(c)
-    }
-    fn finish(self) -> Result<(), WireError> {
-        if self.pos != self.buf.len() {
-            return Err(WireError::Trailing);
-        }
-        Ok(())
-    }
-}
-
 /// Splits the version and kind off a payload.
 fn open(payload: Bytes) -> Result<(u8, Reader), WireError> {
     if payload.len() > MAX_MESSAGE {
         return Err(WireError::TooLarge(payload.len()));
     }
-    let mut r = Reader { buf: payload, pos: 0 };
+    let mut r = Reader::new(payload);
     let version = r.u8()?;
     if version != WIRE_VERSION {
         return Err(WireError::Version(version));
