@@ -37,7 +37,7 @@ pub enum OfferError {
     BadSignature,
     /// The offer was signed by another node than the one that served it.
     #[error("offer is signed by {signer}, but was served by {served_by}")]
-    WrongNode { signer: PeerId, served_by: PeerId },
+    WrongNode { signer: String, served_by: String },
     /// The offer's validity has ended.
     #[error("offer expired at {expires_at} (now {now})")]
     Expired { expires_at: u64, now: u64 },
@@ -223,7 +223,7 @@ impl SignedOffer {
         }
         let signer = self.peer_id();
         if signer != *served_by {
-            return Err(OfferError::WrongNode { signer, served_by: *served_by });
+            return Err(OfferError::WrongNode { signer: signer.to_string(), served_by: served_by.to_string() });
         }
         let (issued_at, expires_at) = (self.offer.issued_at, self.offer.expires_at);
         if now >= expires_at {
