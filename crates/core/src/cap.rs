@@ -23,7 +23,7 @@ pub enum CapError {
     #[error("capability has {got} fields, expected {expected}")]
     FieldCount { got: usize, expected: usize },
     /// A 32-byte field is not 52 characters of lowercase base32.
-    #[error("capability field `{0}` is not 52 characters of lowercase base32")]
+    #[error("capability field `{0}` is not a 52-character canonical lowercase base32 value")]
     Base32(&'static str),
     /// A number field is not a plain decimal number in range.
     #[error("capability field `{0}` is not a valid decimal number")]
