@@ -17,7 +17,10 @@ use std::future::Future;
 pub use libp2p::identity::Keypair;
 pub use libp2p::{Multiaddr, PeerId};
 pub use memory::MemoryTransport;
-pub use swarm::{serve, Libp2pTransport, ServeHandle};
+pub use swarm::{
+    serve, serve_with, storage_providers_key, Discovery, Libp2pTransport, Provider, ServeHandle, DHT_PROTOCOL,
+    PROVIDER_REPUBLISH, PROVIDER_TTL,
+};
 pub use wire::{ErrorCode, NodeStatus, Request, Response, WireError};
 
 /// Name of the storage protocol as negotiated by libp2p.

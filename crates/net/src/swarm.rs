@@ -1,15 +1,16 @@
 //! The libp2p side: a serving node loop and a client transport, both over TCP + noise + yamux.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use libp2p::identity::Keypair;
+use libp2p::kad::{self, GetClosestPeersOk, GetProvidersOk, QueryId, QueryResult};
 use libp2p::request_response::{self, Event, Message, OutboundFailure, OutboundRequestId, ProtocolSupport};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{identify, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
@@ -17,15 +18,59 @@ use crate::codec::{Frame, FrameCodec};
 use crate::wire::{ErrorCode, Request, Response, WireError};
 use crate::{RequestHandler, Transport, TransportError, PROTOCOL};
 
-type Behaviour = request_response::Behaviour<FrameCodec>;
+/// Everything a blackbox peer speaks: the storage protocol, the Kademlia DHT, and identify (which
+/// tells the DHT where peers listen).
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    rr: request_response::Behaviour<FrameCodec>,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    identify: identify::Behaviour,
+}
 
 /// Concurrent streams one connection may have open; bounds a node's work per peer.
 const MAX_STREAMS: usize = 64;
+/// Name of the DHT protocol (a private DHT: only blackbox peers join it).
+pub const DHT_PROTOCOL: &str = "/blackbox/kad/1";
+/// How long a provider record lives without being republished: a node that goes away drops out of
+/// the DHT within this time (and out of a client's list at once, when it fails to answer).
+pub const PROVIDER_TTL: Duration = Duration::from_secs(180);
+/// How often a node republishes its provider record.
+pub const PROVIDER_REPUBLISH: Duration = Duration::from_secs(60);
+/// Most providers a DHT node keeps per key.
+const MAX_PROVIDERS_PER_KEY: usize = 1024;
 
-fn build_swarm(keypair: Keypair, protocol: ProtocolSupport, timeout: Duration) -> std::io::Result<Swarm<Behaviour>> {
+/// The DHT key under which storage providers announce themselves.
+pub fn storage_providers_key() -> kad::RecordKey {
+    kad::RecordKey::new(&"blackbox/providers/storage/1")
+}
+
+/// How a peer joins the DHT.
+#[derive(Debug, Clone, Default)]
+pub struct Discovery {
+    /// Peers to join through (the DHT is not joined when empty).
+    pub bootstrap: Vec<(PeerId, Multiaddr)>,
+}
+
+fn build_swarm(
+    keypair: Keypair,
+    protocol: ProtocolSupport,
+    timeout: Duration,
+    server: bool,
+) -> std::io::Result<Swarm<Behaviour>> {
+    let peer_id = keypair.public().to_peer_id();
     let cfg =
         request_response::Config::default().with_request_timeout(timeout).with_max_concurrent_streams(MAX_STREAMS);
-    let behaviour = Behaviour::with_codec(FrameCodec, [(StreamProtocol::new(PROTOCOL), protocol)], cfg);
+    let rr = request_response::Behaviour::with_codec(FrameCodec, [(StreamProtocol::new(PROTOCOL), protocol)], cfg);
+    let mut kcfg = kad::Config::new(StreamProtocol::new(DHT_PROTOCOL));
+    kcfg.set_provider_record_ttl(Some(PROVIDER_TTL))
+        .set_provider_publication_interval(Some(PROVIDER_REPUBLISH))
+        .set_query_timeout(Duration::from_secs(30));
+    let store_cfg =
+        kad::store::MemoryStoreConfig { max_providers_per_key: MAX_PROVIDERS_PER_KEY, ..Default::default() };
+    let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::with_config(peer_id, store_cfg), kcfg);
+    kad.set_mode(Some(if server { kad::Mode::Server } else { kad::Mode::Client }));
+    let identify = identify::Behaviour::new(identify::Config::new("/blackbox/1".into(), keypair.public()));
+    let behaviour = Behaviour { rr, kad, identify };
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
@@ -35,6 +80,13 @@ fn build_swarm(keypair: Keypair, protocol: ProtocolSupport, timeout: Duration) -
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
         .build();
     Ok(swarm)
+}
+
+/// Feeds the listen addresses a peer reports to the DHT's routing table.
+fn learn_addresses(swarm: &mut Swarm<Behaviour>, peer: PeerId, info: &identify::Info) {
+    for addr in &info.listen_addrs {
+        swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+    }
 }
 
 /// The payload of a received frame (one piece; joined only if it ever came in several).
@@ -87,8 +139,19 @@ pub async fn serve<H: RequestHandler>(
     listen: Multiaddr,
     handler: Arc<H>,
 ) -> std::io::Result<ServeHandle> {
+    serve_with(keypair, listen, handler, &Discovery::default()).await
+}
+
+/// Like [`serve`], and also joins the DHT through `discovery.bootstrap` and announces the node as a
+/// storage provider (republished every [`PROVIDER_REPUBLISH`]).
+pub async fn serve_with<H: RequestHandler>(
+    keypair: Keypair,
+    listen: Multiaddr,
+    handler: Arc<H>,
+    discovery: &Discovery,
+) -> std::io::Result<ServeHandle> {
     let peer_id = keypair.public().to_peer_id();
-    let mut swarm = build_swarm(keypair, ProtocolSupport::Inbound, Duration::from_secs(120))?;
+    let mut swarm = build_swarm(keypair, ProtocolSupport::Inbound, Duration::from_secs(120), true)?;
     swarm.listen_on(listen.clone()).map_err(std::io::Error::other)?;
     let mut listen_addrs = Vec::new();
     while listen_addrs.is_empty() {
@@ -105,18 +168,38 @@ pub async fn serve<H: RequestHandler>(
         }
     }
     info!(%peer_id, addrs = ?listen_addrs, "listening");
+    for (peer, addr) in &discovery.bootstrap {
+        if *peer != peer_id {
+            swarm.behaviour_mut().kad.add_address(peer, addr.clone());
+        }
+    }
+    if swarm.behaviour_mut().kad.bootstrap().is_err() {
+        debug!("no bootstrap peers: this node starts the DHT");
+    }
+    if let Err(e) = swarm.behaviour_mut().kad.start_providing(storage_providers_key()) {
+        warn!(error = %e, "cannot announce as a provider");
+    }
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
         let (done_tx, mut done_rx) = mpsc::channel::<(request_response::ResponseChannel<Bytes>, Vec<u8>)>(MAX_STREAMS);
         loop {
             tokio::select! {
                 event = swarm.select_next_some() => match event {
-                    SwarmEvent::Behaviour(Event::Message { peer, message: Message::Request { request, channel, .. }, .. }) => {
+                    SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                        learn_addresses(&mut swarm, peer_id, &info);
+                    }
+                    SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                        result: QueryResult::Bootstrap(Ok(_)), step, ..
+                    })) if step.last => {
+                        // Joined: announce again now that there are peers to hold the record.
+                        let _ = swarm.behaviour_mut().kad.start_providing(storage_providers_key());
+                    }
+                    SwarmEvent::Behaviour(BehaviourEvent::Rr(Event::Message { peer, message: Message::Request { request, channel, .. }, .. })) => {
                         let request = request.map(|f| Request::decode(joined(f)));
                         if let Ok(Ok(req)) = &request {
                             if handler.runs_inline(req) {
                                 let response = request_response(&*handler, &peer, request);
-                                let _ = swarm.behaviour_mut().send_response(channel, Bytes::from(response.encode()));
+                                let _ = swarm.behaviour_mut().rr.send_response(channel, Bytes::from(response.encode()));
                                 continue;
                             }
                         }
@@ -127,14 +210,14 @@ pub async fn serve<H: RequestHandler>(
                             let _ = done.blocking_send((channel, response.encode()));
                         });
                     }
-                    SwarmEvent::Behaviour(Event::InboundFailure { peer, error, .. }) => {
+                    SwarmEvent::Behaviour(BehaviourEvent::Rr(Event::InboundFailure { peer, error, .. })) => {
                         debug!(%peer, %error, "inbound request failed");
                     }
                     SwarmEvent::IncomingConnectionError { error, .. } => debug!(%error, "incoming connection failed"),
                     _ => {}
                 },
                 Some((channel, bytes)) = done_rx.recv() => {
-                    let _ = swarm.behaviour_mut().send_response(channel, Bytes::from(bytes));
+                    let _ = swarm.behaviour_mut().rr.send_response(channel, Bytes::from(bytes));
                 }
                 _ = stopped.changed() => break,
             }
@@ -150,51 +233,202 @@ struct Outbound {
     reply: oneshot::Sender<Result<Bytes, TransportError>>,
 }
 
+/// A storage provider found in the DHT, with the addresses learned for it.
+pub type Provider = (PeerId, Vec<Multiaddr>);
+
+enum Command {
+    Request(Outbound),
+    FindProviders(oneshot::Sender<Vec<Provider>>),
+}
+
+/// A provider search: first the DHT's provider records, then an address lookup per provider.
+struct Find {
+    providers: HashSet<PeerId>,
+    lookups: HashSet<QueryId>,
+    reply: oneshot::Sender<Vec<Provider>>,
+}
+
 /// Client transport over libp2p; cheap to clone. The network task ends when every clone is dropped.
 #[derive(Clone)]
 pub struct Libp2pTransport {
-    tx: mpsc::Sender<Outbound>,
+    tx: mpsc::Sender<Command>,
+}
+
+/// State of the client's network task.
+struct ClientLoop {
+    swarm: Swarm<Behaviour>,
+    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Bytes, TransportError>>>,
+    /// Addresses learned per peer (bootstrap list, identify, DHT lookups).
+    book: HashMap<PeerId, Vec<Multiaddr>>,
+    finds: HashMap<u64, Find>,
+    query_owner: HashMap<QueryId, u64>,
+    next_find: u64,
+}
+
+impl ClientLoop {
+    fn remember(&mut self, peer: PeerId, addr: Multiaddr) {
+        let known = self.book.entry(peer).or_default();
+        if !known.contains(&addr) {
+            known.push(addr.clone());
+            self.swarm.behaviour_mut().kad.add_address(&peer, addr);
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Request(cmd) => {
+                let mut addrs = cmd.addrs;
+                if addrs.is_empty() {
+                    addrs = self.book.get(&cmd.peer).cloned().unwrap_or_default();
+                }
+                for addr in addrs {
+                    self.swarm.add_peer_address(cmd.peer, addr);
+                }
+                let id = self.swarm.behaviour_mut().rr.send_request(&cmd.peer, Ok(cmd.frame));
+                self.pending.insert(id, cmd.reply);
+            }
+            Command::FindProviders(reply) => {
+                let qid = self.swarm.behaviour_mut().kad.get_providers(storage_providers_key());
+                let fid = self.next_find;
+                self.next_find += 1;
+                self.finds.insert(fid, Find { providers: HashSet::new(), lookups: HashSet::new(), reply });
+                self.query_owner.insert(qid, fid);
+            }
+        }
+    }
+
+    /// Providers are known: look up addresses of those without any, or answer.
+    fn providers_done(&mut self, fid: u64) {
+        let Some(find) = self.finds.get_mut(&fid) else { return };
+        let missing: Vec<PeerId> = find.providers.iter().filter(|p| !self.book.contains_key(p)).copied().collect();
+        for peer in missing {
+            let qid = self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+            find.lookups.insert(qid);
+            self.query_owner.insert(qid, fid);
+        }
+        if find.lookups.is_empty() {
+            self.answer(fid);
+        }
+    }
+
+    fn answer(&mut self, fid: u64) {
+        if let Some(find) = self.finds.remove(&fid) {
+            let found =
+                find.providers.into_iter().map(|p| (p, self.book.get(&p).cloned().unwrap_or_default())).collect();
+            let _ = find.reply.send(found);
+        }
+    }
+
+    fn event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Rr(Event::Message {
+                message: Message::Response { request_id, response },
+                ..
+            })) => {
+                if let Some(reply) = self.pending.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Rr(Event::OutboundFailure { request_id, error, peer, .. })) => {
+                if let Some(reply) = self.pending.remove(&request_id) {
+                    let err = match error {
+                        OutboundFailure::Timeout => TransportError::Timeout(peer),
+                        other => TransportError::Unreachable { peer, reason: other.to_string() },
+                    };
+                    let _ = reply.send(Err(err));
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                for addr in info.listen_addrs {
+                    self.remember(peer_id, addr);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
+                result,
+                step,
+                ..
+            })) => {
+                let Some(&fid) = self.query_owner.get(&id) else { return };
+                match result {
+                    QueryResult::GetProviders(r) => {
+                        if let (Ok(GetProvidersOk::FoundProviders { providers, .. }), Some(find)) =
+                            (r, self.finds.get_mut(&fid))
+                        {
+                            find.providers.extend(providers);
+                        }
+                        if step.last {
+                            self.query_owner.remove(&id);
+                            self.providers_done(fid);
+                        }
+                    }
+                    QueryResult::GetClosestPeers(r) => {
+                        if let Ok(GetClosestPeersOk { peers, .. }) = r {
+                            for info in peers {
+                                for addr in info.addrs {
+                                    self.remember(info.peer_id, addr);
+                                }
+                            }
+                        }
+                        if step.last {
+                            self.query_owner.remove(&id);
+                            let done = self.finds.get_mut(&fid).is_some_and(|f| {
+                                f.lookups.remove(&id);
+                                f.lookups.is_empty()
+                            });
+                            if done {
+                                self.answer(fid);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 impl Libp2pTransport {
     /// Starts the client's network task with a fresh identity and a per-request timeout.
     pub fn new(timeout: Duration) -> std::io::Result<Self> {
-        let mut swarm = build_swarm(Keypair::generate_ed25519(), ProtocolSupport::Outbound, timeout)?;
-        let (tx, mut rx) = mpsc::channel::<Outbound>(256);
+        Self::with_discovery(timeout, &Discovery::default())
+    }
+
+    /// Like [`Libp2pTransport::new`], knowing DHT bootstrap peers for [`Self::find_storage_providers`].
+    pub fn with_discovery(timeout: Duration, discovery: &Discovery) -> std::io::Result<Self> {
+        let swarm = build_swarm(Keypair::generate_ed25519(), ProtocolSupport::Outbound, timeout, false)?;
+        let mut state = ClientLoop {
+            swarm,
+            pending: HashMap::new(),
+            book: HashMap::new(),
+            finds: HashMap::new(),
+            query_owner: HashMap::new(),
+            next_find: 0,
+        };
+        for (peer, addr) in &discovery.bootstrap {
+            state.remember(*peer, addr.clone());
+        }
+        let (tx, mut rx) = mpsc::channel::<Command>(256);
         tokio::spawn(async move {
-            let mut pending: HashMap<OutboundRequestId, (PeerId, oneshot::Sender<Result<Bytes, TransportError>>)> =
-                HashMap::new();
             loop {
                 tokio::select! {
-                    cmd = rx.recv() => {
-                        let Some(cmd) = cmd else { break };
-                        for addr in cmd.addrs {
-                            swarm.add_peer_address(cmd.peer, addr);
-                        }
-                        let id = swarm.behaviour_mut().send_request(&cmd.peer, Ok(cmd.frame));
-                        pending.insert(id, (cmd.peer, cmd.reply));
-                    }
-                    event = swarm.select_next_some() => match event {
-                        SwarmEvent::Behaviour(Event::Message { message: Message::Response { request_id, response }, .. }) => {
-                            if let Some((_, reply)) = pending.remove(&request_id) {
-                                let _ = reply.send(Ok(response));
-                            }
-                        }
-                        SwarmEvent::Behaviour(Event::OutboundFailure { request_id, error, peer, .. }) => {
-                            if let Some((_, reply)) = pending.remove(&request_id) {
-                                let err = match error {
-                                    OutboundFailure::Timeout => TransportError::Timeout(peer),
-                                    other => TransportError::Unreachable { peer, reason: other.to_string() },
-                                };
-                                let _ = reply.send(Err(err));
-                            }
-                        }
-                        _ => {}
+                    cmd = rx.recv() => match cmd {
+                        Some(cmd) => state.command(cmd),
+                        None => break,
                     },
+                    event = state.swarm.select_next_some() => state.event(event),
                 }
             }
         });
         Ok(Self { tx })
+    }
+
+    /// Asks the DHT for every storage provider, with the addresses learned for each.
+    pub async fn find_storage_providers(&self) -> Result<Vec<Provider>, TransportError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::FindProviders(reply)).await.map_err(|_| TransportError::Closed)?;
+        rx.await.map_err(|_| TransportError::Closed)
     }
 }
 
@@ -212,7 +446,7 @@ impl Libp2pTransport {
     async fn send_frame(&self, peer: PeerId, addrs: &[Multiaddr], frame: Frame) -> Result<Bytes, TransportError> {
         let (reply, rx) = oneshot::channel();
         let cmd = Outbound { peer, addrs: addrs.to_vec(), frame, reply };
-        self.tx.send(cmd).await.map_err(|_| TransportError::Closed)?;
+        self.tx.send(Command::Request(cmd)).await.map_err(|_| TransportError::Closed)?;
         rx.await.map_err(|_| TransportError::Closed)?
     }
 }
