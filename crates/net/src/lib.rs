@@ -15,7 +15,7 @@ pub mod wire;
 use std::future::Future;
 
 pub use libp2p::identity::Keypair;
-pub use libp2p::{Multiaddr, PeerId};
+pub use libp2p::{multiaddr, Multiaddr, PeerId};
 pub use memory::MemoryTransport;
 pub use swarm::{
     serve, serve_with, storage_providers_key, Discovery, Libp2pTransport, Provider, ServeHandle, DHT_PROTOCOL,

@@ -44,6 +44,8 @@ pub enum Request {
     ReadLeaves { si: Si, share: u8, start: u64, count: u32 },
     /// Blocks `start..start+count`; the node may return fewer (never zero) to fit one message.
     ReadBlocks { si: Si, share: u8, start: u64, count: u32 },
+    /// The node's current signed offer.
+    GetOffer,
 }
 
 /// Node counters reported by [`Request::Status`].
@@ -116,6 +118,8 @@ pub enum Response {
     Blocks(Vec<Bytes>),
     /// The request failed.
     Error { code: ErrorCode, message: String },
+    /// An encoded signed offer (see `offer::SignedOffer`).
+    Offer(Bytes),
 }
 
 impl Response {
@@ -232,6 +236,7 @@ impl Request {
                 w.raw(si).u8(*share).u64(*start).u32(*count);
                 w
             }
+            Request::GetOffer => Writer::new(9),
         };
         vec![Bytes::from(w.0)]
     }
@@ -264,6 +269,7 @@ impl Request {
             6 => Request::ReadHeader { si: r.array()?, share: r.u8()? },
             7 => Request::ReadLeaves { si: r.array()?, share: r.u8()?, start: r.u64()?, count: r.count(MAX_LEAVES)? },
             8 => Request::ReadBlocks { si: r.array()?, share: r.u8()?, start: r.u64()?, count: r.count(MAX_BLOCKS)? },
+            9 => Request::GetOffer,
             other => return Err(WireError::UnknownKind(other)),
         };
         r.finish()?;
@@ -317,6 +323,11 @@ impl Response {
                 w.u8(code.to_byte()).bytes(message.as_bytes());
                 w
             }
+            Response::Offer(o) => {
+                let mut w = Writer::new(8);
+                w.bytes(o);
+                w
+            }
         };
         w.0
     }
@@ -359,6 +370,7 @@ impl Response {
                 let message = String::from_utf8(text.to_vec()).map_err(|_| WireError::Text)?;
                 Response::Error { code, message }
             }
+            8 => Response::Offer(r.bytes()?),
             other => return Err(WireError::UnknownKind(other)),
         };
         r.finish()?;
@@ -404,6 +416,7 @@ mod tests {
         let si = any::<[u8; 32]>();
         prop_oneof![
             Just(Request::Status),
+            Just(Request::GetOffer),
             (si, any::<u8>(), any::<u8>(), any::<u8>(), any::<u32>(), any::<u64>()).prop_map(
                 |(si, share, k, n, segment_size, size)| Request::Allocate { si, share, k, n, segment_size, size }
             ),
@@ -454,6 +467,7 @@ mod tests {
             proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..100), 0..5)
                 .prop_map(|b| Response::Blocks(b.into_iter().map(Bytes::from).collect())),
             "\\PC{0,100}".prop_map(|m| Response::error(ErrorCode::Invalid, m)),
+            proptest::collection::vec(any::<u8>(), 0..300).prop_map(|o| Response::Offer(o.into())),
         ]
     }
 

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use blackbox_net::offer::Availability;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A byte count written as an integer or a string like `"10 GiB"` / `"500MB"`.
@@ -83,6 +84,76 @@ pub struct NodeConfig {
     pub upload_timeout_secs: u64,
     /// Async worker threads (0 = one per CPU). `devnet` uses 1: its nodes share one machine.
     pub threads: usize,
+    /// Peers to join the DHT through: multiaddrs ending in `/p2p/<peer id>`. Empty: this node
+    /// starts a network of its own (others bootstrap from it).
+    pub bootstrap: Vec<String>,
+    /// What the node sells and at what price; signed into the offer it serves.
+    pub offer: OfferConfig,
+}
+
+/// The `[offer]` section of the node config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OfferConfig {
+    /// Storage offered (default: the quota).
+    pub storage: Option<ByteSize>,
+    /// Bytes the node will serve per month.
+    pub bandwidth_per_month: ByteSize,
+    /// CPU cores offered (fractions allowed).
+    pub cpu_cores: f64,
+    /// RAM offered.
+    pub ram: ByteSize,
+    /// `always`, `when-idle`, or a daily UTC window like `22:00-06:00`.
+    pub availability: String,
+    /// Declared region, used by clients to spread shares (empty: none).
+    pub region: String,
+    /// Satoshis per GB (10^9 bytes) stored per month.
+    pub storage_sat_per_gb_month: u64,
+    /// Satoshis per GB served.
+    pub egress_sat_per_gb: u64,
+    /// Satoshis per core-hour.
+    pub cpu_sat_per_core_hour: u64,
+    /// Seconds each signed offer is valid; it is re-signed at half that.
+    pub validity_secs: u64,
+}
+
+impl Default for OfferConfig {
+    fn default() -> Self {
+        Self {
+            storage: None,
+            bandwidth_per_month: ByteSize(1 << 40),
+            cpu_cores: 0.0,
+            ram: ByteSize(0),
+            availability: "always".into(),
+            region: String::new(),
+            storage_sat_per_gb_month: 100,
+            egress_sat_per_gb: 10,
+            cpu_sat_per_core_hour: 0,
+            validity_secs: 3600,
+        }
+    }
+}
+
+impl OfferConfig {
+    /// Parses the availability setting.
+    pub fn availability(&self) -> Result<Availability, String> {
+        let text = self.availability.trim();
+        match text {
+            "always" => return Ok(Availability::Always),
+            "when-idle" => return Ok(Availability::WhenIdle),
+            _ => {}
+        }
+        let minutes = |t: &str| -> Option<u16> {
+            let (h, m) = t.trim().split_once(':')?;
+            let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+            (h < 24 && m < 60).then_some(h * 60 + m)
+        };
+        let window = text.split_once('-').and_then(|(a, b)| Some((minutes(a)?, minutes(b)?)));
+        match window {
+            Some((start_minute, end_minute)) => Ok(Availability::DailyUtc { start_minute, end_minute }),
+            None => Err(format!("invalid availability `{text}`: use always, when-idle or HH:MM-HH:MM (UTC)")),
+        }
+    }
 }
 
 impl Default for NodeConfig {
@@ -93,6 +164,8 @@ impl Default for NodeConfig {
             quota: ByteSize(10 << 30),
             upload_timeout_secs: 600,
             threads: 0,
+            bootstrap: Vec::new(),
+            offer: OfferConfig::default(),
         }
     }
 }
@@ -130,5 +203,11 @@ mod tests {
         let cfg: NodeConfig = toml::from_str("quota = \"2 GiB\"\nlisten = \"/ip4/127.0.0.1/tcp/5000\"").unwrap();
         assert_eq!(cfg.quota.0, 2 << 30);
         assert!(toml::from_str::<NodeConfig>("qouta = 5").is_err());
+        let cfg: NodeConfig = toml::from_str("[offer]\navailability = \"22:00-06:30\"\nregion = \"eu\"").unwrap();
+        assert_eq!(cfg.offer.availability(), Ok(Availability::DailyUtc { start_minute: 1320, end_minute: 390 }));
+        let bad = OfferConfig { availability: "25:00-01:00".into(), ..OfferConfig::default() };
+        assert!(bad.availability().is_err());
+        let idle = OfferConfig { availability: "when-idle".into(), ..OfferConfig::default() };
+        assert_eq!(idle.availability(), Ok(Availability::WhenIdle));
     }
 }

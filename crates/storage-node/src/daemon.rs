@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use blackbox_net::{serve, Keypair, Multiaddr};
+use blackbox_net::multiaddr::Protocol;
+use blackbox_net::offer::{Offer, Prices, Resources, SignedOffer, MAX_VALIDITY_SECS};
+use blackbox_net::{serve_with, Discovery, Keypair, Multiaddr, PeerId};
 
 use crate::{DiskStore, NodeConfig, ShareStore, StorageServer};
 
@@ -25,6 +27,7 @@ pub const INFO_FILE: &str = "node.info";
 /// Pid of the running node process.
 pub const PID_FILE: &str = "node.pid";
 const KEY_FILE: &str = "identity.key";
+const PAYMENT_KEY_FILE: &str = "payment.key";
 
 /// Writes `bytes` to `path` atomically (temp file, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -36,25 +39,86 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Loads the node's ed25519 identity from its data dir, creating it on first start.
-pub fn load_or_create_identity(dir: &Path) -> Result<Keypair, String> {
-    let path = dir.join(KEY_FILE);
-    match std::fs::read(&path) {
-        Ok(bytes) => Keypair::from_protobuf_encoding(&bytes)
-            .map_err(|e| format!("identity key {} is unreadable: {e}", path.display())),
+/// Reads a secret file, or creates it with `make()` (atomically, mode 0600) on first start.
+fn load_or_create_secret(path: &Path, make: impl FnOnce() -> Result<Vec<u8>, String>) -> Result<Vec<u8>, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = Keypair::generate_ed25519();
-            let bytes = key.to_protobuf_encoding().map_err(|e| e.to_string())?;
-            write_atomic(&path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-            }
-            Ok(key)
+            let bytes = make()?;
+            write_atomic(path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+            Ok(bytes)
         }
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
+}
+
+/// Loads the node's ed25519 identity from its data dir, creating it on first start.
+pub fn load_or_create_identity(dir: &Path) -> Result<Keypair, String> {
+    let path = dir.join(KEY_FILE);
+    let bytes =
+        load_or_create_secret(&path, || Keypair::generate_ed25519().to_protobuf_encoding().map_err(|e| e.to_string()))?;
+    Keypair::from_protobuf_encoding(&bytes).map_err(|e| format!("identity key {} is unreadable: {e}", path.display()))
+}
+
+/// Loads the node's secp256k1 payment key (created on first start); returns its compressed
+/// public key, which offers carry so clients can pay the node.
+pub fn load_or_create_payment_key(dir: &Path) -> Result<[u8; 33], String> {
+    let path = dir.join(PAYMENT_KEY_FILE);
+    let bytes = load_or_create_secret(&path, || {
+        Ok(secp256k1::SecretKey::new(&mut secp256k1::rand::thread_rng()).secret_bytes().to_vec())
+    })?;
+    let secret = secp256k1::SecretKey::from_slice(&bytes)
+        .map_err(|e| format!("payment key {} is unreadable: {e}", path.display()))?;
+    Ok(secp256k1::PublicKey::from_secret_key(&secp256k1::Secp256k1::signing_only(), &secret).serialize())
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Signs the offer described by the node's config, valid from `now`.
+pub fn sign_offer(
+    cfg: &NodeConfig,
+    keypair: &Keypair,
+    bitcoin_pubkey: [u8; 33],
+    now: u64,
+) -> Result<SignedOffer, String> {
+    let o = &cfg.offer;
+    let offer = Offer {
+        node: keypair.public(),
+        resources: Resources {
+            storage_bytes: o.storage.unwrap_or(cfg.quota).0,
+            bandwidth_bytes_per_month: o.bandwidth_per_month.0,
+            cpu_millicores: (o.cpu_cores.max(0.0) * 1000.0).min(u32::MAX as f64) as u32,
+            ram_bytes: o.ram.0,
+        },
+        availability: o.availability()?,
+        prices: Prices {
+            storage_sat_per_gb_month: o.storage_sat_per_gb_month,
+            egress_sat_per_gb: o.egress_sat_per_gb,
+            cpu_sat_per_core_hour: o.cpu_sat_per_core_hour,
+        },
+        bitcoin_pubkey,
+        region: o.region.clone(),
+        issued_at: now,
+        expires_at: now + o.validity_secs.clamp(60, MAX_VALIDITY_SECS),
+    };
+    offer.sign(keypair).map_err(|e| e.to_string())
+}
+
+/// Parses bootstrap entries (`<multiaddr>/p2p/<peer id>`).
+pub fn parse_bootstrap(list: &[String]) -> Result<Vec<(PeerId, Multiaddr)>, String> {
+    list.iter()
+        .map(|entry| {
+            let mut addr: Multiaddr = entry.parse().map_err(|e| format!("invalid bootstrap address `{entry}`: {e}"))?;
+            match addr.pop() {
+                Some(Protocol::P2p(peer)) => Ok((peer, addr)),
+                _ => Err(format!("bootstrap address `{entry}` must end in /p2p/<peer id>")),
+            }
+        })
+        .collect()
 }
 
 /// Runs a node until SIGINT/SIGTERM, then stops serving and flushes the store.
@@ -63,13 +127,17 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
     let listen: Multiaddr = cfg.listen.parse().map_err(|e| format!("invalid listen address `{}`: {e}", cfg.listen))?;
     let keypair = load_or_create_identity(&dir)?;
+    let bitcoin_pubkey = load_or_create_payment_key(&dir)?;
+    let discovery = Discovery { bootstrap: parse_bootstrap(&cfg.bootstrap)? };
+    let offer = sign_offer(&cfg, &keypair, bitcoin_pubkey, now_secs())?;
     let store =
         DiskStore::open(&dir.join("store")).map_err(|e| format!("cannot open store in {}: {e}", dir.display()))?;
     let server = Arc::new(
         StorageServer::new(store, cfg.quota.0, Duration::from_secs(cfg.upload_timeout_secs))
             .map_err(|e| e.to_string())?,
     );
-    let handle = serve(keypair, listen, server.clone()).await.map_err(|e| e.to_string())?;
+    server.set_offer(offer.encode().into());
+    let handle = serve_with(keypair.clone(), listen, server.clone(), &discovery).await.map_err(|e| e.to_string())?;
     let info = NodeInfo {
         peer_id: handle.peer_id.to_string(),
         addrs: handle.listen_addrs.iter().map(ToString::to_string).collect(),
@@ -91,9 +159,25 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
             }
         })
     };
+    let refresher = {
+        let (server, cfg) = (server.clone(), cfg.clone());
+        let every = Duration::from_secs((cfg.offer.validity_secs.clamp(60, MAX_VALIDITY_SECS) / 2).max(10));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match sign_offer(&cfg, &keypair, bitcoin_pubkey, now_secs()) {
+                    Ok(offer) => server.set_offer(offer.encode().into()),
+                    Err(e) => warn!(error = %e, "cannot re-sign offer"),
+                }
+            }
+        })
+    };
     shutdown_signal().await;
     info!("shutting down");
     sweeper.abort();
+    refresher.abort();
     handle.stop().await;
     if let Err(e) = server.store().flush() {
         warn!(error = %e, "flush on shutdown failed");

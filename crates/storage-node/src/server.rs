@@ -41,6 +41,8 @@ pub struct StorageServer<S> {
     quota: u64,
     upload_timeout: Duration,
     state: Mutex<State>,
+    /// The node's current signed offer, as served to clients.
+    offer: Mutex<Option<Bytes>>,
 }
 
 type Reply = Result<Response, Response>;
@@ -66,7 +68,12 @@ impl<S: ShareStore> StorageServer<S> {
         }
         let (shares, committed) = store.totals()?;
         let state = State { uploads: HashMap::new(), committed, shares };
-        Ok(Self { store, quota, upload_timeout, state: Mutex::new(state) })
+        Ok(Self { store, quota, upload_timeout, state: Mutex::new(state), offer: Mutex::new(None) })
+    }
+
+    /// Replaces the signed offer the node serves.
+    pub fn set_offer(&self, offer: Bytes) {
+        *self.offer.lock().unwrap_or_else(|p| p.into_inner()) = Some(offer);
     }
 
     /// The underlying store.
@@ -294,6 +301,10 @@ impl<S: ShareStore> StorageServer<S> {
                 Ok(Response::Leaves(self.store.leaves(&k, start, count.min(MAX_LEAVES)).map_err(internal)?))
             }
             Request::ReadBlocks { si, share, start, count } => self.read_blocks(key(si, share), start, count),
+            Request::GetOffer => match self.offer.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+                Some(offer) => Ok(Response::Offer(offer)),
+                None => Err(Response::error(ErrorCode::NotFound, "this node publishes no offer")),
+            },
         }
     }
 }
@@ -304,9 +315,9 @@ impl<S: ShareStore> RequestHandler for StorageServer<S> {
     }
 
     /// Block writes only hash and copy into the page cache (durability comes at commit, on a
-    /// blocking thread); status is in memory. Everything else may read or fsync the disk.
+    /// blocking thread); status and offer are in memory. Everything else may read or fsync the disk.
     fn runs_inline(&self, req: &Request) -> bool {
-        matches!(req, Request::WriteBlocks { .. } | Request::Status)
+        matches!(req, Request::WriteBlocks { .. } | Request::Status | Request::GetOffer)
     }
 }
 
