@@ -10,10 +10,12 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use blackbox_client::{Client, ClientConfig, ShareHealth, UploadOptions};
+use blackbox_client::{Client, ClientConfig, ClientError, KnownNodes, NodeRef, ShareHealth, UploadOptions};
 use blackbox_core::{EncodingParams, ReadCap, VerifyCap};
-use blackbox_net::Libp2pTransport;
+use blackbox_net::offer::SignedOffer;
+use blackbox_net::{Discovery, Libp2pTransport};
 use blackbox_storage_node::config::ByteSize;
+use blackbox_storage_node::daemon::parse_bootstrap;
 
 /// `put` options.
 #[derive(Args)]
@@ -60,6 +62,9 @@ pub struct CheckArgs {
     verify: bool,
 }
 
+/// How long a client waits for the DHT to list providers.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(15);
+
 fn parse_size(s: &str) -> Result<u64, String> {
     ByteSize::parse(s).map(|b| b.0)
 }
@@ -71,13 +76,60 @@ fn load_config(path: Option<PathBuf>) -> Result<ClientConfig> {
     ClientConfig::load(&path).map_err(anyhow::Error::msg)
 }
 
-fn client(cfg: &ClientConfig) -> Result<Client<Libp2pTransport>> {
-    let nodes = cfg.node_refs().map_err(anyhow::Error::msg)?;
-    if nodes.is_empty() {
-        bail!("the client config lists no nodes");
+/// Every candidate node, with its verified offer or why it has none.
+type Offers = Vec<(NodeRef, Result<SignedOffer, ClientError>)>;
+
+async fn client(cfg: &ClientConfig) -> Result<Client<Libp2pTransport>> {
+    Ok(connect(cfg).await?.0)
+}
+
+/// Builds the client: the configured nodes, or (with bootstrap peers) every node found through the
+/// DHT or remembered from before that serves a valid signed offer.
+async fn connect(cfg: &ClientConfig) -> Result<(Client<Libp2pTransport>, Offers)> {
+    let timeout = Duration::from_secs(cfg.request_timeout_secs);
+    let configured = cfg.node_refs().map_err(anyhow::Error::msg)?;
+    if cfg.bootstrap.is_empty() {
+        if configured.is_empty() {
+            bail!("the client config lists no nodes and no bootstrap peers");
+        }
+        let transport = Libp2pTransport::new(timeout).context("starting network")?;
+        return Ok((Client::new(transport, configured), Vec::new()));
     }
-    let transport = Libp2pTransport::new(Duration::from_secs(cfg.request_timeout_secs)).context("starting network")?;
-    Ok(Client::new(transport, nodes))
+    let mut known = KnownNodes::load(&cfg.data_dir);
+    let mut bootstrap = parse_bootstrap(&cfg.bootstrap).map_err(anyhow::Error::msg)?;
+    for n in known.refs() {
+        bootstrap.extend(n.addrs.iter().map(|a| (n.peer, a.clone())));
+    }
+    let transport = Libp2pTransport::with_discovery(timeout, &Discovery { bootstrap }).context("starting network")?;
+    let found = tokio::time::timeout(DISCOVERY_TIMEOUT, transport.find_storage_providers())
+        .await
+        .unwrap_or(Ok(Vec::new()))
+        .unwrap_or_default();
+    let mut candidates: Vec<NodeRef> = Vec::new();
+    let provided = found.into_iter().map(|(peer, addrs)| NodeRef { peer, addrs });
+    for n in provided.chain(known.refs()).chain(configured) {
+        if !candidates.iter().any(|c| c.peer == n.peer) {
+            candidates.push(n);
+        }
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let offers = Client::new(transport.clone(), candidates).offers(now).await;
+    let mut usable = Vec::new();
+    for (node, offer) in &offers {
+        match offer {
+            Ok(_) => usable.push(node.clone()),
+            Err(e @ ClientError::BadOffer { .. }) => tracing::warn!(peer = %node.peer, error = %e, "node skipped"),
+            Err(e) => tracing::debug!(peer = %node.peer, error = %e, "node unreachable"),
+        }
+    }
+    if usable.is_empty() {
+        bail!("found no storage node with a valid offer (bootstrap peers: {})", cfg.bootstrap.join(", "));
+    }
+    known.merge(&usable);
+    if let Err(e) = known.save() {
+        tracing::warn!(error = %e, "cannot save the known-nodes file");
+    }
+    Ok((Client::new(transport, usable), offers))
 }
 
 /// Shows a byte progress bar on stderr while `work` runs, if stderr is a terminal.
@@ -118,7 +170,7 @@ pub async fn put(config: Option<PathBuf>, args: PutArgs) -> Result<ExitCode> {
     let seg = u32::try_from(seg).map_err(|_| anyhow::anyhow!("segment size {seg} is too large"))?;
     let params = EncodingParams::new(k, n, seg)?;
     let happy = args.happy.unwrap_or(cfg.happy.min(n)).max(k);
-    let c = client(&cfg)?;
+    let c = client(&cfg).await?;
     let opts = UploadOptions { params, happy, key: None };
     let counter = Arc::new(AtomicU64::new(0));
     let open_path = path.clone();
@@ -131,7 +183,7 @@ pub async fn put(config: Option<PathBuf>, args: PutArgs) -> Result<ExitCode> {
 pub async fn get(config: Option<PathBuf>, args: GetArgs) -> Result<ExitCode> {
     let cap: ReadCap = args.cap.parse().context("invalid read capability")?;
     let cfg = load_config(config)?;
-    let c = client(&cfg)?;
+    let c = client(&cfg).await?;
     let length = args.length.unwrap_or(cap.size.saturating_sub(args.offset));
     let range = Some((args.offset, length));
     match args.output {
@@ -191,7 +243,7 @@ fn parse_any_cap(s: &str) -> Result<VerifyCap> {
 pub async fn check(config: Option<PathBuf>, args: CheckArgs) -> Result<ExitCode> {
     let vcap = parse_any_cap(&args.cap)?;
     let cfg = load_config(config)?;
-    let c = client(&cfg)?;
+    let c = client(&cfg).await?;
     let report = c.check(&vcap).await;
     println!("verify cap: {vcap}");
     for (share, peers) in &report.holders {
@@ -254,45 +306,81 @@ pub struct NodesArgs {
 
 pub async fn nodes(config: Option<PathBuf>, args: NodesArgs) -> Result<ExitCode> {
     let cfg = load_config(config)?;
-    let c = client(&cfg)?;
-    if args.json {
-        for (node, status) in c.statuses().await {
-            let addr = node.addrs.first().map(ToString::to_string).unwrap_or_default();
-            match status {
-                Ok((s, rtt)) => println!(
-                    "{{\"peer\":\"{}\",\"addr\":\"{addr}\",\"up\":true,\"shares\":{},\"pending\":{},\"used\":{},\"quota\":{},\"rtt_ms\":{}}}",
-                    node.peer,
+    let (c, offers) = connect(&cfg).await?;
+    let statuses = c.statuses().await;
+    // Rows: every candidate (with discovery) or every configured node.
+    let mut rows: Vec<(NodeRef, Option<&Result<SignedOffer, ClientError>>)> =
+        offers.iter().map(|(n, o)| (n.clone(), Some(o))).collect();
+    if rows.is_empty() {
+        rows = c.nodes().iter().map(|n| (n.clone(), None)).collect();
+    }
+    if !args.json {
+        println!(
+            "{:<54} {:<24} {:>9} {:>8} {:<8} {:>6} {:>7} {:>22} {:>6}",
+            "PEER", "ADDRESS", "SAT/GB-MO", "SAT/GB", "REGION", "SHARES", "PENDING", "USED / QUOTA", "RTT"
+        );
+    }
+    let mut up = 0;
+    for (node, offer) in &rows {
+        let addr = node.addrs.first().map(ToString::to_string).unwrap_or_default();
+        let status = statuses.iter().find(|(n, _)| n.peer == node.peer).map(|(_, s)| s);
+        let offer_ok = match offer {
+            Some(Ok(o)) => Some(&o.offer),
+            _ => None,
+        };
+        let problem = match (offer, status) {
+            (Some(Err(e)), _) => Some(e.to_string()),
+            (_, Some(Err(e))) => Some(e.to_string()),
+            (_, None) => Some("not used".to_string()),
+            _ => None,
+        };
+        if problem.is_none() {
+            up += 1;
+        }
+        if args.json {
+            let mut line = format!("{{\"peer\":\"{}\",\"addr\":\"{addr}\",\"up\":{}", node.peer, problem.is_none());
+            if let Some(o) = offer_ok {
+                line += &format!(
+                    ",\"storage_sat_per_gb_month\":{},\"egress_sat_per_gb\":{},\"region\":\"{}\"",
+                    o.prices.storage_sat_per_gb_month,
+                    o.prices.egress_sat_per_gb,
+                    o.region.escape_default()
+                );
+            }
+            if let Some(Ok((s, rtt))) = status {
+                line += &format!(
+                    ",\"shares\":{},\"pending\":{},\"used\":{},\"quota\":{},\"rtt_ms\":{}",
                     s.shares,
                     s.pending,
                     s.used,
                     s.quota,
                     rtt.as_millis()
-                ),
-                Err(_) => println!("{{\"peer\":\"{}\",\"addr\":\"{addr}\",\"up\":false}}", node.peer),
+                );
             }
+            println!("{line}}}");
+            continue;
         }
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!("{:<54} {:<28} {:>7} {:>7} {:>22} {:>8}", "PEER", "ADDRESS", "SHARES", "PENDING", "USED / QUOTA", "RTT");
-    let mut down = 0;
-    for (node, status) in c.statuses().await {
-        let addr = node.addrs.first().map(ToString::to_string).unwrap_or_default();
-        match status {
-            Ok((s, rtt)) => println!(
-                "{:<54} {:<28} {:>7} {:>7} {:>22} {:>6}ms",
+        let (price, egress, region) = offer_ok.map_or(("-".into(), "-".into(), "-".into()), |o| {
+            (o.prices.storage_sat_per_gb_month.to_string(), o.prices.egress_sat_per_gb.to_string(), o.region.clone())
+        });
+        match (status, problem) {
+            (Some(Ok((s, rtt))), None) => println!(
+                "{:<54} {:<24} {:>9} {:>8} {:<8} {:>6} {:>7} {:>22} {:>4}ms",
                 node.peer.to_string(),
                 addr,
+                price,
+                egress,
+                if region.is_empty() { "-".into() } else { region },
                 s.shares,
                 s.pending,
                 format!("{} / {}", ByteSize(s.used), ByteSize(s.quota)),
                 rtt.as_millis()
             ),
-            Err(e) => {
-                down += 1;
-                println!("{:<54} {:<28} unreachable: {e}", node.peer.to_string(), addr);
-            }
+            (_, problem) => println!("{:<54} {:<24} {}", node.peer.to_string(), addr, problem.unwrap_or_default()),
         }
     }
-    println!("{} of {} nodes up", c.nodes().len() - down, c.nodes().len());
+    if !args.json {
+        println!("{up} of {} nodes usable", rows.len());
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,8 +9,10 @@ use clap::Args;
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
-use blackbox_client::config::{ClientConfig, NodeEntry};
+use blackbox_client::config::ClientConfig;
+use blackbox_net::{Discovery, Libp2pTransport};
 use blackbox_storage_node::config::ByteSize;
+use blackbox_storage_node::daemon::parse_bootstrap;
 use blackbox_storage_node::daemon::{NodeInfo, INFO_FILE};
 use blackbox_storage_node::NodeConfig;
 
@@ -40,13 +42,14 @@ fn node_dir(root: &Path, i: usize) -> PathBuf {
 
 /// Writes `node.toml` for a new node (the OS picks its port on first start; `pin_ports` then
 /// records it); keeps an existing one so restarts reuse ports and data.
-fn ensure_node_config(dir: &Path, quota: ByteSize) -> Result<PathBuf> {
+fn ensure_node_config(dir: &Path, quota: ByteSize, bootstrap: Option<&str>) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join("node.toml");
     if !path.exists() {
         let cfg = NodeConfig {
             data_dir: PathBuf::from("."),
             listen: ANY_PORT.into(),
+            bootstrap: bootstrap.map(|b| vec![b.to_string()]).unwrap_or_default(),
             quota,
             threads: 1,
             ..NodeConfig::default()
@@ -80,6 +83,27 @@ fn log_tail(dir: &Path) -> String {
     text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_string()
 }
 
+fn spawn_node(exe: &Path, dir: &Path, config: &Path, i: usize) -> Result<Child> {
+    let _ = std::fs::remove_file(dir.join(INFO_FILE));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("node.log"))
+        .with_context(|| format!("cannot open log in {}", dir.display()))?;
+    Command::new(exe)
+        .arg("node")
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .env_remove("BLACKBOX_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start node {i}"))
+}
+
 pub async fn up(args: UpArgs) -> Result<ExitCode> {
     if args.nodes == 0 || args.nodes > 255 {
         bail!("--nodes must be between 1 and 255");
@@ -87,31 +111,26 @@ pub async fn up(args: UpArgs) -> Result<ExitCode> {
     let root = args.dir.clone();
     std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
     let exe = std::env::current_exe().context("cannot find the blackbox executable")?;
-    let mut procs: Vec<NodeProc> = Vec::new();
-    for i in 0..args.nodes {
+    // Node 0 starts the DHT; every other node knows only node 0.
+    let first_dir = node_dir(&root, 0);
+    let first_config = ensure_node_config(&first_dir, args.quota, None)?;
+    let child = spawn_node(&exe, &first_dir, &first_config, 0)?;
+    let mut procs = vec![NodeProc { dir: first_dir, child, alive: true }];
+    let first = match wait_ready(&mut procs).await {
+        Ok(mut infos) => infos.remove(0),
+        Err(e) => {
+            stop_all(&mut procs).await;
+            return Err(e);
+        }
+    };
+    let first_addr = first.addrs.first().context("node 0 reported no listen address")?;
+    let bootstrap = format!("{first_addr}/p2p/{}", first.peer_id);
+    for i in 1..args.nodes {
         let dir = node_dir(&root, i);
-        let config = ensure_node_config(&dir, args.quota)?;
-        let _ = std::fs::remove_file(dir.join(INFO_FILE));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("node.log"))
-            .with_context(|| format!("cannot open log in {}", dir.display()))?;
-        let child = Command::new(&exe)
-            .arg("node")
-            .arg("run")
-            .arg("--config")
-            .arg(&config)
-            .env_remove("BLACKBOX_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start node {i}"))?;
+        let config = ensure_node_config(&dir, args.quota, Some(&bootstrap))?;
+        let child = spawn_node(&exe, &dir, &config, i)?;
         procs.push(NodeProc { dir, child, alive: true });
     }
-
     let infos = match wait_ready(&mut procs).await {
         Ok(infos) => infos,
         Err(e) => {
@@ -120,12 +139,15 @@ pub async fn up(args: UpArgs) -> Result<ExitCode> {
         }
     };
     pin_ports(&procs, &infos)?;
+    wait_discoverable(&bootstrap, args.nodes).await;
     let client_path = root.join("client.toml");
     let mut client = ClientConfig::load(&client_path).unwrap_or_default();
     client.total = client.total.min(args.nodes);
     client.needed = client.needed.min(client.total);
     client.happy = client.happy.min(client.total).max(client.needed);
-    client.nodes = infos.into_iter().map(|i| NodeEntry { peer_id: i.peer_id, addrs: i.addrs }).collect();
+    client.bootstrap = vec![bootstrap];
+    client.nodes = Vec::new();
+    client.data_dir = PathBuf::from("client-data");
     std::fs::write(&client_path, toml::to_string(&client)?)
         .with_context(|| format!("cannot write {}", client_path.display()))?;
     let abs = std::fs::canonicalize(&client_path).unwrap_or(client_path);
@@ -134,6 +156,24 @@ pub async fn up(args: UpArgs) -> Result<ExitCode> {
 
     supervise(&mut procs).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Waits (up to 30 s) until a client that knows only the bootstrap node finds all `n` nodes.
+async fn wait_discoverable(bootstrap: &str, n: usize) {
+    let Ok(boot) = parse_bootstrap(&[bootstrap.to_string()]) else { return };
+    let Ok(transport) = Libp2pTransport::with_discovery(Duration::from_secs(10), &Discovery { bootstrap: boot }) else {
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut found = 0;
+    while Instant::now() < deadline {
+        found = transport.find_storage_providers().await.map_or(0, |p| p.len());
+        if found >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    warn!(found, expected = n, "not every node is discoverable yet");
 }
 
 /// Waits until every node has written its info file, or fails with the first node's error.

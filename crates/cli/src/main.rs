@@ -106,7 +106,7 @@ fn main() -> ExitCode {
         }
     };
     let default_level = match cli.command {
-        Command::Node { .. } | Command::Devnet { .. } => "info",
+        Command::Node { .. } | Command::Devnet { .. } => "info,libp2p_swarm=warn,libp2p_kad=warn",
         _ => "warn",
     };
     init_logging(cli.verbose, default_level);

@@ -95,8 +95,10 @@ fn killed_upload_leaves_nothing_partial() {
     net.stop();
 
     let net = Devnet::start(&dir, 10, &[]);
-    for (shares, pending, used) in node_counts(&net) {
-        assert_eq!((shares, pending, used), (0, 0, 0), "a node kept part of the killed upload");
+    let counts = node_counts(&net);
+    assert_eq!(counts.len(), 10, "not every node answered: {counts:?}");
+    for (i, shares, pending, used) in counts {
+        assert_eq!((shares, pending, used), (0, 0, 0), "node {i} kept part of the killed upload");
     }
     let cap = put(&net, &file);
     let out_path = tmp.path().join("back");

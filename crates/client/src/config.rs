@@ -1,6 +1,6 @@
 //! The client's TOML configuration (written by `blackbox devnet up`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -30,7 +30,12 @@ pub struct ClientConfig {
     pub segment_size: u32,
     /// Seconds before a request to a node is given up.
     pub request_timeout_secs: u64,
-    /// Known storage nodes.
+    /// DHT bootstrap peers (`<multiaddr>/p2p/<peer id>`): when set, nodes are found through the
+    /// DHT (and the nodes seen before) and each must serve a valid signed offer.
+    pub bootstrap: Vec<String>,
+    /// Directory for the client's own state (known nodes); relative to the config file.
+    pub data_dir: PathBuf,
+    /// Storage nodes to use directly (without discovery).
     pub nodes: Vec<NodeEntry>,
 }
 
@@ -42,16 +47,23 @@ impl Default for ClientConfig {
             happy: 7,
             segment_size: blackbox_core::DEFAULT_SEGMENT_SIZE,
             request_timeout_secs: 60,
+            bootstrap: Vec::new(),
+            data_dir: PathBuf::from("client-data"),
             nodes: Vec::new(),
         }
     }
 }
 
 impl ClientConfig {
-    /// Reads and checks a config file.
+    /// Reads and checks a config file; a relative `data_dir` is resolved against its directory.
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("invalid config {}: {}", path.display(), e.message()))
+        let mut cfg: ClientConfig =
+            toml::from_str(&text).map_err(|e| format!("invalid config {}: {}", path.display(), e.message()))?;
+        if cfg.data_dir.is_relative() {
+            cfg.data_dir = path.parent().unwrap_or(Path::new(".")).join(&cfg.data_dir);
+        }
+        Ok(cfg)
     }
 
     /// The nodes, parsed.

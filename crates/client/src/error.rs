@@ -15,6 +15,9 @@ pub enum ClientError {
     /// A node answered with the wrong kind of response.
     #[error("node {peer} sent an unexpected response")]
     Unexpected { peer: PeerId },
+    /// A node's offer is missing, forged, expired or signed by another node.
+    #[error("node {peer} has no valid offer: {reason}")]
+    BadOffer { peer: PeerId, reason: String },
     /// A node did not answer in time.
     #[error("node {0} did not answer in time")]
     Timeout(PeerId),

@@ -8,16 +8,19 @@ pub mod config;
 mod download;
 mod error;
 mod happiness;
+mod known;
 mod upload;
 
 use std::time::Duration;
 
+use blackbox_net::offer::SignedOffer;
 use blackbox_net::{ErrorCode, Multiaddr, PeerId, Request, Response, Transport};
 
 pub use check::{CheckReport, ShareHealth, VerifyReport};
 pub use config::ClientConfig;
 pub use error::ClientError;
 pub use happiness::servers_of_happiness;
+pub use known::KnownNodes;
 pub use upload::{UploadOptions, UploadReport};
 
 /// A storage node as the client knows it.
@@ -67,6 +70,26 @@ impl<T: Transport> Client<T> {
             (n.clone(), r)
         });
         futures::future::join_all(futs).await
+    }
+}
+
+impl<T: Transport> Client<T> {
+    /// Asks every node for its signed offer and verifies it: signature, signer = the node that
+    /// served it, and validity at `now` (unix seconds).
+    pub async fn offers(&self, now: u64) -> Vec<(NodeRef, Result<SignedOffer, ClientError>)> {
+        let asks = self.nodes.iter().map(|n| async move {
+            let r = tokio::time::timeout(self.query_timeout, self.call(n, Request::GetOffer)).await;
+            let offer = match r {
+                Ok(Ok(Response::Offer(bytes))) => SignedOffer::decode(&bytes)
+                    .and_then(|o| o.verify(&n.peer, now).map(|()| o))
+                    .map_err(|e| ClientError::BadOffer { peer: n.peer, reason: e.to_string() }),
+                Ok(Ok(other)) => Err(ClientError::unexpected(n, &other)),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(ClientError::Timeout(n.peer)),
+            };
+            (n.clone(), offer)
+        });
+        futures::future::join_all(asks).await
     }
 }
 

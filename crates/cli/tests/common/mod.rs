@@ -59,6 +59,13 @@ impl Devnet {
         text.trim().parse().expect("pid")
     }
 
+    /// Index of the node with this peer id (from its `node.info`).
+    pub fn node_index(&self, peer: &str) -> usize {
+        (0..self.nodes)
+            .find(|&i| std::fs::read_to_string(self.node_dir(i).join("node.info")).is_ok_and(|t| t.contains(peer)))
+            .unwrap_or_else(|| panic!("no node has peer id {peer}"))
+    }
+
     /// kill -9 one node process.
     pub fn kill_node(&self, i: usize) {
         let pid = self.node_pid(i);
@@ -174,8 +181,8 @@ pub fn put(net: &Devnet, file: &Path) -> String {
     cap
 }
 
-/// Per-node (shares, pending, used bytes) from `blackbox nodes --json`.
-pub fn node_counts(net: &Devnet) -> Vec<(u64, u64, u64)> {
+/// (node index, shares, pending, used bytes) of every node that answers, from `nodes --json`.
+pub fn node_counts(net: &Devnet) -> Vec<(usize, u64, u64, u64)> {
     let out = net.run(&["nodes", "--json"]);
     assert!(out.status.success(), "nodes failed: {}", stderr(&out));
     stdout(&out)
@@ -186,7 +193,9 @@ pub fn node_counts(net: &Devnet) -> Vec<(u64, u64, u64)> {
                 let at = l.find(&format!("\"{name}\":")).expect("field") + name.len() + 3;
                 l[at..].chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().expect("number")
             };
-            (field("shares"), field("pending"), field("used"))
+            let at = l.find("\"peer\":\"").expect("peer") + 8;
+            let peer: String = l[at..].chars().take_while(|c| *c != '"').collect();
+            (net.node_index(&peer), field("shares"), field("pending"), field("used"))
         })
         .collect()
 }
@@ -207,8 +216,8 @@ pub fn spawn_put(net: &Devnet, file: &Path) -> Child {
 /// Waits (up to ~10 s) until some node holds an upload in progress with bytes; returns its index.
 pub fn wait_for_upload(net: &Devnet) -> Option<usize> {
     for _ in 0..400 {
-        if let Some(i) = node_counts(net).iter().position(|(_, pending, used)| *pending > 0 && *used > 0) {
-            return Some(i);
+        if let Some((i, ..)) = node_counts(net).iter().find(|(_, _, pending, used)| *pending > 0 && *used > 0) {
+            return Some(*i);
         }
         std::thread::sleep(Duration::from_millis(10));
     }
