@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use blackbox_client::{Client, ClientConfig, ClientError, KnownNodes, NodeRef, ShareHealth, UploadOptions};
+use blackbox_client::rank::Candidate;
+use blackbox_client::{Client, ClientConfig, ClientError, KnownNodes, NodeRef, Ranking, ShareHealth, UploadOptions};
 use blackbox_core::{EncodingParams, ReadCap, VerifyCap};
 use blackbox_net::offer::SignedOffer;
 use blackbox_net::{Discovery, Libp2pTransport};
@@ -34,6 +35,9 @@ pub struct PutArgs {
     /// Segment size, e.g. 1MiB; default from the config.
     #[arg(long, value_parser = parse_size)]
     segment_size: Option<u64>,
+    /// Show on stderr how every candidate node was ranked and where each share went.
+    #[arg(long)]
+    explain: bool,
 }
 
 /// `get` options.
@@ -129,7 +133,24 @@ async fn connect(cfg: &ClientConfig) -> Result<(Client<Libp2pTransport>, Offers)
     if let Err(e) = known.save() {
         tracing::warn!(error = %e, "cannot save the known-nodes file");
     }
-    Ok((Client::new(transport, usable), offers))
+    let statuses = Client::new(transport.clone(), usable.clone()).statuses().await;
+    let candidates = offers
+        .iter()
+        .filter_map(|(node, offer)| {
+            let offer = offer.as_ref().ok()?.offer.clone();
+            let (status, rtt) = statuses.iter().find(|(n, _)| n.peer == node.peer)?.1.as_ref().ok()?;
+            Some(Candidate {
+                node: node.clone(),
+                offer,
+                reputation: 0.5,
+                latency_ms: Some(rtt.as_secs_f64() * 1000.0),
+                free_bytes: status.quota.saturating_sub(status.used),
+                age_secs: 0,
+            })
+        })
+        .collect();
+    let ranking = Ranking { candidates, weights: cfg.weights, max_price: cfg.max_storage_price };
+    Ok((Client::new(transport, usable).with_ranking(ranking), offers))
 }
 
 /// Shows a byte progress bar on stderr while `work` runs, if stderr is a terminal.
@@ -176,8 +197,42 @@ pub async fn put(config: Option<PathBuf>, args: PutArgs) -> Result<ExitCode> {
     let open_path = path.clone();
     let work = c.upload(move || std::fs::File::open(&open_path), meta.len(), &opts, counter.clone());
     let report = with_progress(meta.len(), counter, work).await?;
+    if args.explain {
+        explain(&report);
+    }
     println!("{}", report.cap);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the ranking behind an upload's placement.
+fn explain(report: &blackbox_client::UploadReport) {
+    if report.ranking.is_empty() {
+        eprintln!("nodes come from the config (no discovery): shares were placed in the permuted order");
+    }
+    eprintln!(
+        "{:<18} {:>6} {:>9} {:>6} {:>6} {:>6} {:>6} {:>6}  {:<16} SHARES",
+        "NODE", "SCORE", "SAT/GB-MO", "PRICE", "REPUT", "RTT", "FREE", "AGE", "GROUP"
+    );
+    for r in &report.ranking {
+        let peer = r.candidate.node.peer;
+        let shares: Vec<String> =
+            report.placements.iter().filter(|(_, p)| *p == peer).map(|(s, _)| s.to_string()).collect();
+        let p = r.parts;
+        eprintln!(
+            "{:<18} {:>6.3} {:>9} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2}  {:<16} {}",
+            short(&peer.to_string()),
+            r.score,
+            r.candidate.offer.prices.storage_sat_per_gb_month,
+            p[0],
+            p[1],
+            p[2],
+            p[3],
+            p[4],
+            r.group,
+            if shares.is_empty() { "-".into() } else { shares.join(",") }
+        );
+    }
+    eprintln!("happiness {} (placement takes one node per group first, then the best remaining)", report.happiness);
 }
 
 pub async fn get(config: Option<PathBuf>, args: GetArgs) -> Result<ExitCode> {

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use blackbox_client::config::ClientConfig;
 use blackbox_net::{Discovery, Libp2pTransport};
 use blackbox_storage_node::config::ByteSize;
+use blackbox_storage_node::config::OfferConfig;
 use blackbox_storage_node::daemon::parse_bootstrap;
 use blackbox_storage_node::daemon::{NodeInfo, INFO_FILE};
 use blackbox_storage_node::NodeConfig;
@@ -28,6 +29,27 @@ pub struct UpArgs {
     /// Quota of each new node, e.g. 20GiB.
     #[arg(long, default_value = "20GiB", value_parser = |s: &str| ByteSize::parse(s))]
     quota: ByteSize,
+    /// Spread of storage prices over new nodes: node i asks 100 × SPREAD^(i/(N-1)) sat/GB-month
+    /// (1: all ask 100).
+    #[arg(long, default_value_t = 1.0)]
+    price_spread: f64,
+    /// Declare this many regions over new nodes (node i in region `r<i mod R>`), since on one machine
+    /// every node shares 127.0.0.1; 0: none.
+    #[arg(long, default_value_t = 0)]
+    regions: usize,
+}
+
+impl UpArgs {
+    /// The offer section of new node `i`.
+    fn offer(&self, i: usize) -> OfferConfig {
+        let frac = if self.nodes > 1 { i as f64 / (self.nodes - 1) as f64 } else { 0.0 };
+        let spread = if self.price_spread.is_finite() && self.price_spread >= 1.0 { self.price_spread } else { 1.0 };
+        OfferConfig {
+            storage_sat_per_gb_month: (100.0 * spread.powf(frac)).round() as u64,
+            region: if self.regions > 0 { format!("r{}", i % self.regions) } else { String::new() },
+            ..OfferConfig::default()
+        }
+    }
 }
 
 struct NodeProc {
@@ -42,7 +64,7 @@ fn node_dir(root: &Path, i: usize) -> PathBuf {
 
 /// Writes `node.toml` for a new node (the OS picks its port on first start; `pin_ports` then
 /// records it); keeps an existing one so restarts reuse ports and data.
-fn ensure_node_config(dir: &Path, quota: ByteSize, bootstrap: Option<&str>) -> Result<PathBuf> {
+fn ensure_node_config(dir: &Path, quota: ByteSize, bootstrap: Option<&str>, offer: OfferConfig) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join("node.toml");
     if !path.exists() {
@@ -50,6 +72,7 @@ fn ensure_node_config(dir: &Path, quota: ByteSize, bootstrap: Option<&str>) -> R
             data_dir: PathBuf::from("."),
             listen: ANY_PORT.into(),
             bootstrap: bootstrap.map(|b| vec![b.to_string()]).unwrap_or_default(),
+            offer,
             quota,
             threads: 1,
             ..NodeConfig::default()
@@ -113,7 +136,7 @@ pub async fn up(args: UpArgs) -> Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find the blackbox executable")?;
     // Node 0 starts the DHT; every other node knows only node 0.
     let first_dir = node_dir(&root, 0);
-    let first_config = ensure_node_config(&first_dir, args.quota, None)?;
+    let first_config = ensure_node_config(&first_dir, args.quota, None, args.offer(0))?;
     let child = spawn_node(&exe, &first_dir, &first_config, 0)?;
     let mut procs = vec![NodeProc { dir: first_dir, child, alive: true }];
     let first = match wait_ready(&mut procs).await {
@@ -127,7 +150,7 @@ pub async fn up(args: UpArgs) -> Result<ExitCode> {
     let bootstrap = format!("{first_addr}/p2p/{}", first.peer_id);
     for i in 1..args.nodes {
         let dir = node_dir(&root, i);
-        let config = ensure_node_config(&dir, args.quota, Some(&bootstrap))?;
+        let config = ensure_node_config(&dir, args.quota, Some(&bootstrap), args.offer(i))?;
         let child = spawn_node(&exe, &dir, &config, i)?;
         procs.push(NodeProc { dir, child, alive: true });
     }

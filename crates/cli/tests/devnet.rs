@@ -175,3 +175,51 @@ fn upload_fails_over_when_a_node_dies() {
     assert!(out.status.success(), "get failed: {}", stderr(&out));
     assert!(same_file(&file, &back));
 }
+
+/// Parses `put --explain` rows into (peer prefix, price, shares placed).
+fn explain_rows(stderr: &str) -> Vec<(String, u64, bool)> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("12D3KooW"))
+        .map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols[0].to_string(), cols[2].parse().expect("price"), cols.last() != Some(&"-"))
+        })
+        .collect()
+}
+
+/// Discovery through one bootstrap node, cheapest-first placement, and dead nodes avoided.
+#[test]
+fn discovery_and_price_ranked_placement() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = Devnet::start(&tmp.path().join("net"), 12, &["--price-spread", "4"]);
+    let config = std::fs::read_to_string(net.config()).unwrap();
+    assert!(config.contains("bootstrap") && !config.contains("[[nodes]]"), "client config: {config}");
+    let listed = net.run(&["nodes", "--json"]);
+    let up = stdout(&listed).lines().filter(|l| l.contains("\"up\":true") && l.contains("storage_sat")).count();
+    assert_eq!(up, 12, "{}", stdout(&listed));
+
+    let file = tmp.path().join("f");
+    random_file(&file, 3 << 20, 21);
+    let out = net.run(&["put", "--explain", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = explain_rows(&stderr(&out));
+    assert_eq!(rows.len(), 12, "{}", stderr(&out));
+    let max_used = rows.iter().filter(|r| r.2).map(|r| r.1).max().unwrap();
+    let min_unused = rows.iter().filter(|r| !r.2).map(|r| r.1).min().unwrap();
+    assert!(max_used < min_unused, "a dearer node got a share before a cheaper one: {rows:?}");
+
+    // Kill the two cheapest nodes: they drop out and new puts avoid them.
+    let cheapest: Vec<usize> = vec![0, 1];
+    for &i in &cheapest {
+        net.kill_node(i);
+    }
+    let listed = net.run(&["nodes", "--json"]);
+    let up = stdout(&listed).lines().filter(|l| l.contains("\"up\":true")).count();
+    assert_eq!(up, 10, "{}", stdout(&listed));
+    let out = net.run(&["put", "--explain", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = explain_rows(&stderr(&out));
+    assert_eq!(rows.len(), 10, "dead nodes are still candidates: {}", stderr(&out));
+    assert!(rows.iter().all(|r| r.2), "every live node should hold a share: {rows:?}");
+}

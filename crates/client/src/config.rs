@@ -35,6 +35,10 @@ pub struct ClientConfig {
     pub bootstrap: Vec<String>,
     /// Directory for the client's own state (known nodes); relative to the config file.
     pub data_dir: PathBuf,
+    /// Most satoshis per GB-month the client pays for storage (nodes above it are not used).
+    pub max_storage_price: Option<u64>,
+    /// How nodes are ranked for placement.
+    pub weights: crate::rank::Weights,
     /// Storage nodes to use directly (without discovery).
     pub nodes: Vec<NodeEntry>,
 }
@@ -49,6 +53,8 @@ impl Default for ClientConfig {
             request_timeout_secs: 60,
             bootstrap: Vec::new(),
             data_dir: PathBuf::from("client-data"),
+            max_storage_price: None,
+            weights: crate::rank::Weights::default(),
             nodes: Vec::new(),
         }
     }

@@ -9,6 +9,7 @@ mod download;
 mod error;
 mod happiness;
 mod known;
+pub mod rank;
 mod upload;
 
 use std::time::Duration;
@@ -32,10 +33,22 @@ pub struct NodeRef {
     pub addrs: Vec<Multiaddr>,
 }
 
+/// Candidates with offers, and how to rank them for placement.
+#[derive(Debug, Clone)]
+pub struct Ranking {
+    /// Nodes with verified offers and what is known about them.
+    pub candidates: Vec<rank::Candidate>,
+    /// Weights of the criteria.
+    pub weights: rank::Weights,
+    /// Most satoshis per GB-month the client will pay.
+    pub max_price: Option<u64>,
+}
+
 /// A client bound to a transport and a list of known nodes.
 pub struct Client<T> {
     transport: T,
     nodes: Vec<NodeRef>,
+    ranking: Option<Ranking>,
     /// How long to wait for a node to answer a listing or status request.
     pub query_timeout: Duration,
 }
@@ -43,7 +56,13 @@ pub struct Client<T> {
 impl<T: Transport> Client<T> {
     /// A client that will use `nodes` through `transport`.
     pub fn new(transport: T, nodes: Vec<NodeRef>) -> Self {
-        Self { transport, nodes, query_timeout: Duration::from_secs(10) }
+        Self { transport, nodes, ranking: None, query_timeout: Duration::from_secs(10) }
+    }
+
+    /// Places shares by ranking these candidates instead of a plain permuted order.
+    pub fn with_ranking(mut self, ranking: Ranking) -> Self {
+        self.ranking = Some(ranking);
+        self
     }
 
     /// The known nodes.

@@ -46,18 +46,20 @@ pub struct UploadReport {
     pub placements: Vec<(u8, PeerId)>,
     /// Servers-of-happiness achieved.
     pub happiness: usize,
+    /// With ranking: every candidate in placement order, with its score (for `put --explain`).
+    pub ranking: Vec<crate::rank::Ranked>,
+}
+
+/// A node's place in the permutation keyed on the storage index (Tahoe style).
+fn permutation_key(si: &StorageIndex, node: &NodeRef) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_keyed(si);
+    h.update(&node.peer.to_bytes());
+    *h.finalize().as_bytes()
 }
 
 /// Orders nodes by a permutation keyed on the storage index, so different files spread differently.
 pub(crate) fn permuted(nodes: &[NodeRef], si: &StorageIndex) -> Vec<NodeRef> {
-    let mut keyed: Vec<([u8; 32], NodeRef)> = nodes
-        .iter()
-        .map(|n| {
-            let mut h = blake3::Hasher::new_keyed(si);
-            h.update(&n.peer.to_bytes());
-            (*h.finalize().as_bytes(), n.clone())
-        })
-        .collect();
+    let mut keyed: Vec<([u8; 32], NodeRef)> = nodes.iter().map(|n| (permutation_key(si, n), n.clone())).collect();
     keyed.sort_by_key(|a| a.0);
     keyed.into_iter().map(|(_, n)| n).collect()
 }
@@ -101,7 +103,19 @@ impl<T: Transport> Client<T> {
             k
         });
         let si = storage_index(&key);
-        let order = permuted(&self.nodes, &si);
+        let (order, ranking) = match &self.ranking {
+            Some(r) => {
+                let ranked =
+                    crate::rank::rank(r.candidates.clone(), &r.weights, r.max_price, |n| permutation_key(&si, n));
+                let ranked: Vec<crate::rank::Ranked> =
+                    crate::rank::placement_order(&ranked).into_iter().map(|i| ranked[i].clone()).collect();
+                if ranked.is_empty() {
+                    return Err(ClientError::Invalid("no node offers storage within the price ceiling".into()));
+                }
+                (ranked.iter().map(|r| r.candidate.node.clone()).collect(), ranked)
+            }
+            None => (permuted(&self.nodes, &si), Vec::new()),
+        };
         let open = Arc::new(open);
         let mut bad: HashSet<PeerId> = HashSet::new();
         let mut placed: Vec<(u8, NodeRef)> = Vec::new();
@@ -152,7 +166,7 @@ impl<T: Transport> Client<T> {
             None => self.stream_pass(open, key, si, params, size, Vec::new(), None).await?.cap,
         };
         info!(happiness, shares = placed.len(), "upload complete");
-        Ok(UploadReport { cap, placements: placed.iter().map(|(s, n)| (*s, n.peer)).collect(), happiness })
+        Ok(UploadReport { cap, placements: placed.iter().map(|(s, n)| (*s, n.peer)).collect(), happiness, ranking })
     }
 
     /// Allocates each share in `todo` on a node: fresh nodes first, then the least loaded.
