@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use blackbox_client::rank::Candidate;
+use blackbox_client::reputation::{Reputation, AVOID_BELOW};
 use blackbox_client::{Client, ClientConfig, ClientError, KnownNodes, NodeRef, Ranking, ShareHealth, UploadOptions};
 use blackbox_core::{EncodingParams, ReadCap, VerifyCap};
 use blackbox_net::offer::SignedOffer;
@@ -66,6 +67,26 @@ pub struct CheckArgs {
     verify: bool,
 }
 
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Adds what the client saw of each node during a command to the reputation file.
+fn record_outcomes(cfg: &ClientConfig, c: &Client<Libp2pTransport>) {
+    let outcomes = c.take_outcomes();
+    if outcomes.is_empty() {
+        return;
+    }
+    let mut reputation = Reputation::load(&cfg.data_dir);
+    let now = now_secs();
+    for (peer, outcome) in outcomes {
+        reputation.record(&peer, outcome, now);
+    }
+    if let Err(e) = reputation.save() {
+        tracing::warn!(error = %e, "cannot save the reputation file");
+    }
+}
+
 /// How long a client waits for the DHT to list providers.
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -116,7 +137,7 @@ async fn connect(cfg: &ClientConfig) -> Result<(Client<Libp2pTransport>, Offers)
             candidates.push(n);
         }
     }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = now_secs();
     let offers = Client::new(transport.clone(), candidates).offers(now).await;
     let mut usable = Vec::new();
     for (node, offer) in &offers {
@@ -134,18 +155,26 @@ async fn connect(cfg: &ClientConfig) -> Result<(Client<Libp2pTransport>, Offers)
         tracing::warn!(error = %e, "cannot save the known-nodes file");
     }
     let statuses = Client::new(transport.clone(), usable.clone()).statuses().await;
+    let reputation = Reputation::load(&cfg.data_dir);
     let candidates = offers
         .iter()
+        .filter(|(node, _)| {
+            let score = reputation.score(&node.peer, now);
+            if score < AVOID_BELOW {
+                tracing::info!(peer = %node.peer, score, "node avoided for new shares (reputation)");
+            }
+            score >= AVOID_BELOW
+        })
         .filter_map(|(node, offer)| {
             let offer = offer.as_ref().ok()?.offer.clone();
             let (status, rtt) = statuses.iter().find(|(n, _)| n.peer == node.peer)?.1.as_ref().ok()?;
             Some(Candidate {
                 node: node.clone(),
                 offer,
-                reputation: 0.5,
+                reputation: reputation.score(&node.peer, now),
                 latency_ms: Some(rtt.as_secs_f64() * 1000.0),
                 free_bytes: status.quota.saturating_sub(status.used),
-                age_secs: 0,
+                age_secs: reputation.age_secs(&node.peer, now),
             })
         })
         .collect();
@@ -196,7 +225,9 @@ pub async fn put(config: Option<PathBuf>, args: PutArgs) -> Result<ExitCode> {
     let counter = Arc::new(AtomicU64::new(0));
     let open_path = path.clone();
     let work = c.upload(move || std::fs::File::open(&open_path), meta.len(), &opts, counter.clone());
-    let report = with_progress(meta.len(), counter, work).await?;
+    let report = with_progress(meta.len(), counter, work).await;
+    record_outcomes(&cfg, &c);
+    let report = report?;
     if args.explain {
         explain(&report);
     }
@@ -245,6 +276,7 @@ pub async fn get(config: Option<PathBuf>, args: GetArgs) -> Result<ExitCode> {
         Some(out) => {
             let tmp = temp_path(&out);
             let result = download_to_file(&c, &cap, range, &tmp).await;
+            record_outcomes(&cfg, &c);
             if let Err(e) = result {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);
@@ -254,7 +286,9 @@ pub async fn get(config: Option<PathBuf>, args: GetArgs) -> Result<ExitCode> {
         None => {
             let stdout = std::io::stdout();
             let mut lock = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-            c.download(&cap, range, |b| lock.write_all(b)).await?;
+            let result = c.download(&cap, range, |b| lock.write_all(b)).await;
+            record_outcomes(&cfg, &c);
+            result?;
             lock.flush()?;
         }
     }
@@ -321,13 +355,20 @@ pub async fn check(config: Option<PathBuf>, args: CheckArgs) -> Result<ExitCode>
     let mut recoverable = report.recoverable();
     let mut found = report.distinct();
     if args.verify && report.distinct() > 0 {
-        let v = c.verify(&vcap).await?;
+        let v = c.verify(&vcap).await;
+        record_outcomes(&cfg, &c);
+        let v = v?;
         for (share, peer, health) in &v.shares {
             match health {
                 ShareHealth::Good => {
                     println!("  share {share:>3} on {}: good", short(&peer.to_string()))
                 }
-                ShareHealth::Bad(why) => println!("  share {share:>3} on {}: BAD: {why}", short(&peer.to_string())),
+                ShareHealth::Corrupt(why) => {
+                    println!("  share {share:>3} on {}: BAD (corrupt): {why}", short(&peer.to_string()))
+                }
+                ShareHealth::Unreadable(why) => {
+                    println!("  share {share:>3} on {}: BAD (unreadable): {why}", short(&peer.to_string()))
+                }
             }
         }
         println!("{} distinct shares verified good (need {})", v.good_distinct(), v.needed);

@@ -223,3 +223,43 @@ fn discovery_and_price_ranked_placement() {
     assert_eq!(rows.len(), 10, "dead nodes are still candidates: {}", stderr(&out));
     assert!(rows.iter().all(|r| r.2), "every live node should hold a share: {rows:?}");
 }
+
+/// A node made to corrupt what it serves (test-only fault flag) is caught, demoted in the client's
+/// reputation store, and gets no share of the next upload.
+#[test]
+fn corrupting_node_is_demoted_and_avoided() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let file = tmp.path().join("f");
+    random_file(&file, 2 << 20, 23);
+    // Ten nodes for ten shares: the node made to lie holds one.
+    let net = Devnet::start(&dir, 10, &[]);
+    let cap = put(&net, &file);
+    let liar_dir = net.node_dir(4);
+    let liar_peer = {
+        let info = std::fs::read_to_string(liar_dir.join("node.info")).unwrap();
+        let at = info.find("12D3KooW").unwrap();
+        info[at..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect::<String>()
+    };
+    net.stop();
+    let cfg_path = liar_dir.join("node.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    assert!(cfg.contains("fault_corrupt_reads = false"), "{cfg}");
+    std::fs::write(&cfg_path, cfg.replace("fault_corrupt_reads = false", "fault_corrupt_reads = true")).unwrap();
+
+    let net = Devnet::start(&dir, 10, &[]);
+    let out = net.run(&["check", "--verify", &cap]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = stdout(&out);
+    let suffix = &liar_peer[liar_peer.len() - 6..];
+    let liar_line = report.lines().find(|l| l.contains(suffix) && l.contains(" on ")).unwrap_or_default();
+    assert!(liar_line.contains("BAD (corrupt)"), "{report}");
+    let reputation = std::fs::read_to_string(dir.join("client-data").join("reputation.toml")).unwrap();
+    assert!(reputation.contains(&liar_peer), "{reputation}");
+
+    let out = net.run(&["put", "--explain", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let explained = stderr(&out);
+    assert!(!explained.contains(suffix), "the demoted node is still a candidate:\n{explained}");
+    assert_eq!(explain_rows(&explained).len(), 9, "{explained}");
+}

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use blackbox_core::VerifyCap;
 use blackbox_net::{PeerId, Transport};
 
+use crate::reputation::Outcome;
 use crate::{servers_of_happiness, Client, ClientError};
 
 /// Where a file's shares are, without reading them.
@@ -41,8 +42,10 @@ impl CheckReport {
 pub enum ShareHealth {
     /// Every block matched its hash.
     Good,
-    /// Something failed verification or could not be read.
-    Bad(String),
+    /// The node returned data that failed verification.
+    Corrupt(String),
+    /// The node could not deliver the share.
+    Unreadable(String),
 }
 
 /// Result of verifying every stored share.
@@ -105,7 +108,8 @@ impl<T: Transport> Client<T> {
             let layout = &layout;
             async move {
                 let health = match self.fetch_verifier(&si, header, *share, node).await {
-                    Err(e) => ShareHealth::Bad(e.to_string()),
+                    Err(e @ ClientError::BadData { .. }) => ShareHealth::Corrupt(e.to_string()),
+                    Err(e) => ShareHealth::Unreadable(e.to_string()),
                     Ok(v) => {
                         let mut rx = self.spawn_reader(layout, si, *share, node.clone(), 0, last);
                         let mut health = ShareHealth::Good;
@@ -113,15 +117,15 @@ impl<T: Transport> Client<T> {
                             match rx.recv().await {
                                 Some(Ok((i, b))) if i == index && v.check(index, &b) => {}
                                 Some(Ok(_)) => {
-                                    health = ShareHealth::Bad(format!("block {index} is corrupt"));
+                                    health = ShareHealth::Corrupt(format!("block {index} does not match its hash"));
                                     break;
                                 }
                                 Some(Err(e)) => {
-                                    health = ShareHealth::Bad(format!("block {index}: {e}"));
+                                    health = ShareHealth::Unreadable(format!("block {index}: {e}"));
                                     break;
                                 }
                                 None => {
-                                    health = ShareHealth::Bad(format!("block {index} missing"));
+                                    health = ShareHealth::Unreadable(format!("block {index} missing"));
                                     break;
                                 }
                             }
@@ -129,6 +133,12 @@ impl<T: Transport> Client<T> {
                         health
                     }
                 };
+                let outcome = match &health {
+                    ShareHealth::Good => Outcome::Good,
+                    ShareHealth::Corrupt(_) => Outcome::BadData,
+                    ShareHealth::Unreadable(_) => Outcome::Failed,
+                };
+                self.note(node.peer, outcome);
                 (*share, node.peer, health)
             }
         });

@@ -12,6 +12,7 @@ use blackbox_core::{file_root, FileLayout, ReadCap, SegmentDecoder, ShareHeader,
 use blackbox_net::wire::{MAX_LEAVES, MAX_MESSAGE};
 use blackbox_net::{Request, Response, Transport};
 
+use crate::reputation::Outcome;
 use crate::{call, Client, ClientError, NodeRef};
 
 /// Read requests in flight per share.
@@ -80,6 +81,7 @@ impl<T: Transport> Client<T> {
             };
             if file_root(&bytes) != cap.root {
                 warn!(peer = %node.peer, "node returned a header that does not match the cap");
+                self.note(node.peer, Outcome::BadData);
                 continue;
             }
             match ShareHeader::decode(&bytes) {
@@ -170,7 +172,11 @@ impl<T: Transport> Client<T> {
                             let rx = self.spawn_reader(&layout, si, share, node.clone(), index, last);
                             sources.push(Source { share, node, verifier, rx });
                         }
-                        Err(e) => debug!(share, peer = %node.peer, error = %e, "share unusable"),
+                        Err(e) => {
+                            debug!(share, peer = %node.peer, error = %e, "share unusable");
+                            let bad = matches!(e, ClientError::BadData { .. });
+                            self.note(node.peer, if bad { Outcome::BadData } else { Outcome::Failed });
+                        }
                     }
                 }
                 if sources.len() < k {
@@ -193,10 +199,12 @@ impl<T: Transport> Client<T> {
                         }
                         Some(Ok(_)) => {
                             warn!(share = src.share, peer = %src.node.peer, segment = index, "bad block; switching share");
+                            self.note(src.node.peer, Outcome::BadData);
                             failed.push(i);
                         }
                         Some(Err(e)) => {
                             warn!(share = src.share, peer = %src.node.peer, error = %e, "read failed; switching share");
+                            self.note(src.node.peer, Outcome::Failed);
                             failed.push(i);
                         }
                         None => failed.push(i),

@@ -10,6 +10,7 @@ mod error;
 mod happiness;
 mod known;
 pub mod rank;
+pub mod reputation;
 mod upload;
 
 use std::time::Duration;
@@ -49,6 +50,8 @@ pub struct Client<T> {
     transport: T,
     nodes: Vec<NodeRef>,
     ranking: Option<Ranking>,
+    /// What happened with each node during operations, for the caller's reputation store.
+    outcomes: std::sync::Mutex<Vec<(PeerId, reputation::Outcome)>>,
     /// How long to wait for a node to answer a listing or status request.
     pub query_timeout: Duration,
 }
@@ -56,7 +59,17 @@ pub struct Client<T> {
 impl<T: Transport> Client<T> {
     /// A client that will use `nodes` through `transport`.
     pub fn new(transport: T, nodes: Vec<NodeRef>) -> Self {
-        Self { transport, nodes, ranking: None, query_timeout: Duration::from_secs(10) }
+        Self { transport, nodes, ranking: None, outcomes: Default::default(), query_timeout: Duration::from_secs(10) }
+    }
+
+    /// Notes an outcome with a node.
+    pub(crate) fn note(&self, peer: PeerId, outcome: reputation::Outcome) {
+        self.outcomes.lock().unwrap_or_else(|p| p.into_inner()).push((peer, outcome));
+    }
+
+    /// Takes the outcomes noted so far (to feed a [`reputation::Reputation`]).
+    pub fn take_outcomes(&self) -> Vec<(PeerId, reputation::Outcome)> {
+        std::mem::take(&mut *self.outcomes.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Places shares by ranking these candidates instead of a plain permuted order.

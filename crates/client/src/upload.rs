@@ -11,11 +11,14 @@ use rand::RngCore;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use blackbox_core::{storage_index, EncodingParams, FileEncoder, FileKey, ReadCap, ShareHeader, StorageIndex};
+use blackbox_core::{
+    storage_index, EncodingParams, FileEncoder, FileKey, FileLayout, ReadCap, ShareHeader, StorageIndex,
+};
 use blackbox_net::wire::{MAX_BLOCKS, MAX_MESSAGE};
 use blackbox_net::{PeerId, Request, Response, Transport};
 
-use crate::{call, servers_of_happiness, Client, ClientError, NodeRef};
+use crate::reputation::Outcome;
+use crate::{call, is_quota_error, servers_of_happiness, Client, ClientError, NodeRef};
 
 /// Blocks queued per share before the encoder waits for that node.
 const QUEUE_PER_SHARE: usize = 16;
@@ -110,7 +113,9 @@ impl<T: Transport> Client<T> {
                 let ranked: Vec<crate::rank::Ranked> =
                     crate::rank::placement_order(&ranked).into_iter().map(|i| ranked[i].clone()).collect();
                 if ranked.is_empty() {
-                    return Err(ClientError::Invalid("no node offers storage within the price ceiling".into()));
+                    return Err(ClientError::Invalid(
+                        "no candidate node: every node is above the price ceiling or has a bad reputation".into(),
+                    ));
                 }
                 (ranked.iter().map(|r| r.candidate.node.clone()).collect(), ranked)
             }
@@ -145,10 +150,14 @@ impl<T: Transport> Client<T> {
             let p = self.stream_pass(open.clone(), key, si, params, size, need_data, counter).await?;
             for (share, node, err) in &p.failed {
                 warn!(share, peer = %node.peer, error = %err, "share upload failed; will place it elsewhere");
+                self.note(node.peer, Outcome::Failed);
                 bad.insert(node.peer);
                 last_error = err.to_string();
             }
             todo = p.failed.iter().map(|(s, _, _)| *s).collect();
+            for (_, node) in &p.ok {
+                self.note(node.peer, Outcome::Good);
+            }
             placed.extend(p.ok);
             result = Some(p.cap);
             // Stop re-trying once happy and every share has been given a chance on a fresh node.
@@ -221,12 +230,21 @@ impl<T: Transport> Client<T> {
                 match r {
                     Ok(Response::Allocated { already_have }) => targets.push((share, node, already_have)),
                     Ok(other) => {
+                        self.note(node.peer, Outcome::Failed);
                         bad.insert(node.peer);
                         errors.push(ClientError::unexpected(&node, &other));
                         pending.push(share);
                     }
                     Err(e) => {
                         debug!(share, peer = %node.peer, error = %e, "allocation refused");
+                        // Refusing space it reported free is worse than an ordinary failure.
+                        let need = FileLayout::new(*params, size).share_len();
+                        let claimed_room = self.ranking.as_ref().is_some_and(|r| {
+                            r.candidates.iter().any(|c| c.node.peer == node.peer && c.free_bytes >= need)
+                        });
+                        let lied = is_quota_error(&e) && claimed_room;
+                        let outcome = if lied { Outcome::BrokenOffer } else { Outcome::Failed };
+                        self.note(node.peer, outcome);
                         bad.insert(node.peer);
                         errors.push(e);
                         pending.push(share);

@@ -89,6 +89,8 @@ pub struct NodeConfig {
     pub bootstrap: Vec<String>,
     /// What the node sells and at what price; signed into the offer it serves.
     pub offer: OfferConfig,
+    /// TEST ONLY: flip a byte in every block the node serves, to exercise clients' defences.
+    pub fault_corrupt_reads: bool,
 }
 
 /// The `[offer]` section of the node config.
@@ -166,6 +168,7 @@ impl Default for NodeConfig {
             threads: 0,
             bootstrap: Vec::new(),
             offer: OfferConfig::default(),
+            fault_corrupt_reads: false,
         }
     }
 }

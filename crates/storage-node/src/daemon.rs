@@ -137,6 +137,10 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
             .map_err(|e| e.to_string())?,
     );
     server.set_offer(offer.encode().into());
+    if cfg.fault_corrupt_reads {
+        warn!("TEST FAULT ENABLED: this node corrupts every block it serves");
+        server.set_fault_corrupt_reads(true);
+    }
     let handle = serve_with(keypair.clone(), listen, server.clone(), &discovery).await.map_err(|e| e.to_string())?;
     let info = NodeInfo {
         peer_id: handle.peer_id.to_string(),

@@ -43,6 +43,8 @@ pub struct StorageServer<S> {
     state: Mutex<State>,
     /// The node's current signed offer, as served to clients.
     offer: Mutex<Option<Bytes>>,
+    /// Test-only fault: corrupt every block served.
+    corrupt_reads: std::sync::atomic::AtomicBool,
 }
 
 type Reply = Result<Response, Response>;
@@ -68,7 +70,19 @@ impl<S: ShareStore> StorageServer<S> {
         }
         let (shares, committed) = store.totals()?;
         let state = State { uploads: HashMap::new(), committed, shares };
-        Ok(Self { store, quota, upload_timeout, state: Mutex::new(state), offer: Mutex::new(None) })
+        Ok(Self {
+            store,
+            quota,
+            upload_timeout,
+            state: Mutex::new(state),
+            offer: Mutex::new(None),
+            corrupt_reads: Default::default(),
+        })
+    }
+
+    /// TEST ONLY: makes the node flip a byte in every block it serves.
+    pub fn set_fault_corrupt_reads(&self, on: bool) {
+        self.corrupt_reads.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Replaces the signed offer the node serves.
@@ -271,9 +285,11 @@ impl<S: ShareStore> StorageServer<S> {
             .ok_or_else(|| Response::error(ErrorCode::Internal, "share data is missing on disk"))?;
         let mut blocks = Vec::with_capacity((stop - start) as usize);
         let mut at = 0;
+        let corrupt = self.corrupt_reads.load(std::sync::atomic::Ordering::Relaxed);
         for index in start..stop {
             let bl = layout.block_len(index);
-            blocks.push(bytes.slice(at..at + bl));
+            let block = bytes.slice(at..at + bl);
+            blocks.push(if corrupt { flip_middle_byte(&block) } else { block });
             at += bl;
         }
         Ok(Response::Blocks(blocks))
@@ -307,6 +323,14 @@ impl<S: ShareStore> StorageServer<S> {
             },
         }
     }
+}
+
+fn flip_middle_byte(block: &Bytes) -> Bytes {
+    let mut v = block.to_vec();
+    if let Some(b) = v.get_mut(block.len() / 2) {
+        *b ^= 0x20;
+    }
+    Bytes::from(v)
 }
 
 impl<S: ShareStore> RequestHandler for StorageServer<S> {
