@@ -204,3 +204,58 @@ async fn nodes_dying_mid_upload_are_replaced() {
     }
     assert_eq!(get(&c, &report.cap, None).await.unwrap(), bytes);
 }
+
+/// Serves a fixed offer, whatever it is.
+struct OfferOnly(Bytes);
+
+impl RequestHandler for OfferOnly {
+    fn handle(&self, _from: &PeerId, _req: Request) -> Response {
+        Response::Offer(self.0.clone())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_expired_and_foreign_offers_are_rejected() {
+    use blackbox_net::offer::{Availability, Offer, Prices, Resources, SignedOffer};
+    use blackbox_net::Keypair;
+    let now = 1_900_000_000;
+    let make = |key: &Keypair, expires_at: u64| Offer {
+        node: key.public(),
+        resources: Resources::default(),
+        availability: Availability::Always,
+        prices: Prices { storage_sat_per_gb_month: 100, ..Prices::default() },
+        bitcoin_pubkey: [3; 33],
+        region: String::new(),
+        issued_at: now - 10,
+        expires_at,
+    };
+    let transport: MemoryTransport<OfferOnly> = MemoryTransport::new();
+    let mut nodes = Vec::new();
+    let mut add = |peer: PeerId, offer: Vec<u8>| {
+        transport.insert(peer, Arc::new(OfferOnly(Bytes::from(offer))));
+        nodes.push(NodeRef { peer, addrs: vec![] });
+    };
+    // Honest.
+    let honest = Keypair::generate_ed25519();
+    add(honest.public().to_peer_id(), make(&honest, now + 600).sign(&honest).unwrap().encode());
+    // Expired.
+    let stale = Keypair::generate_ed25519();
+    add(stale.public().to_peer_id(), make(&stale, now - 1).sign(&stale).unwrap().encode());
+    // Forged: a price changed after signing.
+    let forger = Keypair::generate_ed25519();
+    let mut forged = SignedOffer::decode(&make(&forger, now + 600).sign(&forger).unwrap().encode()).unwrap();
+    forged.offer.prices.storage_sat_per_gb_month = 1;
+    add(forger.public().to_peer_id(), forged.encode());
+    // Someone else's genuine offer, served by another node.
+    add(PeerId::random(), make(&honest, now + 600).sign(&honest).unwrap().encode());
+    // Garbage.
+    add(PeerId::random(), vec![1, 2, 3]);
+
+    let c = Client::new(transport.clone(), nodes);
+    let offers = c.offers(now).await;
+    let valid: Vec<bool> = offers.iter().map(|(_, o)| o.is_ok()).collect();
+    assert_eq!(valid, vec![true, false, false, false, false]);
+    for (_, o) in &offers[1..] {
+        assert!(matches!(o, Err(ClientError::BadOffer { .. })), "{o:?}");
+    }
+}
