@@ -21,6 +21,16 @@ pub enum BenchAction {
     },
     /// Put and get of one file on a fresh `devnet up`: MB/s and peak RSS.
     E2e(E2eArgs),
+    /// Kademlia at scale, in one process (in-memory transport): time and DHT requests for a fresh
+    /// client to find providers, for each network size given.
+    Dht {
+        /// Network sizes to simulate.
+        #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+        nodes: Vec<usize>,
+        /// Nodes that announce themselves as storage providers.
+        #[arg(long, default_value_t = 50)]
+        providers: usize,
+    },
 }
 
 /// `bench e2e` options.
@@ -47,6 +57,20 @@ pub async fn run(_config: Option<PathBuf>, action: BenchAction) -> Result<ExitCo
             Ok(ExitCode::SUCCESS)
         }
         BenchAction::E2e(args) => tokio::task::spawn_blocking(move || e2e(args)).await?,
+        BenchAction::Dht { nodes, providers } => {
+            for n in nodes {
+                if n < 2 || providers == 0 || providers > n {
+                    bail!("need at least 2 nodes and 1..=nodes providers");
+                }
+                let r = blackbox_benches::dht::simulate(n, providers, providers).await.map_err(anyhow::Error::msg)?;
+                println!(
+                    "{} nodes, {} providers: setup {:.1} s; a fresh client found {} providers, the first {} in {:.0} ms \
+                     with {} DHT requests",
+                    r.nodes, r.providers, r.setup_secs, r.found, providers, r.lookup_ms, r.requests
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

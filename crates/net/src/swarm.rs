@@ -168,6 +168,10 @@ pub async fn serve_with<H: RequestHandler>(
         }
     }
     info!(%peer_id, addrs = ?listen_addrs, "listening");
+    // Provider records carry these addresses, so clients can reach the node from the DHT alone.
+    for addr in &listen_addrs {
+        swarm.add_external_address(addr.clone());
+    }
     for (peer, addr) in &discovery.bootstrap {
         if *peer != peer_id {
             swarm.behaviour_mut().kad.add_address(peer, addr.clone());

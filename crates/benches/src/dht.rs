@@ -1,0 +1,225 @@
+//! A Kademlia network of many nodes in one process (libp2p's in-memory transport, noise, yamux),
+//! to measure how discovery scales: time for a fresh client to find a number of providers, and
+//! how many DHT requests that takes.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::core::transport::{MemoryTransport, Transport};
+use libp2p::core::upgrade::Version;
+use libp2p::identity::Keypair;
+use libp2p::kad::{self, GetProvidersOk, QueryResult};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{identify, noise, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
+use tokio::sync::mpsc;
+
+/// What a blackbox peer runs for discovery: Kademlia, plus identify so that peers learn each
+/// other's listen addresses (as the real node does).
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct Peer {
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    identify: identify::Behaviour,
+}
+
+/// What one simulation measured.
+#[derive(Debug, Clone)]
+pub struct DhtReport {
+    /// DHT nodes.
+    pub nodes: usize,
+    /// Of which announce themselves as providers.
+    pub providers: usize,
+    /// Seconds until every node had joined and every provider had announced.
+    pub setup_secs: f64,
+    /// Providers the client found.
+    pub found: usize,
+    /// Milliseconds until the client had found `want` providers.
+    pub lookup_ms: f64,
+    /// DHT requests the client's query sent.
+    pub requests: u32,
+}
+
+fn swarm(key: Keypair, server: bool) -> Result<Swarm<Peer>, String> {
+    let peer = key.public().to_peer_id();
+    let mut cfg = kad::Config::new(StreamProtocol::new("/blackbox/kad/1"));
+    cfg.set_query_timeout(Duration::from_secs(60));
+    let store_cfg = kad::store::MemoryStoreConfig { max_providers_per_key: 1024, ..Default::default() };
+    let mut behaviour = kad::Behaviour::with_config(peer, kad::store::MemoryStore::with_config(peer, store_cfg), cfg);
+    behaviour.set_mode(Some(if server { kad::Mode::Server } else { kad::Mode::Client }));
+    let identify = identify::Behaviour::new(identify::Config::new("/blackbox/1".into(), key.public()));
+    let noise = noise::Config::new(&key).map_err(|e| e.to_string())?;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_other_transport(move |_| {
+            MemoryTransport::default()
+                .upgrade(Version::V1)
+                .authenticate(noise)
+                .multiplex(yamux::Config::default())
+                .boxed()
+        })
+        .map_err(|e| e.to_string())?
+        .with_behaviour(|_| Peer { kad: behaviour, identify })
+        .map_err(|e| e.to_string())?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .build();
+    Ok(swarm)
+}
+
+enum Cmd {
+    Provide,
+    Bootstrap,
+}
+
+/// Runs `nodes` DHT nodes, each joining through a random earlier node; `providers` of them announce
+/// the key; then a fresh client looks for `want` providers.
+pub async fn simulate(nodes: usize, providers: usize, want: usize) -> Result<DhtReport, String> {
+    let key = kad::RecordKey::new(&"blackbox/providers/storage/1");
+    let base = 1_000_000 + u64::from(std::process::id()) * 10_000;
+    let joined = Arc::new(AtomicUsize::new(0));
+    let provided = Arc::new(AtomicUsize::new(0));
+    let mut peers: Vec<(PeerId, Multiaddr)> = Vec::new();
+    let mut controls = Vec::new();
+    let start = Instant::now();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..nodes {
+        let k = Keypair::generate_ed25519();
+        let peer = k.public().to_peer_id();
+        let mut s = swarm(k, true)?;
+        let addr: Multiaddr = format!("/memory/{}", base + i as u64).parse().map_err(|e| format!("{e}"))?;
+        s.listen_on(addr.clone()).map_err(|e| e.to_string())?;
+        // Provider records carry the provider's external addresses.
+        s.add_external_address(addr.clone());
+        if !peers.is_empty() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let (p, a) = &peers[(x as usize) % peers.len()];
+            s.behaviour_mut().kad.add_address(p, a.clone());
+            let _ = s.behaviour_mut().kad.bootstrap();
+        } else {
+            joined.fetch_add(1, Ordering::SeqCst);
+        }
+        peers.push((peer, addr));
+        let (tx, mut rx) = mpsc::unbounded_channel::<Cmd>();
+        controls.push(tx);
+        let (joined, provided, key) = (joined.clone(), provided.clone(), key.clone());
+        tokio::spawn(async move {
+            let mut counted_join = false;
+            loop {
+                tokio::select! {
+                    cmd = rx.recv() => match cmd {
+                        Some(Cmd::Provide) => { let _ = s.behaviour_mut().kad.start_providing(key.clone()); }
+                        Some(Cmd::Bootstrap) => {
+                            counted_join = false;
+                            if s.behaviour_mut().kad.bootstrap().is_err() {
+                                counted_join = true;
+                                joined.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                        None => break,
+                    },
+                    ev = s.select_next_some() => match ev {
+                        SwarmEvent::Behaviour(PeerEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                            for addr in info.listen_addrs {
+                                s.behaviour_mut().kad.add_address(&peer_id, addr);
+                            }
+                        }
+                        SwarmEvent::Behaviour(PeerEvent::Kad(kad::Event::OutboundQueryProgressed { result, step, .. })) => {
+                            match result {
+                                QueryResult::Bootstrap(_) if step.last && !counted_join => {
+                                    counted_join = true;
+                                    joined.fetch_add(1, Ordering::SeqCst);
+                                }
+                                QueryResult::StartProviding(_) if step.last => {
+                                    provided.fetch_add(1, Ordering::SeqCst);
+                                }
+                                _ => {}
+                            }
+                        }
+                        _ => {}
+                    },
+                }
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while joined.load(Ordering::SeqCst) < nodes {
+        if Instant::now() > deadline {
+            return Err(format!("only {} of {nodes} nodes joined", joined.load(Ordering::SeqCst)));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A second round refreshes the routing tables of the nodes that joined early (as the periodic
+    // bootstrap of a long-running network would).
+    joined.store(0, Ordering::SeqCst);
+    for c in &controls {
+        let _ = c.send(Cmd::Bootstrap);
+    }
+    while joined.load(Ordering::SeqCst) < nodes {
+        if Instant::now() > deadline {
+            return Err(format!("only {} of {nodes} nodes refreshed", joined.load(Ordering::SeqCst)));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Providers spread over the network.
+    let step = (nodes / providers.max(1)).max(1);
+    let chosen: Vec<usize> = (0..nodes).step_by(step).take(providers).collect();
+    for &i in &chosen {
+        let _ = controls[i].send(Cmd::Provide);
+    }
+    while provided.load(Ordering::SeqCst) < chosen.len() {
+        if Instant::now() > deadline {
+            return Err("providers did not finish announcing".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ADD_PROVIDER messages are one-way: give the last ones time to land.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let setup_secs = start.elapsed().as_secs_f64();
+
+    // A fresh client that knows one node in the middle of the network.
+    let mut client = swarm(Keypair::generate_ed25519(), false)?;
+    let (p, a) = &peers[nodes / 2];
+    client.behaviour_mut().kad.add_address(p, a.clone());
+    let began = Instant::now();
+    let qid = client.behaviour_mut().kad.get_providers(key);
+    let mut found: HashSet<PeerId> = HashSet::new();
+    let mut lookup_ms = None;
+    let mut requests = 0;
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(120), client.select_next_some())
+            .await
+            .map_err(|_| "client lookup stalled".to_string())?;
+        if let SwarmEvent::Behaviour(PeerEvent::Kad(kad::Event::OutboundQueryProgressed { id, result, step, stats })) =
+            ev
+        {
+            if id != qid {
+                continue;
+            }
+            if let QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers: p, .. })) = result {
+                found.extend(p);
+                if found.len() >= want && lookup_ms.is_none() {
+                    lookup_ms = Some(began.elapsed().as_secs_f64() * 1000.0);
+                    requests = stats.num_requests();
+                }
+            }
+            if step.last {
+                if lookup_ms.is_none() {
+                    requests = stats.num_requests();
+                }
+                break;
+            }
+        }
+    }
+    drop(controls);
+    Ok(DhtReport {
+        nodes,
+        providers: chosen.len(),
+        setup_secs,
+        found: found.len(),
+        lookup_ms: lookup_ms.unwrap_or(f64::NAN),
+        requests,
+    })
+}
