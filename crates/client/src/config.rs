@@ -88,3 +88,18 @@ impl ClientConfig {
             .collect()
     }
 }
+
+/// Writes `value` as TOML to `path` atomically and durably (temp file, fsync, rename), creating
+/// the directory; used for the client's own state files.
+pub(crate) fn save_toml<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let text = toml::to_string(value).map_err(std::io::Error::other)?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

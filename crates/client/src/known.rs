@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use crate::config::NodeEntry;
+use crate::config::{save_toml, NodeEntry};
 use crate::NodeRef;
 
 const FILE: &str = "known-nodes.toml";
@@ -75,14 +75,7 @@ impl KnownNodes {
 
     /// Writes the file atomically.
     pub fn save(&self) -> std::io::Result<()> {
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let record = Record { version: VERSION, nodes: self.nodes.clone() };
-        let text = toml::to_string(&record).map_err(std::io::Error::other)?;
-        let tmp = self.path.with_extension("tmp");
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, &self.path)
+        save_toml(&self.path, &Record { version: VERSION, nodes: self.nodes.clone() })
     }
 }
 

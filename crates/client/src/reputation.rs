@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use blackbox_net::PeerId;
+
+use crate::config::save_toml;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
@@ -117,14 +119,7 @@ impl Reputation {
 
     /// Writes the file atomically.
     pub fn save(&self) -> std::io::Result<()> {
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let text =
-            toml::to_string(&Record { version: VERSION, nodes: self.nodes.clone() }).map_err(std::io::Error::other)?;
-        let tmp = self.path.with_extension("tmp");
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, &self.path)
+        save_toml(&self.path, &Record { version: VERSION, nodes: self.nodes.clone() })
     }
 }
 
