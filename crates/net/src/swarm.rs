@@ -267,6 +267,8 @@ struct ClientLoop {
     finds: HashMap<u64, Find>,
     query_owner: HashMap<QueryId, u64>,
     next_find: u64,
+    /// Addresses already handed to the swarm.
+    dialable: HashSet<(PeerId, Multiaddr)>,
 }
 
 impl ClientLoop {
@@ -281,12 +283,13 @@ impl ClientLoop {
     fn command(&mut self, cmd: Command) {
         match cmd {
             Command::Request(cmd) => {
-                let mut addrs = cmd.addrs;
-                if addrs.is_empty() {
-                    addrs = self.book.get(&cmd.peer).cloned().unwrap_or_default();
-                }
-                for addr in addrs {
-                    self.swarm.add_peer_address(cmd.peer, addr);
+                // Tell the swarm a peer's addresses only when they are new to it: every call is
+                // an event to every behaviour, and requests run in the thousands per second.
+                let addrs = if cmd.addrs.is_empty() { self.book.get(&cmd.peer).cloned() } else { Some(cmd.addrs) };
+                for addr in addrs.unwrap_or_default() {
+                    if self.dialable.insert((cmd.peer, addr.clone())) {
+                        self.swarm.add_peer_address(cmd.peer, addr);
+                    }
                 }
                 let id = self.swarm.behaviour_mut().rr.send_request(&cmd.peer, Ok(cmd.frame));
                 self.pending.insert(id, cmd.reply);
@@ -409,6 +412,7 @@ impl Libp2pTransport {
             finds: HashMap::new(),
             query_owner: HashMap::new(),
             next_find: 0,
+            dialable: HashSet::new(),
         };
         for (peer, addr) in &discovery.bootstrap {
             state.remember(*peer, addr.clone());
