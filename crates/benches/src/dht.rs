@@ -44,7 +44,7 @@ pub struct DhtReport {
 fn swarm(key: Keypair, server: bool) -> Result<Swarm<Peer>, String> {
     let peer = key.public().to_peer_id();
     let mut cfg = kad::Config::new(StreamProtocol::new("/blackbox/kad/1"));
-    cfg.set_query_timeout(Duration::from_secs(60));
+    cfg.set_query_timeout(Duration::from_secs(60)).set_replication_factor(blackbox_net::DHT_REPLICATION);
     let store_cfg = kad::store::MemoryStoreConfig { max_providers_per_key: 1024, ..Default::default() };
     let mut behaviour = kad::Behaviour::with_config(peer, kad::store::MemoryStore::with_config(peer, store_cfg), cfg);
     behaviour.set_mode(Some(if server { kad::Mode::Server } else { kad::Mode::Client }));
@@ -76,7 +76,9 @@ enum Cmd {
 /// the key; then a fresh client looks for `want` providers.
 pub async fn simulate(nodes: usize, providers: usize, want: usize) -> Result<DhtReport, String> {
     let key = kad::RecordKey::new(&"blackbox/providers/storage/1");
-    let base = 1_000_000 + u64::from(std::process::id()) * 10_000;
+    // Memory-transport ports are process-wide: each simulation takes a fresh range.
+    static NEXT_PORT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_000_000);
+    let base = NEXT_PORT.fetch_add(nodes as u64 + 1, Ordering::SeqCst);
     let joined = Arc::new(AtomicUsize::new(0));
     let provided = Arc::new(AtomicUsize::new(0));
     let mut peers: Vec<(PeerId, Multiaddr)> = Vec::new();
@@ -88,7 +90,7 @@ pub async fn simulate(nodes: usize, providers: usize, want: usize) -> Result<Dht
         let peer = k.public().to_peer_id();
         let mut s = swarm(k, true)?;
         let addr: Multiaddr = format!("/memory/{}", base + i as u64).parse().map_err(|e| format!("{e}"))?;
-        s.listen_on(addr.clone()).map_err(|e| e.to_string())?;
+        s.listen_on(addr.clone()).map_err(|e| format!("cannot listen on {addr}: {e:?}"))?;
         // Provider records carry the provider's external addresses.
         s.add_external_address(addr.clone());
         if !peers.is_empty() {

@@ -19,7 +19,7 @@ pub use libp2p::{multiaddr, Multiaddr, PeerId};
 pub use memory::MemoryTransport;
 pub use swarm::{
     serve, serve_with, storage_providers_key, Discovery, Libp2pTransport, Provider, ServeHandle, DHT_PROTOCOL,
-    PROVIDER_REPUBLISH, PROVIDER_TTL,
+    DHT_REPLICATION, PROVIDER_REPUBLISH, PROVIDER_TTL,
 };
 pub use wire::{ErrorCode, NodeStatus, Request, Response, WireError};
 
