@@ -17,7 +17,7 @@ use blackbox_core::{EncodingParams, ReadCap, VerifyCap};
 use blackbox_net::offer::SignedOffer;
 use blackbox_net::{Discovery, Libp2pTransport};
 use blackbox_storage_node::config::ByteSize;
-use blackbox_storage_node::daemon::parse_bootstrap;
+use blackbox_storage_node::daemon::{now_secs, parse_bootstrap};
 
 /// `put` options.
 #[derive(Args)]
@@ -65,10 +65,6 @@ pub struct CheckArgs {
     /// Also download every share and check every block (no decryption).
     #[arg(long)]
     verify: bool,
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Adds what the client saw of each node during a command to the reputation file.

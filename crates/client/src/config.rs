@@ -103,3 +103,16 @@ pub(crate) fn save_toml<T: Serialize>(path: &Path, value: &T) -> std::io::Result
     f.sync_all()?;
     std::fs::rename(&tmp, path)
 }
+
+/// Reads one of the client's TOML state files: `None` if it is missing, or (with a warning) if it
+/// does not parse, so a damaged state file never stops the client.
+pub(crate) fn load_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    let text = std::fs::read_to_string(path).ok()?;
+    match toml::from_str(&text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!(error = %e.message(), path = %path.display(), "ignoring unreadable state file");
+            None
+        }
+    }
+}

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use crate::config::{save_toml, NodeEntry};
+use crate::config::{load_toml, save_toml, NodeEntry};
 use crate::NodeRef;
 
 const FILE: &str = "known-nodes.toml";
@@ -31,19 +31,13 @@ impl KnownNodes {
     /// Loads `known-nodes.toml` from `dir`; a missing or unreadable file counts as empty.
     pub fn load(dir: &Path) -> Self {
         let path = dir.join(FILE);
-        let nodes = match std::fs::read_to_string(&path) {
-            Ok(text) => match toml::from_str::<Record>(&text) {
-                Ok(r) if r.version == VERSION => r.nodes,
-                Ok(r) => {
-                    warn!(version = r.version, "ignoring known-nodes file of another version");
-                    Vec::new()
-                }
-                Err(e) => {
-                    warn!(error = %e.message(), path = %path.display(), "ignoring unreadable known-nodes file");
-                    Vec::new()
-                }
-            },
-            Err(_) => Vec::new(),
+        let nodes = match load_toml::<Record>(&path) {
+            Some(r) if r.version == VERSION => r.nodes,
+            Some(r) => {
+                warn!(version = r.version, "ignoring known-nodes file of another version");
+                Vec::new()
+            }
+            None => Vec::new(),
         };
         Self { path, nodes }
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use blackbox_net::PeerId;
 
-use crate::config::save_toml;
+use crate::config::{load_toml, save_toml};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
@@ -78,13 +78,13 @@ impl Reputation {
     /// Loads `reputation.toml` from `dir`; missing or unreadable counts as empty.
     pub fn load(dir: &Path) -> Self {
         let path = dir.join(FILE);
-        let nodes = match std::fs::read_to_string(&path).map(|t| toml::from_str::<Record>(&t)) {
-            Ok(Ok(r)) if r.version == VERSION => r.nodes,
-            Ok(_) => {
-                warn!(path = %path.display(), "ignoring unreadable reputation file");
+        let nodes = match load_toml::<Record>(&path) {
+            Some(r) if r.version == VERSION => r.nodes,
+            Some(r) => {
+                warn!(version = r.version, "ignoring reputation file of another version");
                 BTreeMap::new()
             }
-            Err(_) => BTreeMap::new(),
+            None => BTreeMap::new(),
         };
         Self { path, nodes }
     }
