@@ -6,7 +6,8 @@
 
 use crate::Hash;
 
-const LEAF_CONTEXT: &str = "blackbox 2026 block v1";
+/// BLAKE3 derive-key context of block hashes; proofs over parts of a block hash in the same mode.
+pub const LEAF_CONTEXT: &str = "blackbox 2026 block v1";
 const NODE_CONTEXT: &str = "blackbox 2026 tree node v1";
 const SHARE_ROOT_CONTEXT: &str = "blackbox 2026 share root v1";
 
@@ -46,9 +47,15 @@ pub fn tree_root(leaves: &[Hash]) -> Hash {
 
 /// Root of a share: commits to the tree root and the number of blocks.
 pub fn share_root(leaves: &[Hash]) -> Hash {
+    share_root_from(leaves.len() as u64, &tree_root(leaves))
+}
+
+/// Root of a share of `count` blocks whose tree root is `tree_root` (for proofs that rebuild the
+/// tree root from one leaf and its path).
+pub fn share_root_from(count: u64, tree_root: &Hash) -> Hash {
     let mut h = blake3::Hasher::new_derive_key(SHARE_ROOT_CONTEXT);
-    h.update(&(leaves.len() as u64).to_le_bytes());
-    h.update(&tree_root(leaves));
+    h.update(&count.to_le_bytes());
+    h.update(tree_root);
     *h.finalize().as_bytes()
 }
 
