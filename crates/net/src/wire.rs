@@ -28,8 +28,9 @@ pub type Si = [u8; 32];
 pub enum Request {
     /// Node health and space.
     Status,
-    /// Reserve space for one share of a file with these parameters.
-    Allocate { si: Si, share: u8, k: u8, n: u8, segment_size: u32, size: u64 },
+    /// Reserve space for one share of a file with these parameters, leased for `lease_secs` from
+    /// its commit (the node may shorten it to its own maximum).
+    Allocate { si: Si, share: u8, k: u8, n: u8, segment_size: u32, size: u64, lease_secs: u32 },
     /// Consecutive blocks `start..start+blocks.len()` of an allocated share.
     WriteBlocks { si: Si, share: u8, start: u64, blocks: Vec<Bytes> },
     /// Finish a share: the node checks every block against the header's root for it.
@@ -46,6 +47,10 @@ pub enum Request {
     ReadBlocks { si: Si, share: u8, start: u64, count: u32 },
     /// The node's current signed offer.
     GetOffer,
+    /// Prove possession of the pieces of a share that `nonce` selects (see `blackbox_proofs`).
+    Challenge { si: Si, share: u8, nonce: [u8; 32], count: u16 },
+    /// Extend the leases of every share of `si` the node holds to `lease_secs` from now.
+    Renew { si: Si, lease_secs: u32 },
 }
 
 /// Node counters reported by [`Request::Status`].
@@ -120,6 +125,10 @@ pub enum Response {
     Error { code: ErrorCode, message: String },
     /// An encoded signed offer (see `offer::SignedOffer`).
     Offer(Bytes),
+    /// An encoded proof (see `blackbox_proofs::Proof`).
+    Proof(Bytes),
+    /// Leases renewed: how many shares, and their new expiry (Unix seconds).
+    Renewed { shares: u32, expires: u64 },
 }
 
 impl Response {
@@ -187,9 +196,9 @@ impl Request {
     pub fn encode_parts(&self) -> Vec<Bytes> {
         let w = match self {
             Request::Status => Writer::new(0),
-            Request::Allocate { si, share, k, n, segment_size, size } => {
+            Request::Allocate { si, share, k, n, segment_size, size, lease_secs } => {
                 let mut w = Writer::new(1);
-                w.raw(si).u8(*share).u8(*k).u8(*n).u32(*segment_size).u64(*size);
+                w.raw(si).u8(*share).u8(*k).u8(*n).u32(*segment_size).u64(*size).u32(*lease_secs);
                 w
             }
             Request::WriteBlocks { si, share, start, blocks } => {
@@ -237,6 +246,16 @@ impl Request {
                 w
             }
             Request::GetOffer => Writer::new(9),
+            Request::Challenge { si, share, nonce, count } => {
+                let mut w = Writer::new(10);
+                w.raw(si).u8(*share).raw(nonce).u16(*count);
+                w
+            }
+            Request::Renew { si, lease_secs } => {
+                let mut w = Writer::new(11);
+                w.raw(si).u32(*lease_secs);
+                w
+            }
         };
         vec![Bytes::from(w.0)]
     }
@@ -253,6 +272,7 @@ impl Request {
                 n: r.u8()?,
                 segment_size: r.u32()?,
                 size: r.u64()?,
+                lease_secs: r.u32()?,
             },
             2 => {
                 let (si, share, start) = (r.array()?, r.u8()?, r.u64()?);
@@ -270,6 +290,8 @@ impl Request {
             7 => Request::ReadLeaves { si: r.array()?, share: r.u8()?, start: r.u64()?, count: r.count(MAX_LEAVES)? },
             8 => Request::ReadBlocks { si: r.array()?, share: r.u8()?, start: r.u64()?, count: r.count(MAX_BLOCKS)? },
             9 => Request::GetOffer,
+            10 => Request::Challenge { si: r.array()?, share: r.u8()?, nonce: r.array()?, count: r.u16()? },
+            11 => Request::Renew { si: r.array()?, lease_secs: r.u32()? },
             other => return Err(WireError::UnknownKind(other)),
         };
         r.finish()?;
@@ -328,6 +350,16 @@ impl Response {
                 w.bytes(o);
                 w
             }
+            Response::Proof(p) => {
+                let mut w = Writer::new(9);
+                w.bytes(p);
+                w
+            }
+            Response::Renewed { shares, expires } => {
+                let mut w = Writer::new(10);
+                w.u32(*shares).u64(*expires);
+                w
+            }
         };
         w.0
     }
@@ -371,6 +403,8 @@ impl Response {
                 Response::Error { code, message }
             }
             8 => Response::Offer(r.bytes()?),
+            9 => Response::Proof(r.bytes()?),
+            10 => Response::Renewed { shares: r.u32()?, expires: r.u64()? },
             other => return Err(WireError::UnknownKind(other)),
         };
         r.finish()?;
@@ -417,9 +451,20 @@ mod tests {
         prop_oneof![
             Just(Request::Status),
             Just(Request::GetOffer),
-            (si, any::<u8>(), any::<u8>(), any::<u8>(), any::<u32>(), any::<u64>()).prop_map(
-                |(si, share, k, n, segment_size, size)| Request::Allocate { si, share, k, n, segment_size, size }
+            (si, any::<u8>(), any::<u8>(), any::<u8>(), any::<u32>(), any::<u64>(), any::<u32>()).prop_map(
+                |(si, share, k, n, segment_size, size, lease_secs)| Request::Allocate {
+                    si,
+                    share,
+                    k,
+                    n,
+                    segment_size,
+                    size,
+                    lease_secs
+                }
             ),
+            (si, any::<u8>(), any::<[u8; 32]>(), any::<u16>())
+                .prop_map(|(si, share, nonce, count)| Request::Challenge { si, share, nonce, count }),
+            (si, any::<u32>()).prop_map(|(si, lease_secs)| Request::Renew { si, lease_secs }),
             (
                 si,
                 any::<u8>(),
@@ -468,6 +513,8 @@ mod tests {
                 .prop_map(|b| Response::Blocks(b.into_iter().map(Bytes::from).collect())),
             "\\PC{0,100}".prop_map(|m| Response::error(ErrorCode::Invalid, m)),
             proptest::collection::vec(any::<u8>(), 0..300).prop_map(|o| Response::Offer(o.into())),
+            proptest::collection::vec(any::<u8>(), 0..300).prop_map(|p| Response::Proof(p.into())),
+            (any::<u32>(), any::<u64>()).prop_map(|(shares, expires)| Response::Renewed { shares, expires }),
         ]
     }
 

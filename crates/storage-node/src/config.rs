@@ -89,8 +89,21 @@ pub struct NodeConfig {
     pub bootstrap: Vec<String>,
     /// What the node sells and at what price; signed into the offer it serves.
     pub offer: OfferConfig,
-    /// TEST ONLY: flip a byte in every block the node serves, to exercise clients' defences.
+    /// Lease of a share whose client asked for none, in seconds (default 31 days).
+    pub lease_default_secs: u64,
+    /// Longest lease granted, in seconds (default 366 days); longer requests are shortened.
+    pub lease_max_secs: u64,
+    /// Seconds between sweeps that delete shares whose lease expired.
+    pub lease_sweep_secs: u64,
+    /// TEST ONLY: flip bytes in every block the node serves, to exercise clients' defences.
     pub fault_corrupt_reads: bool,
+    /// TEST ONLY: corrupt every block whose index is a multiple of this (100 = 1% of blocks) in
+    /// reads and proofs, as a failing disk would; 0 = off.
+    pub fault_corrupt_every: u64,
+    /// TEST ONLY: answer challenges with the data of another share.
+    pub fault_proof_other_share: bool,
+    /// TEST ONLY: delay every challenge answer by this many milliseconds.
+    pub fault_proof_delay_ms: u64,
 }
 
 /// The `[offer]` section of the node config.
@@ -168,7 +181,13 @@ impl Default for NodeConfig {
             threads: 0,
             bootstrap: Vec::new(),
             offer: OfferConfig::default(),
+            lease_default_secs: 31 * 86_400,
+            lease_max_secs: 366 * 86_400,
+            lease_sweep_secs: 3600,
             fault_corrupt_reads: false,
+            fault_corrupt_every: 0,
+            fault_proof_other_share: false,
+            fault_proof_delay_ms: 0,
         }
     }
 }

@@ -11,7 +11,7 @@ use blackbox_net::multiaddr::Protocol;
 use blackbox_net::offer::{Offer, Prices, Resources, SignedOffer, MAX_VALIDITY_SECS};
 use blackbox_net::{serve_with, Discovery, Keypair, Multiaddr, PeerId};
 
-use crate::{DiskStore, NodeConfig, ShareStore, StorageServer};
+use crate::{DiskStore, Faults, LeasePolicy, NodeConfig, ShareStore, StorageServer};
 
 /// What a running node writes to `node.info` in its data dir, so tools can find it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -135,12 +135,18 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         DiskStore::open(&dir.join("store")).map_err(|e| format!("cannot open store in {}: {e}", dir.display()))?;
     let server = Arc::new(
         StorageServer::new(store, cfg.quota.0, Duration::from_secs(cfg.upload_timeout_secs))
-            .map_err(|e| e.to_string())?,
+            .map_err(|e| e.to_string())?
+            .with_leases(LeasePolicy { default_secs: cfg.lease_default_secs, max_secs: cfg.lease_max_secs }),
     );
     server.set_offer(offer.encode().into());
-    if cfg.fault_corrupt_reads {
-        warn!("TEST FAULT ENABLED: this node corrupts every block it serves");
-        server.set_fault_corrupt_reads(true);
+    let faults = Faults {
+        corrupt_every: if cfg.fault_corrupt_reads { 1 } else { cfg.fault_corrupt_every },
+        proof_from_other_share: cfg.fault_proof_other_share,
+        proof_delay: Duration::from_millis(cfg.fault_proof_delay_ms),
+    };
+    if faults.corrupt_every > 0 || faults.proof_from_other_share || !faults.proof_delay.is_zero() {
+        warn!(?faults, "TEST FAULTS ENABLED: this node misbehaves on purpose");
+        server.set_faults(faults);
     }
     let handle = serve_with(keypair.clone(), listen, server.clone(), &discovery).await.map_err(|e| e.to_string())?;
     let info = NodeInfo {
@@ -164,6 +170,22 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
             }
         })
     };
+    let collector = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(cfg.lease_sweep_secs.max(1)));
+            loop {
+                tick.tick().await;
+                let s = server.clone();
+                match tokio::task::spawn_blocking(move || s.collect_expired(now_secs())).await {
+                    Ok(Ok((0, _))) => {}
+                    Ok(Ok((count, bytes))) => info!(count, bytes, "collected shares with expired leases"),
+                    Ok(Err(e)) => warn!(error = %e, "lease sweep failed"),
+                    Err(e) => warn!(error = %e, "lease sweep panicked"),
+                }
+            }
+        })
+    };
     let refresher = {
         let (server, cfg) = (server.clone(), cfg.clone());
         let every = Duration::from_secs((cfg.offer.validity_secs.clamp(60, MAX_VALIDITY_SECS) / 2).max(10));
@@ -182,6 +204,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     shutdown_signal().await;
     info!("shutting down");
     sweeper.abort();
+    collector.abort();
     refresher.abort();
     handle.stop().await;
     if let Err(e) = server.store().flush() {

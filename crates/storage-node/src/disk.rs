@@ -7,7 +7,8 @@
 //! covered end to end by the BLAKE3 hash trees, so the share file needs no second checksum.
 //!
 //! RocksDB keys: `u si share` unfinished-upload markers, `m si share` share metadata (versioned,
-//! see `ShareMeta`), `l si share` leaf hashes (version byte, then 32 bytes per block). Share files:
+//! see `ShareMeta`), `l si share` leaf hashes (version byte, then 32 bytes per block), `e si share`
+//! lease expiry (version byte, Unix seconds u64 LE). Share files:
 //! `shares/<first si byte, hex>/<si hex>.<share>`. A commit fsyncs the share file and its
 //! directory, then writes `m` and `l` and deletes `u` in one synced batch; a share is visible only
 //! through its `m` record, so a crash at any point leaves no partial share, and the `u` marker
@@ -55,6 +56,25 @@ type KeyValue = (Box<[u8]>, Box<[u8]>);
 
 /// Version byte in front of a share's leaf-hash record.
 const LEAVES_VERSION: u8 = 1;
+/// Version byte in front of a share's lease record.
+const LEASE_VERSION: u8 = 1;
+
+fn lease_record(expires: u64) -> [u8; 9] {
+    let mut r = [LEASE_VERSION; 9];
+    r[1..].copy_from_slice(&expires.to_le_bytes());
+    r
+}
+
+fn decode_lease(v: &[u8]) -> Result<u64, StoreError> {
+    match v.split_first() {
+        Some((&LEASE_VERSION, rest)) if rest.len() == 8 => {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(rest);
+            Ok(u64::from_le_bytes(a))
+        }
+        _ => Err(StoreError::Corrupt("lease record")),
+    }
+}
 
 /// Share store on a local disk: RocksDB for metadata, a file per share for its bytes.
 pub struct DiskStore {
@@ -114,7 +134,7 @@ impl ShareStore for DiskStore {
         file.write_all_at(data, offset).map_err(io_err("writing share file"))
     }
 
-    fn commit(&self, key: &ShareKey, meta: &ShareMeta, leaves: &[Hash]) -> Result<(), StoreError> {
+    fn commit(&self, key: &ShareKey, meta: &ShareMeta, leaves: &[Hash], lease_expires: u64) -> Result<(), StoreError> {
         let path = self.share_path(key);
         File::open(&path).and_then(|f| f.sync_all()).map_err(io_err("syncing share file"))?;
         if let Some(dir) = path.parent() {
@@ -126,6 +146,7 @@ impl ShareStore for DiskStore {
         record.push(LEAVES_VERSION);
         record.extend(leaves.iter().flatten());
         batch.put(db_key(b'l', key), record);
+        batch.put(db_key(b'e', key), lease_record(lease_expires));
         batch.delete(db_key(b'u', key));
         self.db.write_opt(batch, &synced()).map_err(db_err)
     }
@@ -216,6 +237,54 @@ impl ShareStore for DiskStore {
         Ok((count, bytes))
     }
 
+    fn lease(&self, key: &ShareKey) -> Result<Option<u64>, StoreError> {
+        match self.db.get_pinned(db_key(b'e', key)).map_err(db_err)? {
+            Some(v) => Ok(Some(decode_lease(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn set_lease(&self, key: &ShareKey, expires: u64) -> Result<bool, StoreError> {
+        if self.meta(key)?.is_none() {
+            return Ok(false);
+        }
+        self.db.put_opt(db_key(b'e', key), lease_record(expires), &synced()).map_err(db_err)?;
+        Ok(true)
+    }
+
+    fn expired(&self, now: u64) -> Result<Vec<ShareKey>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.scan(b"e") {
+            let (k, v) = r?;
+            if k.len() != 34 {
+                return Err(StoreError::Corrupt("lease key"));
+            }
+            if decode_lease(&v)? < now {
+                let mut si = [0u8; 32];
+                si.copy_from_slice(&k[1..33]);
+                out.push(ShareKey { si, share: k[33] });
+            }
+        }
+        Ok(out)
+    }
+
+    fn delete_share(&self, key: &ShareKey) -> Result<Option<u64>, StoreError> {
+        let Some(meta) = self.meta(key)? else {
+            return Ok(None);
+        };
+        // Invisible first, with an upload marker so that a crash before the file is gone lets
+        // the next start delete it (as it does for any unfinished upload).
+        let mut batch = WriteBatch::default();
+        for tag in [b'm', b'l', b'e'] {
+            batch.delete(db_key(tag, key));
+        }
+        batch.put(db_key(b'u', key), b"");
+        self.db.write_opt(batch, &synced()).map_err(db_err)?;
+        self.remove_file(key)?;
+        self.db.delete(db_key(b'u', key)).map_err(db_err)?;
+        Ok(Some(meta.share_len))
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush_wal(true).map_err(db_err)?;
         self.db.flush().map_err(db_err)
@@ -244,7 +313,7 @@ mod tests {
             s.write_at(&a, 0, b"x").unwrap();
             s.begin_upload(&b).unwrap();
             s.write_at(&b, 0, b"y").unwrap();
-            s.commit(&b, &ShareMeta { header: vec![], num_blocks: 1, share_len: 1 }, &[[0; 32]]).unwrap();
+            s.commit(&b, &ShareMeta { header: vec![], num_blocks: 1, share_len: 1 }, &[[0; 32]], 9).unwrap();
         }
         let s = DiskStore::open(&path).unwrap();
         assert_eq!(s.unfinished_uploads().unwrap(), vec![a]);

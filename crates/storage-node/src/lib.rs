@@ -13,5 +13,5 @@ mod store;
 pub use config::NodeConfig;
 pub use disk::DiskStore;
 pub use memory::MemoryStore;
-pub use server::StorageServer;
+pub use server::{Faults, LeasePolicy, StorageServer};
 pub use store::{ShareKey, ShareMeta, ShareStore, StoreError};

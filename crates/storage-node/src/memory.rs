@@ -14,6 +14,7 @@ struct Inner {
     data: BTreeMap<ShareKey, Vec<u8>>,
     uploads: BTreeSet<ShareKey>,
     metas: BTreeMap<ShareKey, (ShareMeta, Vec<Hash>)>,
+    leases: BTreeMap<ShareKey, u64>,
 }
 
 /// A share store in memory, for tests and in-process grids.
@@ -51,10 +52,11 @@ impl ShareStore for MemoryStore {
         Ok(())
     }
 
-    fn commit(&self, key: &ShareKey, meta: &ShareMeta, leaves: &[Hash]) -> Result<(), StoreError> {
+    fn commit(&self, key: &ShareKey, meta: &ShareMeta, leaves: &[Hash], lease_expires: u64) -> Result<(), StoreError> {
         let mut inner = self.lock();
         inner.uploads.remove(key);
         inner.metas.insert(*key, (meta.clone(), leaves.to_vec()));
+        inner.leases.insert(*key, lease_expires);
         Ok(())
     }
 
@@ -103,6 +105,33 @@ impl ShareStore for MemoryStore {
     fn totals(&self) -> Result<(u64, u64), StoreError> {
         let inner = self.lock();
         Ok((inner.metas.len() as u64, inner.metas.values().map(|(m, _)| m.share_len).sum()))
+    }
+
+    fn lease(&self, key: &ShareKey) -> Result<Option<u64>, StoreError> {
+        Ok(self.lock().leases.get(key).copied())
+    }
+
+    fn set_lease(&self, key: &ShareKey, expires: u64) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if !inner.metas.contains_key(key) {
+            return Ok(false);
+        }
+        inner.leases.insert(*key, expires);
+        Ok(true)
+    }
+
+    fn expired(&self, now: u64) -> Result<Vec<ShareKey>, StoreError> {
+        Ok(self.lock().leases.iter().filter(|(_, e)| **e < now).map(|(k, _)| *k).collect())
+    }
+
+    fn delete_share(&self, key: &ShareKey) -> Result<Option<u64>, StoreError> {
+        let mut inner = self.lock();
+        let Some((meta, _)) = inner.metas.remove(key) else {
+            return Ok(None);
+        };
+        inner.leases.remove(key);
+        inner.data.remove(key);
+        Ok(Some(meta.share_len))
     }
 
     fn flush(&self) -> Result<(), StoreError> {

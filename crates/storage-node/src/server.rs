@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use blackbox_core::{hashtree, EncodingParams, FileLayout, Hash, ShareHeader};
 use blackbox_net::wire::{Si, MAX_BLOCKS, MAX_LEAVES, MAX_MESSAGE};
 use blackbox_net::{ErrorCode, NodeStatus, PeerId, Request, RequestHandler, Response};
+use blackbox_proofs::{BlockTree, Challenge};
 
 use crate::store::{ShareKey, ShareMeta, ShareStore, StoreError};
 
@@ -20,6 +21,50 @@ struct Upload {
     leaves: Vec<Option<Hash>>,
     reserved: u64,
     touched: Instant,
+    /// Lease length asked for at allocation (already clamped).
+    lease_secs: u64,
+}
+
+/// TEST ONLY misbehaviour, to prove that clients and auditors catch it.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Corrupt every block whose index is a multiple of this in reads and proofs (1 = every
+    /// block, 100 = 1% of blocks; 0 = off), as a failing disk would.
+    pub corrupt_every: u64,
+    /// Answer challenges with the data of another share the node holds.
+    pub proof_from_other_share: bool,
+    /// Wait this long before answering a challenge.
+    pub proof_delay: Duration,
+}
+
+/// How long shares are leased for.
+#[derive(Debug, Clone, Copy)]
+pub struct LeasePolicy {
+    /// Lease when the client asks for none (`lease_secs` = 0).
+    pub default_secs: u64,
+    /// Longest lease granted; longer requests are shortened to this.
+    pub max_secs: u64,
+}
+
+impl Default for LeasePolicy {
+    fn default() -> Self {
+        Self { default_secs: 31 * 86_400, max_secs: 366 * 86_400 }
+    }
+}
+
+impl LeasePolicy {
+    fn grant(&self, asked: u32) -> u64 {
+        if asked == 0 {
+            self.default_secs.min(self.max_secs)
+        } else {
+            u64::from(asked).min(self.max_secs)
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 struct State {
@@ -43,8 +88,8 @@ pub struct StorageServer<S> {
     state: Mutex<State>,
     /// The node's current signed offer, as served to clients.
     offer: Mutex<Option<Bytes>>,
-    /// Test-only fault: corrupt every block served.
-    corrupt_reads: std::sync::atomic::AtomicBool,
+    leases: LeasePolicy,
+    faults: Mutex<Faults>,
 }
 
 type Reply = Result<Response, Response>;
@@ -76,13 +121,41 @@ impl<S: ShareStore> StorageServer<S> {
             upload_timeout,
             state: Mutex::new(state),
             offer: Mutex::new(None),
-            corrupt_reads: Default::default(),
+            leases: LeasePolicy::default(),
+            faults: Mutex::new(Faults::default()),
         })
     }
 
-    /// TEST ONLY: makes the node flip a byte in every block it serves.
-    pub fn set_fault_corrupt_reads(&self, on: bool) {
-        self.corrupt_reads.store(on, std::sync::atomic::Ordering::Relaxed);
+    /// Sets how long shares are leased for.
+    pub fn with_leases(mut self, policy: LeasePolicy) -> Self {
+        self.leases = policy;
+        self
+    }
+
+    /// TEST ONLY: makes the node misbehave as `faults` says.
+    pub fn set_faults(&self, faults: Faults) {
+        *self.faults.lock().unwrap_or_else(|p| p.into_inner()) = faults;
+    }
+
+    fn faults(&self) -> Faults {
+        self.faults.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Deletes every share whose lease expired before `now` and releases its space; returns how
+    /// many shares and bytes were collected.
+    pub fn collect_expired(&self, now: u64) -> Result<(u64, u64), StoreError> {
+        let (mut count, mut bytes) = (0, 0);
+        for key in self.store.expired(now)? {
+            if let Some(len) = self.store.delete_share(&key)? {
+                let mut st = self.lock();
+                st.committed = st.committed.saturating_sub(len);
+                st.shares = st.shares.saturating_sub(1);
+                count += 1;
+                bytes += len;
+                info!(si = %hex_prefix(&key.si), share = key.share, bytes = len, "lease expired: share deleted");
+            }
+        }
+        Ok((count, bytes))
     }
 
     /// Replaces the signed offer the node serves.
@@ -130,7 +203,7 @@ impl<S: ShareStore> StorageServer<S> {
         }
     }
 
-    fn allocate(&self, from: &PeerId, key: ShareKey, k: u8, n: u8, seg: u32, size: u64) -> Reply {
+    fn allocate(&self, from: &PeerId, key: ShareKey, k: u8, n: u8, seg: u32, size: u64, lease: u32) -> Reply {
         let params = EncodingParams::new(k as usize, n as usize, seg)
             .map_err(|e| Response::error(ErrorCode::Invalid, e.to_string()))?;
         if key.share as usize >= params.n() {
@@ -161,8 +234,14 @@ impl<S: ShareStore> StorageServer<S> {
                     format!("node full: {used} of {} bytes used, share needs {need}", self.quota),
                 ));
             }
-            let upload =
-                Upload { owner: *from, layout, leaves: vec![None; blocks], reserved: need, touched: Instant::now() };
+            let upload = Upload {
+                owner: *from,
+                layout,
+                leaves: vec![None; blocks],
+                reserved: need,
+                touched: Instant::now(),
+                lease_secs: self.leases.grant(lease),
+            };
             st.uploads.insert(key, upload);
         }
         if let Err(e) = self.store.begin_upload(&key) {
@@ -239,7 +318,8 @@ impl<S: ShareStore> StorageServer<S> {
             return Err(Response::error(ErrorCode::Invalid, "blocks do not match the share root in the header"));
         }
         let meta = ShareMeta { header: header.to_vec(), num_blocks: leaves.len() as u64, share_len: up.reserved };
-        self.store.commit(&key, &meta, &leaves).map_err(internal)?;
+        let expires = unix_now().saturating_add(up.lease_secs);
+        self.store.commit(&key, &meta, &leaves, expires).map_err(internal)?;
         Ok(Response::Ok)
     }
 
@@ -285,22 +365,81 @@ impl<S: ShareStore> StorageServer<S> {
             .ok_or_else(|| Response::error(ErrorCode::Internal, "share data is missing on disk"))?;
         let mut blocks = Vec::with_capacity((stop - start) as usize);
         let mut at = 0;
-        let corrupt = self.corrupt_reads.load(std::sync::atomic::Ordering::Relaxed);
+        let every = self.faults().corrupt_every;
         for index in start..stop {
             let bl = layout.block_len(index);
             let block = bytes.slice(at..at + bl);
-            blocks.push(if corrupt { flip_middle_byte(&block) } else { block });
+            blocks.push(if every > 0 && index % every == 0 { corrupt(&block) } else { block });
             at += bl;
         }
         Ok(Response::Blocks(blocks))
+    }
+
+    /// Proves the pieces a challenge selects, from the blocks as they are on disk now.
+    fn challenge(&self, challenge: &Challenge) -> Reply {
+        let faults = self.faults();
+        if !faults.proof_delay.is_zero() {
+            std::thread::sleep(faults.proof_delay);
+        }
+        let mut key = ShareKey { si: challenge.storage_index, share: challenge.share };
+        self.committed_meta(&key)?;
+        if faults.proof_from_other_share {
+            if let Some(other) = self.other_share(&key)? {
+                key = other;
+            }
+        }
+        let meta = self.committed_meta(&key)?;
+        let layout = ShareHeader::decode(&meta.header)
+            .map_err(|_| internal(StoreError::Corrupt("stored share header")))?
+            .layout();
+        let leaves = self.store.leaves(&key, 0, u32::MAX).map_err(internal)?;
+        if leaves.len() as u64 != meta.num_blocks || meta.num_blocks != layout.num_segments() {
+            return Err(internal(StoreError::Corrupt("stored leaf hashes")));
+        }
+        let tree = BlockTree::new(leaves);
+        let proof = blackbox_proofs::prove(challenge, &layout, &tree, |index| {
+            let len = layout.block_len(index);
+            let block = self
+                .store
+                .read_at(&key, layout.block_offset(index), len)?
+                .ok_or(StoreError::Io(format!("block {index} is missing on disk")))?;
+            let every = faults.corrupt_every;
+            Ok(if every > 0 && index % every == 0 { corrupt(&block) } else { block }.to_vec())
+        })
+        .map_err(internal)?
+        .map_err(|e| Response::error(ErrorCode::Invalid, e.to_string()))?;
+        Ok(Response::Proof(proof.encode().into()))
+    }
+
+    /// Another committed share than `key` (test fault only): scans the shares of `key`'s file, then
+    /// any share the store lists as expiring.
+    fn other_share(&self, key: &ShareKey) -> Result<Option<ShareKey>, Response> {
+        let same_file = self.store.list_shares(&key.si).map_err(internal)?;
+        if let Some(&share) = same_file.iter().find(|&&s| s != key.share) {
+            return Ok(Some(ShareKey { si: key.si, share }));
+        }
+        let all = self.store.expired(u64::MAX).map_err(internal)?;
+        Ok(all.into_iter().find(|k| k != key))
+    }
+
+    fn renew(&self, si: Si, lease: u32) -> Reply {
+        let shares = self.store.list_shares(&si).map_err(internal)?;
+        if shares.is_empty() {
+            return Err(Response::error(ErrorCode::NotFound, "no shares of this file here"));
+        }
+        let expires = unix_now().saturating_add(self.leases.grant(lease));
+        for share in &shares {
+            self.store.set_lease(&ShareKey { si, share: *share }, expires).map_err(internal)?;
+        }
+        Ok(Response::Renewed { shares: shares.len() as u32, expires })
     }
 
     fn dispatch(&self, from: &PeerId, req: Request) -> Reply {
         let key = |si: Si, share: u8| ShareKey { si, share };
         match req {
             Request::Status => Ok(Response::Status(self.status())),
-            Request::Allocate { si, share, k, n, segment_size, size } => {
-                self.allocate(from, key(si, share), k, n, segment_size, size)
+            Request::Allocate { si, share, k, n, segment_size, size, lease_secs } => {
+                self.allocate(from, key(si, share), k, n, segment_size, size, lease_secs)
             }
             Request::WriteBlocks { si, share, start, blocks } => {
                 self.write_blocks(from, key(si, share), start, &blocks)
@@ -321,16 +460,27 @@ impl<S: ShareStore> StorageServer<S> {
                 Some(offer) => Ok(Response::Offer(offer)),
                 None => Err(Response::error(ErrorCode::NotFound, "this node publishes no offer")),
             },
+            Request::Challenge { si, share, nonce, count } => {
+                let c = Challenge { storage_index: si, share, nonce, count };
+                c.check().map_err(|e| Response::error(ErrorCode::Malformed, e.to_string()))?;
+                self.challenge(&c)
+            }
+            Request::Renew { si, lease_secs } => self.renew(si, lease_secs),
         }
     }
 }
 
-fn flip_middle_byte(block: &Bytes) -> Bytes {
+/// A block as a failing disk would return it: every 64th byte flipped.
+fn corrupt(block: &Bytes) -> Bytes {
     let mut v = block.to_vec();
-    if let Some(b) = v.get_mut(block.len() / 2) {
+    for b in v.iter_mut().step_by(64) {
         *b ^= 0x20;
     }
     Bytes::from(v)
+}
+
+fn hex_prefix(si: &[u8; 32]) -> String {
+    si[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl<S: ShareStore> RequestHandler for StorageServer<S> {
@@ -375,7 +525,7 @@ mod tests {
         }
         let (header, _) = enc.finish().unwrap();
         let si = [9; 32];
-        let alloc = Request::Allocate { si, share: 1, k: 2, n: 3, segment_size: 4096, size: 10_000 };
+        let alloc = Request::Allocate { si, share: 1, k: 2, n: 3, segment_size: 4096, size: 10_000, lease_secs: 0 };
         assert_eq!(s.handle(&me, alloc.clone()), Response::Allocated { already_have: false });
         // Before commit nothing is visible.
         assert_eq!(s.handle(&me, Request::ListShares { si }), Response::Shares(vec![]));
@@ -403,12 +553,101 @@ mod tests {
         assert_eq!(s.status().shares, 1);
     }
 
+    /// Uploads share `share` of a 3-of-4 file of `size` bytes with a `lease`; returns its header.
+    fn put_share(s: &StorageServer<MemoryStore>, si: Si, share: u8, size: usize, lease: u32) -> ShareHeader {
+        let me = PeerId::random();
+        let params = EncodingParams::new(3, 4, 4096).unwrap();
+        let data: Vec<u8> = (0..size).map(|i| i as u8).collect();
+        let mut enc = FileEncoder::new([si[0]; 32], params, size as u64);
+        let mut blocks = Vec::new();
+        for chunk in data.chunks(4096) {
+            blocks.push(enc.encode_next(chunk).unwrap().swap_remove(share as usize));
+        }
+        let (header, _) = enc.finish().unwrap();
+        let alloc =
+            Request::Allocate { si, share, k: 3, n: 4, segment_size: 4096, size: size as u64, lease_secs: lease };
+        assert_eq!(s.handle(&me, alloc), Response::Allocated { already_have: false });
+        for (i, b) in blocks.into_iter().enumerate() {
+            let w = Request::WriteBlocks { si, share, start: i as u64, blocks: vec![b] };
+            assert_eq!(s.handle(&me, w), Response::Ok);
+        }
+        assert_eq!(s.handle(&me, Request::Commit { si, share, header: header.encode().into() }), Response::Ok);
+        header
+    }
+
+    fn challenge(s: &StorageServer<MemoryStore>, header: &ShareHeader, si: Si, share: u8) -> Result<(), String> {
+        let c = Challenge { storage_index: si, share, nonce: [7; 32], count: 64 };
+        match s.handle(&PeerId::random(), Request::Challenge { si, share, nonce: c.nonce, count: c.count }) {
+            Response::Proof(bytes) => {
+                let proof = blackbox_proofs::Proof::decode(&bytes).map_err(|e| e.to_string())?;
+                blackbox_proofs::verify(&c, header, &proof).map_err(|e| e.to_string())
+            }
+            other => Err(format!("{other:?}")),
+        }
+    }
+
+    #[test]
+    fn challenges_are_answered_from_the_stored_blocks() {
+        let s = server(1 << 30);
+        let (a, b) = ([1; 32], [2; 32]);
+        let ha = put_share(&s, a, 0, 100_000, 0);
+        let hb = put_share(&s, b, 1, 50_000, 0);
+        challenge(&s, &ha, a, 0).unwrap();
+        challenge(&s, &hb, b, 1).unwrap();
+        // Not held, or a bad count: errors, not proofs.
+        assert_eq!(
+            err_code(s.handle(&PeerId::random(), Request::Challenge { si: a, share: 3, nonce: [0; 32], count: 1 })),
+            ErrorCode::NotFound
+        );
+        assert_eq!(
+            err_code(s.handle(&PeerId::random(), Request::Challenge { si: a, share: 0, nonce: [0; 32], count: 0 })),
+            ErrorCode::Malformed
+        );
+        // A disk that lost some blocks, or a node answering from another share, fails.
+        s.set_faults(Faults { corrupt_every: 5, ..Faults::default() });
+        assert!(challenge(&s, &ha, a, 0).is_err());
+        s.set_faults(Faults { proof_from_other_share: true, ..Faults::default() });
+        assert!(challenge(&s, &ha, a, 0).is_err());
+        s.set_faults(Faults::default());
+        challenge(&s, &ha, a, 0).unwrap();
+    }
+
+    #[test]
+    fn expired_leases_are_collected_and_renewed_ones_survive() {
+        let s = server(1 << 30).with_leases(LeasePolicy { default_secs: 100, max_secs: 1000 });
+        let (a, b) = ([1; 32], [2; 32]);
+        put_share(&s, a, 0, 20_000, 50);
+        put_share(&s, b, 0, 20_000, 0);
+        let now = unix_now();
+        let used = s.status().used;
+        assert_eq!(
+            s.store().lease(&ShareKey { si: a, share: 0 }).unwrap().map(|e| e.saturating_sub(now) <= 50),
+            Some(true)
+        );
+        // Longer than the maximum is shortened to it.
+        match s.handle(&PeerId::random(), Request::Renew { si: b, lease_secs: 5000 }) {
+            Response::Renewed { shares: 1, expires } => assert!(expires <= unix_now() + 1000 && expires >= now + 999),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            err_code(s.handle(&PeerId::random(), Request::Renew { si: [3; 32], lease_secs: 10 })),
+            ErrorCode::NotFound
+        );
+        assert_eq!(s.collect_expired(now).unwrap(), (0, 0));
+        let (count, bytes) = s.collect_expired(now + 500).unwrap();
+        assert_eq!(count, 1);
+        assert_eq!(s.status().used, used - bytes);
+        assert_eq!(s.status().shares, 1);
+        assert_eq!(s.handle(&PeerId::random(), Request::ListShares { si: a }), Response::Shares(vec![]));
+        assert_eq!(s.handle(&PeerId::random(), Request::ListShares { si: b }), Response::Shares(vec![0]));
+    }
+
     #[test]
     fn wrong_blocks_fail_commit_and_quota_is_enforced() {
         let s = server(10_000);
         let me = PeerId::random();
         let si = [2; 32];
-        let alloc = Request::Allocate { si, share: 0, k: 1, n: 2, segment_size: 4096, size: 4096 };
+        let alloc = Request::Allocate { si, share: 0, k: 1, n: 2, segment_size: 4096, size: 4096, lease_secs: 0 };
         assert_eq!(s.handle(&me, alloc), Response::Allocated { already_have: false });
         let len = FileLayout::new(EncodingParams::new(1, 2, 4096).unwrap(), 4096).block_len(0);
         let w = Request::WriteBlocks { si, share: 0, start: 0, blocks: vec![vec![0u8; len].into()] };
@@ -418,11 +657,11 @@ mod tests {
         let commit = Request::Commit { si, share: 0, header: header.encode().into() };
         assert_eq!(err_code(s.handle(&me, commit)), ErrorCode::Invalid);
         assert_eq!(s.status().used, 0, "rejected upload releases its reservation");
-        let big = Request::Allocate { si, share: 1, k: 1, n: 2, segment_size: 4096, size: 1 << 20 };
+        let big = Request::Allocate { si, share: 1, k: 1, n: 2, segment_size: 4096, size: 1 << 20, lease_secs: 0 };
         assert_eq!(err_code(s.handle(&me, big)), ErrorCode::QuotaExceeded);
         // However large the quota, uploads in progress cannot make the node hold unbounded state.
         let roomy = server(u64::MAX);
-        let huge = Request::Allocate { si, share: 0, k: 1, n: 1, segment_size: 4096, size: 4096 << 22 };
+        let huge = Request::Allocate { si, share: 0, k: 1, n: 1, segment_size: 4096, size: 4096 << 22, lease_secs: 0 };
         match roomy.handle(&me, huge) {
             Response::Error { code: ErrorCode::QuotaExceeded, message } => assert!(message.contains("busy")),
             other => panic!("unexpected {other:?}"),

@@ -80,8 +80,9 @@ pub trait ShareStore: Send + Sync + 'static {
     fn begin_upload(&self, key: &ShareKey) -> Result<(), StoreError>;
     /// Writes bytes of an upload at `offset` within the share.
     fn write_at(&self, key: &ShareKey, offset: u64, data: &[u8]) -> Result<(), StoreError>;
-    /// Makes the share visible with its metadata and leaf hashes, atomically and durably.
-    fn commit(&self, key: &ShareKey, meta: &ShareMeta, leaves: &[Hash]) -> Result<(), StoreError>;
+    /// Makes the share visible with its metadata, leaf hashes and lease expiry (Unix seconds),
+    /// atomically and durably.
+    fn commit(&self, key: &ShareKey, meta: &ShareMeta, leaves: &[Hash], lease_expires: u64) -> Result<(), StoreError>;
     /// Drops an unfinished upload and its staged blocks.
     fn abort_upload(&self, key: &ShareKey) -> Result<(), StoreError>;
     /// Uploads begun and neither committed nor aborted.
@@ -97,6 +98,15 @@ pub trait ShareStore: Send + Sync + 'static {
     fn list_shares(&self, si: &[u8; 32]) -> Result<Vec<u8>, StoreError>;
     /// Count and total bytes of committed shares (for quota accounting at start).
     fn totals(&self) -> Result<(u64, u64), StoreError>;
+    /// Lease expiry (Unix seconds) of a committed share.
+    fn lease(&self, key: &ShareKey) -> Result<Option<u64>, StoreError>;
+    /// Sets the lease expiry of a committed share, durably; `false` if the share is not stored.
+    fn set_lease(&self, key: &ShareKey, expires: u64) -> Result<bool, StoreError>;
+    /// Committed shares whose lease expired before `now`.
+    fn expired(&self, now: u64) -> Result<Vec<ShareKey>, StoreError>;
+    /// Deletes a committed share (metadata, leaves, lease and bytes); returns its length, or
+    /// `None` if it was not stored. A crash part-way leaves no visible share and no lost space.
+    fn delete_share(&self, key: &ShareKey) -> Result<Option<u64>, StoreError>;
     /// Flushes buffered writes to disk (called on clean shutdown).
     fn flush(&self) -> Result<(), StoreError>;
 }
@@ -124,7 +134,7 @@ pub(crate) mod suite {
         assert!(s.meta(&k).unwrap().is_none());
         assert!(s.list_shares(&k.si).unwrap().is_empty());
         assert_eq!(s.unfinished_uploads().unwrap(), vec![k]);
-        s.commit(&k, &meta(2), &[[1; 32], [2; 32]]).unwrap();
+        s.commit(&k, &meta(2), &[[1; 32], [2; 32]], 1000).unwrap();
         assert_eq!(s.meta(&k).unwrap(), Some(meta(2)));
         assert_eq!(s.list_shares(&k.si).unwrap(), vec![3]);
         assert!(s.unfinished_uploads().unwrap().is_empty());
@@ -151,6 +161,25 @@ pub(crate) mod suite {
         assert_eq!(s.list_shares(&k.si).unwrap(), vec![3]);
         // Other storage indexes do not leak into listings.
         assert!(s.list_shares(&[2; 32]).unwrap().is_empty());
+
+        // Leases: renewed ones survive, expired ones are listed and deleted with their bytes.
+        let k3 = key(5, 0);
+        s.begin_upload(&k3).unwrap();
+        s.write_at(&k3, 0, b"eeee").unwrap();
+        s.commit(&k3, &meta(1), &[[3; 32]], 500).unwrap();
+        assert_eq!(s.lease(&k3).unwrap(), Some(500));
+        assert_eq!(s.expired(600).unwrap(), vec![k3]);
+        assert!(s.set_lease(&k, 2000).unwrap());
+        assert!(!s.set_lease(&key(9, 9), 2000).unwrap());
+        assert_eq!(s.expired(1500).unwrap(), vec![k3]);
+        assert_eq!(s.delete_share(&k3).unwrap(), Some(4));
+        assert_eq!(s.delete_share(&k3).unwrap(), None);
+        assert!(s.meta(&k3).unwrap().is_none());
+        assert!(s.read_at(&k3, 0, 4).unwrap().is_none());
+        assert!(s.lease(&k3).unwrap().is_none());
+        assert!(s.expired(1500).unwrap().is_empty());
+        assert!(s.unfinished_uploads().unwrap().is_empty());
+        assert_eq!(s.totals().unwrap(), (1, 8));
         s.flush().unwrap();
     }
 }

@@ -93,7 +93,7 @@ proptest! {
             match op {
                 Op::Allocate(s) => {
                     let r = server.handle(&me, Request::Allocate {
-                        si: SI, share: s, k: K as u8, n: N as u8, segment_size: SEG, size: SIZE,
+                        si: SI, share: s, k: K as u8, n: N as u8, segment_size: SEG, size: SIZE, lease_secs: 0,
                     });
                     if committed.contains(&s) {
                         prop_assert_eq!(r, Response::Allocated { already_have: true });
