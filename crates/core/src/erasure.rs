@@ -45,21 +45,64 @@ impl SegmentEncoder {
         let buf = Bytes::from(buf);
         let mut blocks: Vec<Bytes> = Vec::with_capacity(n);
         blocks.extend((0..k).map(|i| buf.slice(i * bl..(i + 1) * bl)));
-        if n > k {
-            let rs = match &mut self.rs {
-                Some(rs) => {
-                    rs.reset(k, n - k, bl).map_err(rs_err)?;
-                    rs
-                }
-                None => self.rs.insert(ReedSolomonEncoder::new(k, n - k, bl).map_err(rs_err)?),
-            };
-            for block in &blocks {
-                rs.add_original_shard(block).map_err(rs_err)?;
-            }
-            let result = rs.encode().map_err(rs_err)?;
-            blocks.extend(result.recovery_iter().map(Bytes::copy_from_slice));
-        }
+        let recovery = self.recovery(k, n, bl, &blocks)?;
+        blocks.extend(recovery);
         Ok(blocks)
+    }
+
+    /// The `n − k` recovery blocks of `k` data blocks of length `bl`.
+    fn recovery(&mut self, k: usize, n: usize, bl: usize, data: &[Bytes]) -> Result<Vec<Bytes>, CoreError> {
+        if n == k {
+            return Ok(Vec::new());
+        }
+        let rs = match &mut self.rs {
+            Some(rs) => {
+                rs.reset(k, n - k, bl).map_err(rs_err)?;
+                rs
+            }
+            None => self.rs.insert(ReedSolomonEncoder::new(k, n - k, bl).map_err(rs_err)?),
+        };
+        for block in data {
+            rs.add_original_shard(block).map_err(rs_err)?;
+        }
+        let result = rs.encode().map_err(rs_err)?;
+        Ok(result.recovery_iter().map(Bytes::copy_from_slice).collect())
+    }
+}
+
+/// Rebuilds lost shares' blocks from any `k` verified blocks of a segment, bit-identical to the
+/// originals, without the file key: Reed-Solomon works on the ciphertext, so a repairer holding
+/// only the verify cap can restore redundancy.
+#[derive(Default)]
+pub struct SegmentRebuilder {
+    decoder: SegmentDecoder,
+    encoder: SegmentEncoder,
+}
+
+impl SegmentRebuilder {
+    /// A fresh rebuilder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Blocks of segment `index` for the shares in `want`, from `(share number, block)` pairs.
+    pub fn rebuild(
+        &mut self,
+        layout: &FileLayout,
+        index: u64,
+        blocks: &[(usize, &[u8])],
+        want: &[usize],
+    ) -> Result<Vec<Bytes>, CoreError> {
+        let (k, n) = (layout.params.k(), layout.params.n());
+        if let Some(&share) = want.iter().find(|&&s| s >= n) {
+            return Err(CoreError::ShareOutOfRange { share, n });
+        }
+        let bl = layout.block_len(index);
+        let data = Bytes::from(self.decoder.data_blocks(layout, index, blocks)?);
+        let originals: Vec<Bytes> = (0..k).map(|i| data.slice(i * bl..(i + 1) * bl)).collect();
+        let recovery =
+            if want.iter().any(|&s| s >= k) { self.encoder.recovery(k, n, bl, &originals)? } else { Vec::new() };
+        Ok(want.iter().map(|&s| if s < k { originals[s].clone() } else { recovery[s - k].clone() }).collect())
     }
 }
 
@@ -82,6 +125,22 @@ impl SegmentDecoder {
     pub fn decode(
         &mut self,
         key: &FileKey,
+        layout: &FileLayout,
+        index: u64,
+        blocks: &[(usize, &[u8])],
+    ) -> Result<Vec<u8>, CoreError> {
+        let mut buf = self.data_blocks(layout, index, blocks)?;
+        let seg_len = layout.segment_len(index);
+        buf.truncate(seg_len + TAG_LEN);
+        let len = decrypt_segment(key, index, &mut buf)?;
+        buf.truncate(len);
+        Ok(buf)
+    }
+
+    /// The `k` data blocks of segment `index` back to back (the padded ciphertext), restored from
+    /// any `k` blocks.
+    fn data_blocks(
+        &mut self,
         layout: &FileLayout,
         index: u64,
         blocks: &[(usize, &[u8])],
@@ -140,10 +199,6 @@ impl SegmentDecoder {
                 buf.extend_from_slice(block);
             }
         }
-        let seg_len = layout.segment_len(index);
-        buf.truncate(seg_len + TAG_LEN);
-        let len = decrypt_segment(key, index, &mut buf)?;
-        buf.truncate(len);
         Ok(buf)
     }
 }

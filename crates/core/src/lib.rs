@@ -15,7 +15,7 @@ mod share;
 
 pub use cap::{CapError, ReadCap, VerifyCap};
 pub use crypto::{decrypt_segment, encrypt_segment, storage_index, FileKey, StorageIndex};
-pub use erasure::{SegmentDecoder, SegmentEncoder};
+pub use erasure::{SegmentDecoder, SegmentEncoder, SegmentRebuilder};
 pub use error::CoreError;
 pub use params::{EncodingParams, DEFAULT_SEGMENT_SIZE, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE};
 pub use share::{
