@@ -33,18 +33,38 @@ pub struct DhtReport {
     pub providers: usize,
     /// Seconds until every node had joined and every provider had announced.
     pub setup_secs: f64,
-    /// Providers the client found.
-    pub found: usize,
-    /// Milliseconds until the client had found `want` providers.
-    pub lookup_ms: f64,
-    /// DHT requests the client's query sent.
-    pub requests: u32,
+    /// One entry per fresh client, each entering the network through a different node.
+    pub lookups: Vec<Lookup>,
 }
 
-fn swarm(key: Keypair, server: bool) -> Result<Swarm<Peer>, String> {
+/// One fresh client's search for providers.
+#[derive(Debug, Clone, Copy)]
+pub struct Lookup {
+    /// Providers found (parallel lookup, α = 3, as clients run it).
+    pub found: usize,
+    /// Milliseconds until `want` providers were found (NaN if never).
+    pub ms: f64,
+    /// DHT requests sent until then (or in all, if never).
+    pub requests: u32,
+    /// Hops to the first provider record: requests of a sequential (α = 1) lookup until its first
+    /// answer that carried providers.
+    pub hops: u32,
+}
+
+/// Peak resident memory of this process in MiB (Linux), for the report.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn swarm(key: Keypair, server: bool, parallelism: usize) -> Result<Swarm<Peer>, String> {
     let peer = key.public().to_peer_id();
     let mut cfg = kad::Config::new(StreamProtocol::new("/blackbox/kad/1"));
     cfg.set_query_timeout(Duration::from_secs(60)).set_replication_factor(blackbox_net::DHT_REPLICATION);
+    if let Some(p) = std::num::NonZeroUsize::new(parallelism) {
+        cfg.set_parallelism(p);
+    }
     let store_cfg = kad::store::MemoryStoreConfig { max_providers_per_key: 1024, ..Default::default() };
     let mut behaviour = kad::Behaviour::with_config(peer, kad::store::MemoryStore::with_config(peer, store_cfg), cfg);
     behaviour.set_mode(Some(if server { kad::Mode::Server } else { kad::Mode::Client }));
@@ -62,7 +82,9 @@ fn swarm(key: Keypair, server: bool) -> Result<Swarm<Peer>, String> {
         .map_err(|e| e.to_string())?
         .with_behaviour(|_| Peer { kad: behaviour, identify })
         .map_err(|e| e.to_string())?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        // Connections close soon after their last query, as between real nodes; keeping every
+        // connection a node ever opened costs ~15 GB at 1,000 nodes.
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(5)))
         .build();
     Ok(swarm)
 }
@@ -88,7 +110,7 @@ pub async fn simulate(nodes: usize, providers: usize, want: usize) -> Result<Dht
     for i in 0..nodes {
         let k = Keypair::generate_ed25519();
         let peer = k.public().to_peer_id();
-        let mut s = swarm(k, true)?;
+        let mut s = swarm(k, true, 3)?;
         let addr: Multiaddr = format!("/memory/{}", base + i as u64).parse().map_err(|e| format!("{e}"))?;
         s.listen_on(addr.clone()).map_err(|e| format!("cannot listen on {addr}: {e:?}"))?;
         // Provider records carry the provider's external addresses.
@@ -181,15 +203,37 @@ pub async fn simulate(nodes: usize, providers: usize, want: usize) -> Result<Dht
     tokio::time::sleep(Duration::from_secs(2)).await;
     let setup_secs = start.elapsed().as_secs_f64();
 
-    // A fresh client that knows one node in the middle of the network.
-    let mut client = swarm(Keypair::generate_ed25519(), false)?;
-    let (p, a) = &peers[nodes / 2];
-    client.behaviour_mut().kad.add_address(p, a.clone());
+    // Fresh clients, each knowing one node that is not a provider (spread over the network).
+    let mut lookups = Vec::new();
+    let entries: Vec<usize> = (0..nodes).filter(|i| !chosen.contains(i)).collect();
+    for c in 0..CLIENTS {
+        let (p, a) = &peers[entries[(c * entries.len() / CLIENTS + entries.len() / (2 * CLIENTS)) % entries.len()]];
+        let (found, ms, requests) = lookup(p, a, &key, 3, want).await?;
+        let (_, _, hops) = lookup(p, a, &key, 1, 1).await?;
+        lookups.push(Lookup { found, ms, requests, hops });
+    }
+    drop(controls);
+    Ok(DhtReport { nodes, providers: chosen.len(), setup_secs, lookups })
+}
+
+/// Fresh clients per simulation.
+const CLIENTS: usize = 5;
+
+/// A fresh client that knows only `entry` looks for providers with the given parallelism; returns
+/// providers found, ms until `want` were found, and requests sent until then.
+async fn lookup(
+    entry: &PeerId,
+    addr: &Multiaddr,
+    key: &kad::RecordKey,
+    parallelism: usize,
+    want: usize,
+) -> Result<(usize, f64, u32), String> {
+    let mut client = swarm(Keypair::generate_ed25519(), false, parallelism)?;
+    client.behaviour_mut().kad.add_address(entry, addr.clone());
     let began = Instant::now();
-    let qid = client.behaviour_mut().kad.get_providers(key);
+    let qid = client.behaviour_mut().kad.get_providers(key.clone());
     let mut found: HashSet<PeerId> = HashSet::new();
-    let mut lookup_ms = None;
-    let mut requests = 0;
+    let mut done: Option<(f64, u32)> = None;
     loop {
         let ev = tokio::time::timeout(Duration::from_secs(120), client.select_next_some())
             .await
@@ -202,26 +246,14 @@ pub async fn simulate(nodes: usize, providers: usize, want: usize) -> Result<Dht
             }
             if let QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers: p, .. })) = result {
                 found.extend(p);
-                if found.len() >= want && lookup_ms.is_none() {
-                    lookup_ms = Some(began.elapsed().as_secs_f64() * 1000.0);
-                    requests = stats.num_requests();
+                if found.len() >= want && done.is_none() {
+                    done = Some((began.elapsed().as_secs_f64() * 1000.0, stats.num_requests()));
                 }
             }
             if step.last {
-                if lookup_ms.is_none() {
-                    requests = stats.num_requests();
-                }
-                break;
+                let (ms, requests) = done.unwrap_or((f64::NAN, stats.num_requests()));
+                return Ok((found.len(), ms, requests));
             }
         }
     }
-    drop(controls);
-    Ok(DhtReport {
-        nodes,
-        providers: chosen.len(),
-        setup_secs,
-        found: found.len(),
-        lookup_ms: lookup_ms.unwrap_or(f64::NAN),
-        requests,
-    })
 }

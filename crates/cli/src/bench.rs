@@ -59,14 +59,32 @@ pub async fn run(_config: Option<PathBuf>, action: BenchAction) -> Result<ExitCo
         BenchAction::E2e(args) => tokio::task::spawn_blocking(move || e2e(args)).await?,
         BenchAction::Dht { nodes, providers } => {
             for n in nodes {
-                if n < 2 || providers == 0 || providers > n {
-                    bail!("need at least 2 nodes and 1..=nodes providers");
+                if n < 2 || providers == 0 || providers >= n {
+                    bail!("need at least 2 nodes and between 1 and nodes - 1 providers");
                 }
                 let r = blackbox_benches::dht::simulate(n, providers, providers).await.map_err(anyhow::Error::msg)?;
+                println!("{} nodes, {} providers: setup {:.1} s", r.nodes, r.providers, r.setup_secs);
+                for (i, l) in r.lookups.iter().enumerate() {
+                    println!(
+                        "  client {}: found {} providers, the first {} in {:.0} ms with {} DHT requests; \
+                         hops to the first provider record: {}",
+                        i + 1,
+                        l.found,
+                        providers,
+                        l.ms,
+                        l.requests,
+                        l.hops
+                    );
+                }
+                let mut ms: Vec<f64> = r.lookups.iter().map(|l| l.ms).collect();
+                ms.sort_by(f64::total_cmp);
+                let hops = r.lookups.iter().map(|l| l.hops as f64).sum::<f64>() / r.lookups.len().max(1) as f64;
                 println!(
-                    "{} nodes, {} providers: setup {:.1} s; a fresh client found {} providers, the first {} in {:.0} ms \
-                     with {} DHT requests",
-                    r.nodes, r.providers, r.setup_secs, r.found, providers, r.lookup_ms, r.requests
+                    "  median {:.0} ms to {} providers; mean {:.1} hops; peak RSS {}",
+                    ms[ms.len() / 2],
+                    providers,
+                    hops,
+                    blackbox_benches::dht::peak_rss_mib().map_or("?".into(), |m| format!("{m:.0} MiB"))
                 );
             }
             Ok(ExitCode::SUCCESS)

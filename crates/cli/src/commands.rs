@@ -68,7 +68,7 @@ pub struct CheckArgs {
 }
 
 /// Adds what the client saw of each node during a command to the reputation file.
-fn record_outcomes(cfg: &ClientConfig, c: &Client<Libp2pTransport>) {
+pub(crate) fn record_outcomes(cfg: &ClientConfig, c: &Client<Libp2pTransport>) {
     let outcomes = c.take_outcomes();
     if outcomes.is_empty() {
         return;
@@ -90,7 +90,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
     ByteSize::parse(s).map(|b| b.0)
 }
 
-fn load_config(path: Option<PathBuf>) -> Result<ClientConfig> {
+pub(crate) fn load_config(path: Option<PathBuf>) -> Result<ClientConfig> {
     let Some(path) = path else {
         bail!("no client config: pass --config FILE or set BLACKBOX_CONFIG (`blackbox devnet up` writes one)");
     };
@@ -100,7 +100,7 @@ fn load_config(path: Option<PathBuf>) -> Result<ClientConfig> {
 /// Every candidate node, with its verified offer or why it has none.
 type Offers = Vec<(NodeRef, Result<SignedOffer, ClientError>)>;
 
-async fn client(cfg: &ClientConfig) -> Result<Client<Libp2pTransport>> {
+pub(crate) async fn client(cfg: &ClientConfig) -> Result<Client<Libp2pTransport>> {
     Ok(connect(cfg).await?.0)
 }
 
@@ -217,7 +217,7 @@ pub async fn put(config: Option<PathBuf>, args: PutArgs) -> Result<ExitCode> {
     let params = EncodingParams::new(k, n, seg)?;
     let happy = args.happy.unwrap_or(cfg.happy.min(n)).max(k);
     let c = client(&cfg).await?;
-    let opts = UploadOptions { params, happy, key: None };
+    let opts = UploadOptions { params, happy, key: None, lease_secs: cfg.lease_secs };
     let counter = Arc::new(AtomicU64::new(0));
     let open_path = path.clone();
     let work = c.upload(move || std::fs::File::open(&open_path), meta.len(), &opts, counter.clone());
@@ -226,6 +226,14 @@ pub async fn put(config: Option<PathBuf>, args: PutArgs) -> Result<ExitCode> {
     let report = report?;
     if args.explain {
         explain(&report);
+    }
+    // Watch the file (verify cap and placements only) for `audit`, `renew` and the auditor.
+    let mut list = blackbox_client::watch::WatchList::load(&cfg.data_dir);
+    let entry = list.entry(&report.cap.verify_cap());
+    entry.set_placements(&report.placements);
+    entry.lease_expires = now_secs() + u64::from(cfg.lease_secs);
+    if let Err(e) = list.save() {
+        tracing::warn!(error = %e, "cannot save the watch list");
     }
     println!("{}", report.cap);
     Ok(ExitCode::SUCCESS)
@@ -318,7 +326,7 @@ async fn download_to_file(
     Ok(())
 }
 
-fn parse_any_cap(s: &str) -> Result<VerifyCap> {
+pub(crate) fn parse_any_cap(s: &str) -> Result<VerifyCap> {
     if let Ok(read) = s.parse::<ReadCap>() {
         return Ok(read.verify_cap());
     }
@@ -380,7 +388,7 @@ pub async fn check(config: Option<PathBuf>, args: CheckArgs) -> Result<ExitCode>
     }
 }
 
-fn short(s: &str) -> String {
+pub(crate) fn short(s: &str) -> String {
     if s.len() > 16 {
         format!("{}…{}", &s[..8], &s[s.len() - 6..])
     } else {

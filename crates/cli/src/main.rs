@@ -3,6 +3,7 @@
 mod bench;
 mod commands;
 mod devnet;
+mod maintain;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -47,8 +48,19 @@ enum Command {
     Get(commands::GetArgs),
     /// Report where a file's shares are; exit 1 if it is not recoverable.
     Check(commands::CheckArgs),
-    /// List the configured nodes with their status.
+    /// List the known nodes with their offers, reputation, score and status.
     Nodes(commands::NodesArgs),
+    /// Challenge every share of files (proofs of retrievability); exit 1 if any share fails.
+    Audit(maintain::AuditArgs),
+    /// Extend the leases of files' shares on every node holding them.
+    Renew(maintain::RenewArgs),
+    /// Rebuild a file's missing shares from k good ones and place them on other nodes.
+    Repair(maintain::RepairArgs),
+    /// Watch files and audit, renew and repair them on a schedule.
+    Auditor {
+        #[command(subcommand)]
+        action: maintain::AuditorAction,
+    },
     /// Measure throughput.
     Bench {
         #[command(subcommand)]
@@ -149,6 +161,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Get(args) => commands::get(config, args).await,
         Command::Check(args) => commands::check(config, args).await,
         Command::Nodes(args) => commands::nodes(config, args).await,
+        Command::Audit(args) => maintain::audit(config, args).await,
+        Command::Renew(args) => maintain::renew(config, args).await,
+        Command::Repair(args) => maintain::repair(config, args).await,
+        Command::Auditor { action } => maintain::auditor(config, action).await,
         Command::Bench { action } => bench::run(config, action).await,
     }
 }

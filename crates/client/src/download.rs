@@ -36,6 +36,102 @@ impl Holders {
     }
 }
 
+/// Streams verified blocks of a file from `k` shares at a time, segment by segment, replacing a
+/// share whose node fails or returns a bad block by the next candidate.
+pub(crate) struct Fetcher<'a, T> {
+    client: &'a Client<T>,
+    si: [u8; 32],
+    header: &'a ShareHeader,
+    k: usize,
+    last: u64,
+    /// Data shares first (no decoding needed), each in order of answer time.
+    candidates: Vec<(u8, NodeRef)>,
+    next_candidate: usize,
+    used_shares: HashSet<u8>,
+    sources: Vec<Source>,
+}
+
+impl<'a, T: Transport> Fetcher<'a, T> {
+    /// A fetcher over `candidates` for segments up to `last`.
+    pub(crate) fn new(
+        client: &'a Client<T>,
+        si: [u8; 32],
+        header: &'a ShareHeader,
+        mut candidates: Vec<(u8, NodeRef)>,
+        last: u64,
+    ) -> Self {
+        let k = header.params.k();
+        candidates.sort_by_key(|(s, _)| (*s as usize) >= k);
+        Self { client, si, header, k, last, candidates, next_candidate: 0, used_shares: HashSet::new(), sources: Vec::new() }
+    }
+
+    /// `k` verified blocks of segment `index` (segments must be asked in increasing order).
+    pub(crate) async fn segment(&mut self, index: u64) -> Result<BTreeMap<u8, Bytes>, ClientError> {
+        let (client, k) = (self.client, self.k);
+        let layout = self.header.layout();
+        let mut blocks: BTreeMap<u8, Bytes> = BTreeMap::new();
+        loop {
+            // Top up to k sources, starting them at this segment.
+            while self.sources.len() < k && self.next_candidate < self.candidates.len() {
+                let (share, node) = self.candidates[self.next_candidate].clone();
+                self.next_candidate += 1;
+                if self.used_shares.contains(&share) {
+                    continue;
+                }
+                match client.fetch_verifier(&self.si, self.header, share, &node).await {
+                    Ok(verifier) => {
+                        self.used_shares.insert(share);
+                        let rx = client.spawn_reader(&layout, self.si, share, node.clone(), index, self.last);
+                        self.sources.push(Source { share, node, verifier, rx });
+                    }
+                    Err(e) => {
+                        debug!(share, peer = %node.peer, error = %e, "share unusable");
+                        let bad = matches!(e, ClientError::BadData { .. });
+                        client.note(node.peer, if bad { Outcome::BadData } else { Outcome::Failed });
+                    }
+                }
+            }
+            if self.sources.len() < k {
+                return Err(ClientError::SegmentLost {
+                    index,
+                    good: self.sources.len(),
+                    tried: self.used_shares.len(),
+                    needed: k,
+                });
+            }
+            // Collect this segment's block from every source that has not delivered it yet.
+            let mut failed = Vec::new();
+            for (i, src) in self.sources.iter_mut().enumerate() {
+                if blocks.contains_key(&src.share) {
+                    continue;
+                }
+                match src.rx.recv().await {
+                    Some(Ok((got, block))) if got == index && src.verifier.check(index, &block) => {
+                        blocks.insert(src.share, block);
+                    }
+                    Some(Ok(_)) => {
+                        warn!(share = src.share, peer = %src.node.peer, segment = index, "bad block; switching share");
+                        client.note(src.node.peer, Outcome::BadData);
+                        failed.push(i);
+                    }
+                    Some(Err(e)) => {
+                        warn!(share = src.share, peer = %src.node.peer, error = %e, "read failed; switching share");
+                        client.note(src.node.peer, Outcome::Failed);
+                        failed.push(i);
+                    }
+                    None => failed.push(i),
+                }
+            }
+            for i in failed.into_iter().rev() {
+                self.sources.remove(i);
+            }
+            if blocks.len() >= k {
+                return Ok(blocks);
+            }
+        }
+    }
+}
+
 /// A share being read: its node and verified leaves.
 struct Source {
     share: u8,
@@ -147,76 +243,11 @@ impl<T: Transport> Client<T> {
         let seg = layout.params.segment_size() as u64;
         let (first, last) = (offset / seg, (offset + len - 1) / seg);
 
-        // Candidates: data shares first (no decoding needed), each in order of answer time.
-        let mut candidates: Vec<(u8, NodeRef)> = holders.found.clone();
-        candidates.sort_by_key(|(s, _)| (*s as usize) >= k);
-        let mut used_shares: HashSet<u8> = HashSet::new();
-        let mut sources: Vec<Source> = Vec::new();
-        let mut next_candidate = 0;
-
+        let mut fetcher = Fetcher::new(self, si, &header, holders.found.clone(), last);
         let mut decoder = SegmentDecoder::new();
         let mut written = 0u64;
         for index in first..=last {
-            let mut blocks: BTreeMap<u8, Bytes> = BTreeMap::new();
-            loop {
-                // Top up to k sources, starting them at this segment.
-                while sources.len() < k && next_candidate < candidates.len() {
-                    let (share, node) = candidates[next_candidate].clone();
-                    next_candidate += 1;
-                    if used_shares.contains(&share) {
-                        continue;
-                    }
-                    match self.fetch_verifier(&si, &header, share, &node).await {
-                        Ok(verifier) => {
-                            used_shares.insert(share);
-                            let rx = self.spawn_reader(&layout, si, share, node.clone(), index, last);
-                            sources.push(Source { share, node, verifier, rx });
-                        }
-                        Err(e) => {
-                            debug!(share, peer = %node.peer, error = %e, "share unusable");
-                            let bad = matches!(e, ClientError::BadData { .. });
-                            self.note(node.peer, if bad { Outcome::BadData } else { Outcome::Failed });
-                        }
-                    }
-                }
-                if sources.len() < k {
-                    return Err(ClientError::SegmentLost {
-                        index,
-                        good: sources.len(),
-                        tried: used_shares.len(),
-                        needed: k,
-                    });
-                }
-                // Collect this segment's block from every source that has not delivered it yet.
-                let mut failed = Vec::new();
-                for (i, src) in sources.iter_mut().enumerate() {
-                    if blocks.contains_key(&src.share) {
-                        continue;
-                    }
-                    match src.rx.recv().await {
-                        Some(Ok((got, block))) if got == index && src.verifier.check(index, &block) => {
-                            blocks.insert(src.share, block);
-                        }
-                        Some(Ok(_)) => {
-                            warn!(share = src.share, peer = %src.node.peer, segment = index, "bad block; switching share");
-                            self.note(src.node.peer, Outcome::BadData);
-                            failed.push(i);
-                        }
-                        Some(Err(e)) => {
-                            warn!(share = src.share, peer = %src.node.peer, error = %e, "read failed; switching share");
-                            self.note(src.node.peer, Outcome::Failed);
-                            failed.push(i);
-                        }
-                        None => failed.push(i),
-                    }
-                }
-                for i in failed.into_iter().rev() {
-                    sources.remove(i);
-                }
-                if blocks.len() >= k {
-                    break;
-                }
-            }
+            let blocks = fetcher.segment(index).await?;
             let refs: Vec<(usize, &[u8])> = blocks.iter().map(|(s, b)| (*s as usize, b.as_ref())).collect();
             let plain = decoder.decode(&cap.key, &layout, index, &refs)?;
             let seg_start = index * seg;

@@ -1,8 +1,10 @@
-//! blackbox client library: upload, download, range read, check and verify over untrusted nodes.
+//! blackbox client library: upload, download, range read, check, verify, audit, renew and repair
+//! over untrusted nodes.
 //!
 //! Everything a node returns is verified here: headers against the cap's root, leaf hashes against
 //! share roots, blocks against leaves. Keys never leave this process.
 
+mod audit;
 mod check;
 pub mod config;
 mod download;
@@ -10,19 +12,23 @@ mod error;
 mod happiness;
 mod known;
 pub mod rank;
+mod repair;
 pub mod reputation;
 mod upload;
+pub mod watch;
 
 use std::time::Duration;
 
 use blackbox_net::offer::SignedOffer;
 use blackbox_net::{ErrorCode, Multiaddr, PeerId, Request, Response, Transport};
 
+pub use audit::{AuditOptions, AuditReport, ShareAudit, Verdict};
 pub use check::{CheckReport, ShareHealth, VerifyReport};
 pub use config::ClientConfig;
 pub use error::ClientError;
 pub use happiness::servers_of_happiness;
 pub use known::KnownNodes;
+pub use repair::RepairReport;
 pub use upload::{UploadOptions, UploadReport};
 
 /// A storage node as the client knows it.

@@ -38,6 +38,8 @@ pub struct UploadOptions {
     pub happy: usize,
     /// File key; random when `None`.
     pub key: Option<FileKey>,
+    /// Lease asked of each node, in seconds (0: the node's default).
+    pub lease_secs: u32,
 }
 
 /// The outcome of a successful upload.
@@ -106,21 +108,7 @@ impl<T: Transport> Client<T> {
             k
         });
         let si = storage_index(&key);
-        let (order, ranking) = match &self.ranking {
-            Some(r) => {
-                let ranked =
-                    crate::rank::rank(r.candidates.clone(), &r.weights, r.max_price, |n| permutation_key(&si, n));
-                let ranked: Vec<crate::rank::Ranked> =
-                    crate::rank::placement_order(&ranked).into_iter().map(|i| ranked[i].clone()).collect();
-                if ranked.is_empty() {
-                    return Err(ClientError::Invalid(
-                        "no candidate node: every node is above the price ceiling or has a bad reputation".into(),
-                    ));
-                }
-                (ranked.iter().map(|r| r.candidate.node.clone()).collect(), ranked)
-            }
-            None => (permuted(&self.nodes, &si), Vec::new()),
-        };
+        let (order, ranking) = self.placement_order(&si)?;
         let open = Arc::new(open);
         let mut bad: HashSet<PeerId> = HashSet::new();
         let mut placed: Vec<(u8, NodeRef)> = Vec::new();
@@ -132,7 +120,7 @@ impl<T: Transport> Client<T> {
             if todo.is_empty() {
                 break;
             }
-            let (targets, refusals) = self.allocate(&order, &si, &params, size, &todo, &placed, &mut bad).await;
+            let (targets, refusals) = self.allocate(&order, &si, &params, size, opts.lease_secs, &todo, &placed, &mut bad).await;
             if let Some(e) = refusals.last() {
                 last_error = e.to_string();
             }
@@ -178,14 +166,38 @@ impl<T: Transport> Client<T> {
         Ok(UploadReport { cap, placements: placed.iter().map(|(s, n)| (*s, n.peer)).collect(), happiness, ranking })
     }
 
+    /// Nodes in the order shares of `si` should go to them: by ranking when the client has one
+    /// (with the ranked entries, for `--explain`), else by a permutation keyed on `si`.
+    pub(crate) fn placement_order(
+        &self,
+        si: &StorageIndex,
+    ) -> Result<(Vec<NodeRef>, Vec<crate::rank::Ranked>), ClientError> {
+        match &self.ranking {
+            Some(r) => {
+                let ranked =
+                    crate::rank::rank(r.candidates.clone(), &r.weights, r.max_price, |n| permutation_key(si, n));
+                let ranked: Vec<crate::rank::Ranked> =
+                    crate::rank::placement_order(&ranked).into_iter().map(|i| ranked[i].clone()).collect();
+                if ranked.is_empty() {
+                    return Err(ClientError::Invalid(
+                        "no candidate node: every node is above the price ceiling or has a bad reputation".into(),
+                    ));
+                }
+                Ok((ranked.iter().map(|r| r.candidate.node.clone()).collect(), ranked))
+            }
+            None => Ok((permuted(&self.nodes, si), Vec::new())),
+        }
+    }
+
     /// Allocates each share in `todo` on a node: fresh nodes first, then the least loaded.
     #[allow(clippy::too_many_arguments)]
-    async fn allocate(
+    pub(crate) async fn allocate(
         &self,
         order: &[NodeRef],
         si: &StorageIndex,
         params: &EncodingParams,
         size: u64,
+        lease_secs: u32,
         todo: &[u8],
         placed: &[(u8, NodeRef)],
         bad: &mut HashSet<PeerId>,
@@ -222,6 +234,7 @@ impl<T: Transport> Client<T> {
                     n: params.n() as u8,
                     segment_size: params.segment_size(),
                     size,
+                    lease_secs,
                 };
                 async move { (*share, node.clone(), self.call(node, req).await) }
             });
@@ -352,7 +365,7 @@ impl<T: Transport> Client<T> {
 
 /// Sends one share's blocks, batching consecutive queued blocks into one request up to the message
 /// limit, with a few requests in flight; stops at the first failure.
-async fn write_share<T: Transport>(
+pub(crate) async fn write_share<T: Transport>(
     transport: T,
     node: NodeRef,
     si: StorageIndex,

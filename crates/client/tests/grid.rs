@@ -90,7 +90,7 @@ async fn put(
     happy: usize,
 ) -> Result<blackbox_client::UploadReport, ClientError> {
     let owned = bytes.to_vec();
-    let opts = UploadOptions { params: EncodingParams::new(k, n, 64 * 1024).unwrap(), happy, key: None };
+    let opts = UploadOptions { params: EncodingParams::new(k, n, 64 * 1024).unwrap(), happy, key: None, lease_secs: 0 };
     c.upload(move || Ok(std::io::Cursor::new(owned.clone())), bytes.len() as u64, &opts, Arc::new(AtomicU64::new(0)))
         .await
 }

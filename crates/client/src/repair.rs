@@ -1,0 +1,150 @@
+//! Repair: rebuild the shares an audit found missing from `k` good ones and place them on other
+//! nodes, with only the verify cap (Reed-Solomon works on ciphertext; no key is needed).
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use blackbox_core::{SegmentRebuilder, VerifyCap};
+use blackbox_net::{PeerId, Request, Response, Transport};
+
+use crate::audit::{AuditOptions, AuditReport, Verdict};
+use crate::download::Fetcher;
+use crate::reputation::Outcome;
+use crate::upload::write_share;
+use crate::{Client, ClientError, NodeRef};
+
+/// Blocks queued per rebuilt share before the rebuilder waits for its node.
+const QUEUE_PER_SHARE: usize = 16;
+
+/// What a repair found and did.
+#[derive(Debug, Clone)]
+pub struct RepairReport {
+    /// The audit that decided what to rebuild.
+    pub audit: AuditReport,
+    /// Shares rebuilt and stored, and where.
+    pub rebuilt: Vec<(u8, PeerId)>,
+    /// Shares that could not be placed or stored, and why.
+    pub failed: Vec<(u8, String)>,
+}
+
+impl RepairReport {
+    /// Distinct healthy shares after the repair.
+    pub fn healthy_after(&self) -> usize {
+        let mut s = self.audit.healthy_shares();
+        s.extend(self.rebuilt.iter().map(|(share, _)| *share));
+        s.len()
+    }
+}
+
+impl<T: Transport> Client<T> {
+    /// Audits the file, then rebuilds every share that no node proved and stores each on a node
+    /// that holds no healthy share of the file if there is one (ranked as for uploads).
+    pub async fn repair(
+        &self,
+        cap: &VerifyCap,
+        expected: &[(u8, PeerId)],
+        opts: &AuditOptions,
+        lease_secs: u32,
+    ) -> Result<RepairReport, ClientError> {
+        let (audit, header) = self.audit(cap, expected, opts).await?;
+        let k = cap.k as usize;
+        let healthy = audit.healthy_shares();
+        if healthy.len() < k {
+            return Err(ClientError::NotEnoughShares {
+                found: healthy.len(),
+                needed: k,
+                asked: self.nodes.len(),
+                answered: audit.results.len(),
+            });
+        }
+        let missing = audit.missing_shares();
+        if missing.is_empty() {
+            return Ok(RepairReport { audit, rebuilt: Vec::new(), failed: Vec::new() });
+        }
+        let si = cap.storage_index;
+        let find = |peer: &PeerId| self.nodes.iter().find(|n| n.peer == *peer).cloned();
+        let good: Vec<(u8, NodeRef)> =
+            audit.healthy_placements().iter().filter_map(|(s, p)| find(p).map(|n| (*s, n))).collect();
+        // Never place on a node that just failed to prove a share; a node that simply lost its
+        // data (Missing) holds nothing of the file and may take a share again.
+        let mut bad: HashSet<PeerId> = audit
+            .results
+            .iter()
+            .filter(|r| matches!(r.verdict, Verdict::BadProof(_) | Verdict::Late | Verdict::Unreachable(_)))
+            .map(|r| r.peer)
+            .collect();
+        let (order, _) = self.placement_order(&si)?;
+        let layout = header.layout();
+        let (targets, refusals) =
+            self.allocate(&order, &si, &layout.params, layout.size, lease_secs, &missing, &good, &mut bad).await;
+        let mut failed: Vec<(u8, String)> = Vec::new();
+        for share in &missing {
+            if !targets.iter().any(|(s, _, _)| s == share) {
+                let why = refusals.last().map_or("no node accepted it".to_string(), ToString::to_string);
+                failed.push((*share, why));
+            }
+        }
+        let mut rebuilt: Vec<(u8, PeerId)> = Vec::new();
+        let mut workers = Vec::new();
+        for (share, node, already) in targets {
+            if already {
+                rebuilt.push((share, node.peer));
+                continue;
+            }
+            let (tx, rx) = mpsc::channel::<(u64, Bytes)>(QUEUE_PER_SHARE);
+            let task = tokio::spawn(write_share(self.transport.clone(), node.clone(), si, share, rx));
+            workers.push((share, node, Some(tx), task));
+        }
+        let want: Vec<usize> = workers.iter().map(|(s, ..)| *s as usize).collect();
+        if !want.is_empty() {
+            let last = layout.num_segments() - 1;
+            let mut fetcher = Fetcher::new(self, si, &header, good.clone(), last);
+            let mut rebuilder = SegmentRebuilder::new();
+            for index in 0..=last {
+                let blocks = fetcher.segment(index).await?;
+                let refs: Vec<(usize, &[u8])> = blocks.iter().map(|(s, b)| (*s as usize, b.as_ref())).collect();
+                let fresh = rebuilder.rebuild(&layout, index, &refs, &want)?;
+                for ((_, _, tx, _), block) in workers.iter_mut().zip(fresh) {
+                    if let Some(sender) = tx {
+                        if sender.send((index, block)).await.is_err() {
+                            *tx = None; // that node failed; its worker reports why
+                        }
+                    }
+                }
+            }
+        }
+        let header_bytes = Bytes::from(header.encode());
+        for (share, node, tx, task) in workers {
+            drop(tx);
+            let sent = match task.await {
+                Ok(r) => r,
+                Err(e) => Err(ClientError::Invalid(format!("sender crashed: {e}"))),
+            };
+            let committed = match sent {
+                Ok(()) => match self.call(&node, Request::Commit { si, share, header: header_bytes.clone() }).await {
+                    Ok(Response::Ok) => Ok(()),
+                    Ok(other) => Err(ClientError::unexpected(&node, &other)),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            match committed {
+                Ok(()) => {
+                    info!(share, peer = %node.peer, "share rebuilt and stored");
+                    self.note(node.peer, Outcome::Good);
+                    rebuilt.push((share, node.peer));
+                }
+                Err(e) => {
+                    warn!(share, peer = %node.peer, error = %e, "storing a rebuilt share failed");
+                    self.note(node.peer, Outcome::Failed);
+                    failed.push((share, e.to_string()));
+                }
+            }
+        }
+        rebuilt.sort_by_key(|(s, _)| *s);
+        Ok(RepairReport { audit, rebuilt, failed })
+    }
+}

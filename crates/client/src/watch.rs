@@ -1,0 +1,142 @@
+//! The files a client looks after: verify caps, where each share was last seen healthy, and when
+//! the leases run out. Kept in `watch.toml` in the client's data dir; holds no read caps, so it
+//! can be handed to an auditor that must not read the files.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use blackbox_core::VerifyCap;
+use blackbox_net::PeerId;
+
+use crate::config::{load_toml, save_toml};
+
+const FILE: &str = "watch.toml";
+const VERSION: u32 = 1;
+
+/// Where one share is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Placement {
+    /// Share number.
+    pub share: u8,
+    /// Node holding it.
+    pub peer: String,
+}
+
+/// One watched file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Watched {
+    /// Its verify cap (text form).
+    pub cap: String,
+    /// Shares and their nodes, as last placed or proved.
+    pub placements: Vec<Placement>,
+    /// Earliest lease expiry known (Unix seconds); 0 if unknown.
+    pub lease_expires: u64,
+}
+
+impl Watched {
+    /// The verify cap, parsed.
+    pub fn verify_cap(&self) -> Result<VerifyCap, String> {
+        self.cap.parse().map_err(|e| format!("bad cap in watch list: {e}"))
+    }
+
+    /// Placements with parsed peer ids (unparsable entries are skipped).
+    pub fn expected(&self) -> Vec<(u8, PeerId)> {
+        self.placements.iter().filter_map(|p| p.peer.parse().ok().map(|peer| (p.share, peer))).collect()
+    }
+
+    /// Replaces the placements.
+    pub fn set_placements(&mut self, placements: &[(u8, PeerId)]) {
+        let mut v: Vec<Placement> =
+            placements.iter().map(|(share, peer)| Placement { share: *share, peer: peer.to_string() }).collect();
+        v.sort_by(|a, b| (a.share, &a.peer).cmp(&(b.share, &b.peer)));
+        v.dedup();
+        self.placements = v;
+    }
+}
+
+#[derive(Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Record {
+    version: u32,
+    files: Vec<Watched>,
+}
+
+/// The watch list of a client.
+pub struct WatchList {
+    path: PathBuf,
+    /// The watched files.
+    pub files: Vec<Watched>,
+}
+
+impl WatchList {
+    /// Loads `watch.toml` from `dir`; missing counts as empty.
+    pub fn load(dir: &Path) -> Self {
+        let path = dir.join(FILE);
+        let files = match load_toml::<Record>(&path) {
+            Some(r) if r.version == VERSION => r.files,
+            Some(r) => {
+                warn!(version = r.version, "ignoring watch list of another version");
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        Self { path, files }
+    }
+
+    /// The entry of `cap`, added if new.
+    pub fn entry(&mut self, cap: &VerifyCap) -> &mut Watched {
+        let text = cap.to_string();
+        let i = match self.files.iter().position(|f| f.cap == text) {
+            Some(i) => i,
+            None => {
+                self.files.push(Watched { cap: text, placements: Vec::new(), lease_expires: 0 });
+                self.files.len() - 1
+            }
+        };
+        &mut self.files[i]
+    }
+
+    /// The entry of `cap`, if watched.
+    pub fn get(&self, cap: &VerifyCap) -> Option<&Watched> {
+        let text = cap.to_string();
+        self.files.iter().find(|f| f.cap == text)
+    }
+
+    /// Writes the list durably (atomic replace).
+    pub fn save(&self) -> std::io::Result<()> {
+        save_toml(&self.path, &Record { version: VERSION, files: self.files.clone() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_updates() {
+        let dir = tempfile::tempdir().unwrap();
+        let cap: VerifyCap = blackbox_core::ReadCap {
+            key: [1; 32],
+            root: [2; 32],
+            k: 3,
+            n: 10,
+            size: 5,
+        }
+        .verify_cap();
+        let peer = PeerId::random();
+        let mut w = WatchList::load(dir.path());
+        w.entry(&cap).set_placements(&[(1, peer), (0, peer), (1, peer)]);
+        w.entry(&cap).lease_expires = 99;
+        w.save().unwrap();
+        let w = WatchList::load(dir.path());
+        assert_eq!(w.files.len(), 1);
+        let e = w.get(&cap).unwrap();
+        assert_eq!(e.expected(), vec![(0, peer), (1, peer)]);
+        assert_eq!(e.lease_expires, 99);
+        assert_eq!(e.verify_cap().unwrap(), cap);
+    }
+}
