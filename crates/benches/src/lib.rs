@@ -1,6 +1,7 @@
 //! Measurements of the pure pipeline, shared by the criterion benches and `blackbox bench pipeline`.
 
 pub mod dht;
+pub mod proofs;
 
 use std::hint::black_box;
 use std::time::Instant;

@@ -23,6 +23,12 @@ pub enum BenchAction {
     E2e(E2eArgs),
     /// Kademlia at scale, in one process (in-memory transport): time and DHT requests for a fresh
     /// client to find providers, for each network size given.
+    /// Proofs of retrievability: made and verified per second, and audit bandwidth.
+    Proofs {
+        /// Seconds to run each side.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+    },
     Dht {
         /// Network sizes to simulate.
         #[arg(long, value_delimiter = ',', default_value = "100,1000")]
@@ -54,6 +60,11 @@ pub async fn run(_config: Option<PathBuf>, action: BenchAction) -> Result<ExitCo
                 let report = tokio::task::spawn_blocking(move || blackbox_benches::measure(k, n, seconds)).await?;
                 println!("{report}");
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchAction::Proofs { seconds } => {
+            let report = tokio::task::spawn_blocking(move || blackbox_benches::proofs::measure_proofs(seconds)).await?;
+            println!("{report}");
             Ok(ExitCode::SUCCESS)
         }
         BenchAction::E2e(args) => tokio::task::spawn_blocking(move || e2e(args)).await?,

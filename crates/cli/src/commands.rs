@@ -408,6 +408,9 @@ pub async fn nodes(config: Option<PathBuf>, args: NodesArgs) -> Result<ExitCode>
     let cfg = load_config(config)?;
     let (c, offers) = connect(&cfg).await?;
     let statuses = c.statuses().await;
+    let ranked = c.ranked();
+    let reputation = Reputation::load(&cfg.data_dir);
+    let now = now_secs();
     // Rows: every candidate (with discovery) or every configured node.
     let mut rows: Vec<(NodeRef, Option<&Result<SignedOffer, ClientError>>)> =
         offers.iter().map(|(n, o)| (n.clone(), Some(o))).collect();
@@ -416,8 +419,18 @@ pub async fn nodes(config: Option<PathBuf>, args: NodesArgs) -> Result<ExitCode>
     }
     if !args.json {
         println!(
-            "{:<54} {:<24} {:>9} {:>8} {:<8} {:>6} {:>7} {:>22} {:>6}",
-            "PEER", "ADDRESS", "SAT/GB-MO", "SAT/GB", "REGION", "SHARES", "PENDING", "USED / QUOTA", "RTT"
+            "{:<54} {:<24} {:>9} {:>8} {:<8} {:>5} {:>5} {:>6} {:>7} {:>22} {:>6}",
+            "PEER",
+            "ADDRESS",
+            "SAT/GB-MO",
+            "SAT/GB",
+            "REGION",
+            "REPUT",
+            "SCORE",
+            "SHARES",
+            "PENDING",
+            "USED / QUOTA",
+            "RTT"
         );
     }
     let mut up = 0;
@@ -437,8 +450,18 @@ pub async fn nodes(config: Option<PathBuf>, args: NodesArgs) -> Result<ExitCode>
         if problem.is_none() {
             up += 1;
         }
+        let reput = reputation.score(&node.peer, now);
+        // Nodes below the reputation threshold (or the price ceiling) are not ranked at all.
+        let score = ranked.iter().find(|r| r.candidate.node.peer == node.peer).map(|r| r.score);
         if args.json {
-            let mut line = format!("{{\"peer\":\"{}\",\"addr\":\"{addr}\",\"up\":{}", node.peer, problem.is_none());
+            let mut line = format!(
+                "{{\"peer\":\"{}\",\"addr\":\"{addr}\",\"up\":{},\"reputation\":{reput:.3}",
+                node.peer,
+                problem.is_none()
+            );
+            if let Some(score) = score {
+                line += &format!(",\"score\":{score:.3}");
+            }
             if let Some(o) = offer_ok {
                 line += &format!(
                     ",\"storage_sat_per_gb_month\":{},\"egress_sat_per_gb\":{},\"region\":\"{}\"",
@@ -465,12 +488,14 @@ pub async fn nodes(config: Option<PathBuf>, args: NodesArgs) -> Result<ExitCode>
         });
         match (status, problem) {
             (Some(Ok((s, rtt))), None) => println!(
-                "{:<54} {:<24} {:>9} {:>8} {:<8} {:>6} {:>7} {:>22} {:>4}ms",
+                "{:<54} {:<24} {:>9} {:>8} {:<8} {:>5.2} {:>5} {:>6} {:>7} {:>22} {:>4}ms",
                 node.peer.to_string(),
                 addr,
                 price,
                 egress,
                 if region.is_empty() { "-".into() } else { region },
+                reput,
+                score.map_or("avoid".into(), |s| format!("{s:.2}")),
                 s.shares,
                 s.pending,
                 format!("{} / {}", ByteSize(s.used), ByteSize(s.quota)),

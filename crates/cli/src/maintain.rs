@@ -182,7 +182,13 @@ pub async fn renew(config: Option<PathBuf>, args: RenewArgs) -> Result<ExitCode>
 }
 
 /// Renews one file's leases; prints per node if `verbose`. False if no node renewed.
-async fn renew_one(cfg: &ClientConfig, c: &Client<Libp2pTransport>, cap: &VerifyCap, lease: u32, verbose: bool) -> bool {
+async fn renew_one(
+    cfg: &ClientConfig,
+    c: &Client<Libp2pTransport>,
+    cap: &VerifyCap,
+    lease: u32,
+    verbose: bool,
+) -> bool {
     let r = c.renew(cap, lease).await;
     record_outcomes(cfg, c);
     match r {

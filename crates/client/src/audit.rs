@@ -87,11 +87,7 @@ impl AuditReport {
     /// Nodes that failed for some share.
     pub fn failed_nodes(&self) -> Vec<PeerId> {
         let mut seen = HashSet::new();
-        self.results
-            .iter()
-            .filter(|r| r.verdict != Verdict::Passed && seen.insert(r.peer))
-            .map(|r| r.peer)
-            .collect()
+        self.results.iter().filter(|r| r.verdict != Verdict::Passed && seen.insert(r.peer)).map(|r| r.peer).collect()
     }
 
     /// `(share, node)` pairs that passed.
@@ -161,12 +157,12 @@ impl<T: Transport> Client<T> {
             slowest = slowest.max(began.elapsed().as_millis() as u64);
             let v = match answer {
                 Err(_) => Verdict::Late,
-                Ok(Ok(Response::Proof(bytes))) => match Proof::decode(&bytes)
-                    .and_then(|p| blackbox_proofs::verify(&challenge, header, &p))
-                {
-                    Ok(()) => Verdict::Passed,
-                    Err(e) => Verdict::BadProof(e.to_string()),
-                },
+                Ok(Ok(Response::Proof(bytes))) => {
+                    match Proof::decode(&bytes).and_then(|p| blackbox_proofs::verify(&challenge, header, &p)) {
+                        Ok(()) => Verdict::Passed,
+                        Err(e) => Verdict::BadProof(e.to_string()),
+                    }
+                }
                 Ok(Ok(_)) => Verdict::BadProof("unexpected response".into()),
                 Ok(Err(ClientError::Node { code: ErrorCode::NotFound, .. })) => Verdict::Missing,
                 Ok(Err(ClientError::Node { code: ErrorCode::Internal, message, .. })) => {

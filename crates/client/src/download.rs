@@ -62,7 +62,17 @@ impl<'a, T: Transport> Fetcher<'a, T> {
     ) -> Self {
         let k = header.params.k();
         candidates.sort_by_key(|(s, _)| (*s as usize) >= k);
-        Self { client, si, header, k, last, candidates, next_candidate: 0, used_shares: HashSet::new(), sources: Vec::new() }
+        Self {
+            client,
+            si,
+            header,
+            k,
+            last,
+            candidates,
+            next_candidate: 0,
+            used_shares: HashSet::new(),
+            sources: Vec::new(),
+        }
     }
 
     /// `k` verified blocks of segment `index` (segments must be asked in increasing order).

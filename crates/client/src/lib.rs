@@ -84,6 +84,14 @@ impl<T: Transport> Client<T> {
         self
     }
 
+    /// The candidates ranked as for a new upload (without the per-file tie-break); empty without
+    /// a ranking.
+    pub fn ranked(&self) -> Vec<rank::Ranked> {
+        self.ranking.as_ref().map_or_else(Vec::new, |r| {
+            rank::rank(r.candidates.clone(), &r.weights, r.max_price, |n| *blake3::hash(&n.peer.to_bytes()).as_bytes())
+        })
+    }
+
     /// The known nodes.
     pub fn nodes(&self) -> &[NodeRef] {
         &self.nodes

@@ -120,7 +120,8 @@ impl<T: Transport> Client<T> {
             if todo.is_empty() {
                 break;
             }
-            let (targets, refusals) = self.allocate(&order, &si, &params, size, opts.lease_secs, &todo, &placed, &mut bad).await;
+            let (targets, refusals) =
+                self.allocate(&order, &si, &params, size, opts.lease_secs, &todo, &placed, &mut bad).await;
             if let Some(e) = refusals.last() {
                 last_error = e.to_string();
             }

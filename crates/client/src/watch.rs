@@ -119,14 +119,7 @@ mod tests {
     #[test]
     fn round_trips_and_updates() {
         let dir = tempfile::tempdir().unwrap();
-        let cap: VerifyCap = blackbox_core::ReadCap {
-            key: [1; 32],
-            root: [2; 32],
-            k: 3,
-            n: 10,
-            size: 5,
-        }
-        .verify_cap();
+        let cap: VerifyCap = blackbox_core::ReadCap { key: [1; 32], root: [2; 32], k: 3, n: 10, size: 5 }.verify_cap();
         let peer = PeerId::random();
         let mut w = WatchList::load(dir.path());
         w.entry(&cap).set_placements(&[(1, peer), (0, peer), (1, peer)]);

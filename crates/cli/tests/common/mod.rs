@@ -223,3 +223,26 @@ pub fn wait_for_upload(net: &Devnet) -> Option<usize> {
     }
     None
 }
+
+impl Devnet {
+    /// Peer id of node `i` (from its `node.info`).
+    pub fn peer_of(&self, i: usize) -> String {
+        let info = std::fs::read_to_string(self.node_dir(i).join("node.info")).expect("node.info");
+        let at = info.find("12D3KooW").expect("peer id in node.info");
+        info[at..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect()
+    }
+
+    /// Replaces `from` by `to` in node `i`'s config (the devnet must be stopped).
+    pub fn edit_node_config(&self, i: usize, from: &str, to: &str) {
+        let path = self.node_dir(i).join("node.toml");
+        let cfg = std::fs::read_to_string(&path).expect("node.toml");
+        assert!(cfg.contains(from), "{from:?} not in {}:\n{cfg}", path.display());
+        std::fs::write(&path, cfg.replace(from, to)).expect("write node.toml");
+    }
+}
+
+/// The line of a report that names the peer `peer` (by the last 6 characters CLI tables show).
+pub fn line_of<'a>(report: &'a str, peer: &str) -> &'a str {
+    let suffix = &peer[peer.len() - 6..];
+    report.lines().find(|l| l.contains(suffix) && l.contains(" on ")).unwrap_or("")
+}
