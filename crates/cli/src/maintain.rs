@@ -101,6 +101,12 @@ fn caps_or_watched(cfg: &ClientConfig, caps: &[String]) -> Result<Vec<VerifyCap>
     list.files.iter().map(|f| f.verify_cap().map_err(anyhow::Error::msg)).collect()
 }
 
+/// A short name for a file in the auditor's log: the start of its verify cap and its size.
+fn label(cap: &VerifyCap) -> String {
+    let text = cap.to_string();
+    format!("{}… ({} bytes)", &text[..text.len().min(30)], cap.size)
+}
+
 fn print_audit(cap: &VerifyCap, report: &AuditReport) {
     println!("file {cap}");
     for r in &report.results {
@@ -299,7 +305,7 @@ async fn pass(cfg: &ClientConfig, c: &Client<Libp2pTransport>) -> Result<(usize,
         let report = match r {
             Ok((report, _)) => report,
             Err(e) => {
-                println!("{}: NOT RECOVERABLE: {e}", short(&file.cap));
+                println!("{}: NOT RECOVERABLE: {e}", label(&cap));
                 continue;
             }
         };
@@ -307,7 +313,7 @@ async fn pass(cfg: &ClientConfig, c: &Client<Libp2pTransport>) -> Result<(usize,
         let failed = report.failed_nodes().len();
         println!(
             "{}: {healthy}/{} shares healthy, {failed} failing node(s){}",
-            short(&file.cap),
+            label(&cap),
             cap.n,
             if healthy < threshold { "; repairing" } else { "" }
         );

@@ -83,9 +83,9 @@ fn audit_catches_corrupt_wrong_share_and_late_answers() {
     put(&net, &f2);
     let (corrupt, other, late) = (net.peer_of(2), net.peer_of(5), net.peer_of(8));
     net.stop();
-    net.edit_node_config(2, "fault_corrupt_every = 0", "fault_corrupt_every = 100");
-    net.edit_node_config(5, "fault_proof_other_share = false", "fault_proof_other_share = true");
-    net.edit_node_config(8, "fault_proof_delay_ms = 0", "fault_proof_delay_ms = 4000");
+    edit_node_config(&dir, 2, "fault_corrupt_every = 0", "fault_corrupt_every = 100");
+    edit_node_config(&dir, 5, "fault_proof_other_share = false", "fault_proof_other_share = true");
+    edit_node_config(&dir, 8, "fault_proof_delay_ms = 0", "fault_proof_delay_ms = 4000");
 
     let net = Devnet::start(&dir, 10, &[]);
     let out = net.run(&["audit", "--deadline", "1.5", &cap]);
@@ -112,7 +112,7 @@ fn expired_leases_are_collected_and_renewed_ones_survive() {
     let net = Devnet::start(&dir, 4, &[]);
     net.stop();
     for i in 0..4 {
-        net.edit_node_config(i, "lease_sweep_secs = 3600", "lease_sweep_secs = 1");
+        edit_node_config(&dir, i, "lease_sweep_secs = 3600", "lease_sweep_secs = 1");
     }
     let client = dir.join("client.toml");
     let text = std::fs::read_to_string(&client).unwrap();

@@ -203,7 +203,8 @@ impl<S: ShareStore> StorageServer<S> {
         }
     }
 
-    fn allocate(&self, from: &PeerId, key: ShareKey, k: u8, n: u8, seg: u32, size: u64, lease: u32) -> Reply {
+    /// Reserves space for one share of a file of `size` bytes coded with `(k, n, segment size)`.
+    fn allocate(&self, from: &PeerId, key: ShareKey, (k, n, seg): (u8, u8, u32), size: u64, lease: u32) -> Reply {
         let params = EncodingParams::new(k as usize, n as usize, seg)
             .map_err(|e| Response::error(ErrorCode::Invalid, e.to_string()))?;
         if key.share as usize >= params.n() {
@@ -439,7 +440,7 @@ impl<S: ShareStore> StorageServer<S> {
         match req {
             Request::Status => Ok(Response::Status(self.status())),
             Request::Allocate { si, share, k, n, segment_size, size, lease_secs } => {
-                self.allocate(from, key(si, share), k, n, segment_size, size, lease_secs)
+                self.allocate(from, key(si, share), (k, n, segment_size), size, lease_secs)
             }
             Request::WriteBlocks { si, share, start, blocks } => {
                 self.write_blocks(from, key(si, share), start, &blocks)

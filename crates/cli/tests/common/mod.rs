@@ -231,14 +231,14 @@ impl Devnet {
         let at = info.find("12D3KooW").expect("peer id in node.info");
         info[at..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect()
     }
+}
 
-    /// Replaces `from` by `to` in node `i`'s config (the devnet must be stopped).
-    pub fn edit_node_config(&self, i: usize, from: &str, to: &str) {
-        let path = self.node_dir(i).join("node.toml");
-        let cfg = std::fs::read_to_string(&path).expect("node.toml");
-        assert!(cfg.contains(from), "{from:?} not in {}:\n{cfg}", path.display());
-        std::fs::write(&path, cfg.replace(from, to)).expect("write node.toml");
-    }
+/// Replaces `from` by `to` in the config of node `i` of the devnet in `dir` (stopped).
+pub fn edit_node_config(dir: &Path, i: usize, from: &str, to: &str) {
+    let path = dir.join(format!("node-{i:02}")).join("node.toml");
+    let cfg = std::fs::read_to_string(&path).expect("node.toml");
+    assert!(cfg.contains(from), "{from:?} not in {}:\n{cfg}", path.display());
+    std::fs::write(&path, cfg.replace(from, to)).expect("write node.toml");
 }
 
 /// The line of a report that names the peer `peer` (by the last 6 characters CLI tables show).
