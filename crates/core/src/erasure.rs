@@ -159,7 +159,7 @@ impl SegmentDecoder {
             }
             if share < k {
                 originals[share] = Some(block);
-            } else if !recovery.iter().any(|&(s, _)| s == share) {
+            } else if !recovery.iter().any(|&(s, _)| s == share - k) {
                 recovery.push((share - k, block));
             }
         }
