@@ -23,7 +23,7 @@ pub const PARAMS_LEN: usize = 1 + 32 + 4 + 8 + 33 + 33 + 4 + 8;
 /// Longest encoded [`ChannelUpdate`] (DER signature ≤ 72 bytes + sighash byte).
 pub const MAX_UPDATE_LEN: usize = 1 + 32 + 4 + 8 + 1 + 73;
 
-fn secp() -> &'static Secp256k1<All> {
+pub(crate) fn secp() -> &'static Secp256k1<All> {
     static S: OnceLock<Secp256k1<All>> = OnceLock::new();
     S.get_or_init(Secp256k1::new)
 }

@@ -12,6 +12,7 @@ pub mod channel;
 pub mod consensus;
 pub mod pricing;
 pub mod script;
+pub mod wallet;
 
 pub use channel::{ChannelId, ChannelParams, ChannelUpdate, PayerChannel, ProviderChannel};
 pub use pricing::{Prices, Usage};

@@ -1,0 +1,172 @@
+//! JSON-RPC client for Bitcoin Core (regtest, testnet or mainnet), also used against the devnet
+//! chain's server, which answers the same calls. One HTTP/1.1 request per connection.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use bitcoin::consensus::encode::{deserialize_hex, serialize_hex};
+use bitcoin::{Address, Amount, Network, OutPoint, Script, ScriptBuf, Transaction, TxOut, Txid};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::{Chain, ChainError, Unspent};
+
+/// Largest response read.
+const MAX_RESPONSE: u64 = 64 << 20;
+
+/// Where and how to reach the node (the `[chain]` section of configs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RpcConfig {
+    /// `host:port` of the JSON-RPC server (e.g. `127.0.0.1:18443` for regtest).
+    pub rpc_addr: String,
+    /// RPC user (`__cookie__` with Bitcoin Core's cookie file).
+    pub rpc_user: String,
+    /// RPC password.
+    pub rpc_password: String,
+    /// `regtest`, `testnet`, `signet` or `bitcoin` (mainnet).
+    pub network: String,
+}
+
+/// A Bitcoin Core JSON-RPC client.
+#[derive(Debug, Clone)]
+pub struct BitcoindRpc {
+    cfg: RpcConfig,
+    network: Network,
+    auth: String,
+    timeout: Duration,
+}
+
+impl BitcoindRpc {
+    /// A client for `cfg`.
+    pub fn new(cfg: RpcConfig) -> Result<Self, ChainError> {
+        let network = cfg
+            .network
+            .parse::<Network>()
+            .map_err(|_| ChainError::Unavailable(format!("unknown network `{}`", cfg.network)))?;
+        let auth = data_encoding::BASE64.encode(format!("{}:{}", cfg.rpc_user, cfg.rpc_password).as_bytes());
+        Ok(Self { cfg, network, auth, timeout: Duration::from_secs(30) })
+    }
+
+    /// The network the node runs.
+    pub fn network(&self) -> Network {
+        self.network
+    }
+
+    /// Calls `method` with `params`; returns `result` or the node's error.
+    pub fn call(&self, method: &str, params: Value) -> Result<Value, ChainError> {
+        let body = json!({"jsonrpc": "1.0", "id": "blackbox", "method": method, "params": params}).to_string();
+        let addr = self
+            .cfg
+            .rpc_addr
+            .to_socket_addrs()
+            .map_err(|e| ChainError::Unavailable(format!("bad rpc address {}: {e}", self.cfg.rpc_addr)))?
+            .next()
+            .ok_or_else(|| ChainError::Unavailable(format!("no address for {}", self.cfg.rpc_addr)))?;
+        let unavailable = |e: std::io::Error| ChainError::Unavailable(format!("{}: {e}", self.cfg.rpc_addr));
+        let mut s = TcpStream::connect_timeout(&addr, self.timeout).map_err(unavailable)?;
+        s.set_read_timeout(Some(self.timeout)).map_err(unavailable)?;
+        let req = format!(
+            "POST / HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+            self.cfg.rpc_addr,
+            self.auth,
+            body.len(),
+            body
+        );
+        s.write_all(req.as_bytes()).map_err(unavailable)?;
+        let mut resp = Vec::new();
+        s.take(MAX_RESPONSE).read_to_end(&mut resp).map_err(unavailable)?;
+        let text = String::from_utf8_lossy(&resp);
+        let status = text.split(' ').nth(1).unwrap_or("");
+        if status == "401" {
+            return Err(ChainError::Unavailable("rpc authentication failed (check user and password)".into()));
+        }
+        let json_body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        let v: Value = serde_json::from_str(json_body)
+            .map_err(|e| ChainError::Unavailable(format!("bad rpc response (HTTP {status}): {e}")))?;
+        if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
+            let code = err.get("code").and_then(Value::as_i64).unwrap_or(0);
+            let msg = err.get("message").and_then(Value::as_str).unwrap_or("unknown error").to_string();
+            // -25/-26/-27: verify errors; -8/-5: bad parameters.
+            return Err(if matches!(code, -25 | -26 | -27 | -22) {
+                ChainError::Rejected(msg)
+            } else {
+                ChainError::Unavailable(format!("{method}: {msg} ({code})"))
+            });
+        }
+        Ok(v.get("result").cloned().unwrap_or(Value::Null))
+    }
+}
+
+fn bad(what: &str) -> ChainError {
+    ChainError::Unavailable(format!("malformed rpc result: {what}"))
+}
+
+/// BTC amounts come as JSON decimals; converted exactly to satoshis.
+pub(crate) fn sats(v: &Value) -> Result<Amount, ChainError> {
+    let btc = v.as_f64().ok_or_else(|| bad("amount"))?;
+    Amount::from_btc(btc).map_err(|_| bad("amount"))
+}
+
+fn script_of(v: &Value) -> Result<ScriptBuf, ChainError> {
+    let hex = v.get("scriptPubKey").and_then(|s| s.get("hex").or(Some(s))).and_then(Value::as_str);
+    ScriptBuf::from_hex(hex.ok_or_else(|| bad("scriptPubKey"))?).map_err(|_| bad("scriptPubKey"))
+}
+
+impl Chain for BitcoindRpc {
+    fn height(&self) -> Result<u32, ChainError> {
+        let h = self.call("getblockcount", json!([]))?;
+        h.as_u64().and_then(|h| u32::try_from(h).ok()).ok_or_else(|| bad("height"))
+    }
+
+    fn broadcast(&self, tx: &Transaction) -> Result<Txid, ChainError> {
+        let r = self.call("sendrawtransaction", json!([serialize_hex(tx)]))?;
+        r.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| bad("txid"))
+    }
+
+    fn utxo(&self, outpoint: &OutPoint) -> Result<Option<Unspent>, ChainError> {
+        let r = self.call("gettxout", json!([outpoint.txid.to_string(), outpoint.vout, true]))?;
+        if r.is_null() {
+            return Ok(None);
+        }
+        let confirmations = r.get("confirmations").and_then(Value::as_u64).unwrap_or(0) as u32;
+        let value = sats(r.get("value").ok_or_else(|| bad("value"))?)?;
+        Ok(Some(Unspent { outpoint: *outpoint, txout: TxOut { value, script_pubkey: script_of(&r)? }, confirmations }))
+    }
+
+    fn unspent(&self, script: &Script) -> Result<Vec<Unspent>, ChainError> {
+        let desc = format!("raw({})", script.to_hex_string());
+        let r = self.call("scantxoutset", json!(["start", [{"desc": desc}]]))?;
+        let tip = r.get("height").and_then(Value::as_u64).unwrap_or(0);
+        let list = r.get("unspents").and_then(Value::as_array).ok_or_else(|| bad("unspents"))?;
+        list.iter()
+            .map(|u| {
+                let txid: Txid =
+                    u.get("txid").and_then(Value::as_str).and_then(|s| s.parse().ok()).ok_or_else(|| bad("txid"))?;
+                let vout = u.get("vout").and_then(Value::as_u64).ok_or_else(|| bad("vout"))? as u32;
+                let height = u.get("height").and_then(Value::as_u64).unwrap_or(tip);
+                let value = sats(u.get("amount").ok_or_else(|| bad("amount"))?)?;
+                Ok(Unspent {
+                    outpoint: OutPoint { txid, vout },
+                    txout: TxOut { value, script_pubkey: script.to_owned() },
+                    confirmations: (tip + 1).saturating_sub(height) as u32,
+                })
+            })
+            .collect()
+    }
+
+    fn mine(&self, blocks: u32, script: &Script) -> Result<(), ChainError> {
+        if self.network == Network::Bitcoin {
+            return Err(ChainError::Unsupported("mining on mainnet".into()));
+        }
+        let addr = Address::from_script(script, self.network).map_err(|_| bad("address for script"))?;
+        self.call("generatetoaddress", json!([blocks, addr.to_string()]))?;
+        Ok(())
+    }
+}
+
+/// Parses a transaction given as hex (for the server and tools).
+pub(crate) fn tx_from_hex(hex: &str) -> Result<Transaction, ChainError> {
+    deserialize_hex(hex).map_err(|e| ChainError::Rejected(format!("TX decode failed: {e}")))
+}
