@@ -10,6 +10,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use blackbox_client::config::ClientPayments;
+use blackbox_client::pay::{load_or_create_wallet_key, PayConfig, Payee, Payments};
 use blackbox_client::rank::Candidate;
 use blackbox_client::reputation::{Reputation, AVOID_BELOW};
 use blackbox_client::{Client, ClientConfig, ClientError, KnownNodes, NodeRef, Ranking, ShareHealth, UploadOptions};
@@ -175,7 +177,38 @@ async fn connect(cfg: &ClientConfig) -> Result<(Client<Libp2pTransport>, Offers)
         })
         .collect();
     let ranking = Ranking { candidates, weights: cfg.weights, max_price: cfg.max_storage_price };
-    Ok((Client::new(transport, usable).with_ranking(ranking), offers))
+    let mut client = Client::new(transport, usable).with_ranking(ranking);
+    if let Some(pc) = &cfg.payments {
+        let payees = offers
+            .iter()
+            .filter_map(|(node, offer)| {
+                let o = &offer.as_ref().ok()?.offer;
+                let key = bitcoin::CompressedPublicKey::from_slice(&o.bitcoin_pubkey).ok()?;
+                let prices = blackbox_payments::Prices {
+                    storage_sat_per_gb_month: o.prices.storage_sat_per_gb_month,
+                    egress_sat_per_gb: o.prices.egress_sat_per_gb,
+                    cpu_sat_per_core_hour: o.prices.cpu_sat_per_core_hour,
+                };
+                Some((node.peer, Payee { prices, key }))
+            })
+            .collect();
+        client = client.with_payments(Payments::new(pay_config(cfg, pc)?, payees));
+    }
+    Ok((client, offers))
+}
+
+/// The payment settings of the client config, with the wallet key.
+pub(crate) fn pay_config(cfg: &ClientConfig, pc: &ClientPayments) -> Result<PayConfig> {
+    let chain = blackbox_chain::BitcoindRpc::new(pc.chain.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(PayConfig {
+        chain: Arc::new(chain),
+        key: load_or_create_wallet_key(&cfg.data_dir).map_err(anyhow::Error::msg)?,
+        dir: cfg.data_dir.join("channels"),
+        capacity: pc.channel_capacity_sat,
+        blocks: pc.channel_blocks,
+        fee: pc.channel_fee_sat,
+        min_confirmations: pc.min_confirmations,
+    })
 }
 
 /// Shows a byte progress bar on stderr while `work` runs, if stderr is a terminal.

@@ -9,10 +9,14 @@ use clap::Args;
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
-use blackbox_client::config::ClientConfig;
+use std::sync::Arc;
+
+use blackbox_chain::{burn_script, Chain, DevChain, RpcConfig, RpcServer};
+use blackbox_client::config::{ClientConfig, ClientPayments};
 use blackbox_net::{Discovery, Libp2pTransport};
 use blackbox_storage_node::config::ByteSize;
 use blackbox_storage_node::config::OfferConfig;
+use blackbox_storage_node::config::PaymentsConfig;
 use blackbox_storage_node::daemon::parse_bootstrap;
 use blackbox_storage_node::daemon::{NodeInfo, INFO_FILE};
 use blackbox_storage_node::NodeConfig;
@@ -37,6 +41,63 @@ pub struct UpArgs {
     /// every node shares 127.0.0.1; 0: none.
     #[arg(long, default_value_t = 0)]
     regions: usize,
+    /// Run without the devnet chain and payments (nodes serve for free).
+    #[arg(long)]
+    no_payments: bool,
+    /// Seconds between devnet blocks.
+    #[arg(long, default_value_t = 1.0)]
+    block_secs: f64,
+    /// Blocks from opening a payment channel to its timeout (the client's refund path); nodes
+    /// close channels 6 blocks before it.
+    #[arg(long, default_value_t = 600)]
+    channel_blocks: u32,
+}
+
+/// The devnet chain: a `DevChain` in `<dir>/chain`, served over JSON-RPC on a port kept across
+/// restarts, mining a block every `block_secs`.
+struct DevnetChain {
+    chain: Arc<DevChain>,
+    _server: RpcServer,
+    rpc: RpcConfig,
+}
+
+const CHAIN_FILE: &str = "rpc.toml";
+
+fn start_chain(root: &Path) -> Result<DevnetChain> {
+    let dir = root.join("chain");
+    let chain = Arc::new(DevChain::open(&dir).map_err(|e| anyhow::anyhow!("devnet chain: {e}"))?);
+    let saved: Option<RpcConfig> =
+        std::fs::read_to_string(dir.join(CHAIN_FILE)).ok().and_then(|t| toml::from_str(&t).ok());
+    let password = saved.as_ref().map(|c| c.rpc_password.clone()).unwrap_or_else(|| {
+        let mut b = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+        data_encoding::HEXLOWER.encode(&b)
+    });
+    let server = saved
+        .as_ref()
+        .and_then(|c| RpcServer::start(chain.clone(), &c.rpc_addr, "devnet", &password).ok())
+        .map_or_else(|| RpcServer::start(chain.clone(), "127.0.0.1:0", "devnet", &password), Ok)
+        .map_err(|e| anyhow::anyhow!("devnet chain rpc: {e}"))?;
+    let rpc = RpcConfig {
+        rpc_addr: server.addr().to_string(),
+        rpc_user: "devnet".into(),
+        rpc_password: password,
+        network: "regtest".into(),
+    };
+    std::fs::write(dir.join(CHAIN_FILE), toml::to_string(&rpc)?).context("cannot write the chain rpc file")?;
+    Ok(DevnetChain { chain, _server: server, rpc })
+}
+
+/// Gives the client's wallet spendable devnet coins (101 blocks to its address) if it has none.
+fn fund_wallet(chain: &DevChain, client_data: &Path) -> Result<()> {
+    let key = blackbox_client::pay::load_or_create_wallet_key(client_data).map_err(anyhow::Error::msg)?;
+    let script = blackbox_payments::wallet::receive_script(&key);
+    if chain.unspent(&script).map_err(|e| anyhow::anyhow!("{e}"))?.is_empty() {
+        // 120 blocks: 21 coins of 50 BTC are mature at once, so many channels can open in parallel.
+        chain.mine(120, &script).map_err(|e| anyhow::anyhow!("{e}"))?;
+        info!("funded the client wallet with devnet coins");
+    }
+    Ok(())
 }
 
 impl UpArgs {
@@ -64,10 +125,25 @@ fn node_dir(root: &Path, i: usize) -> PathBuf {
 
 /// Writes `node.toml` for a new node (the OS picks its port on first start; `pin_ports` then
 /// records it); keeps an existing one so restarts reuse ports and data.
-fn ensure_node_config(dir: &Path, quota: ByteSize, bootstrap: Option<&str>, offer: OfferConfig) -> Result<PathBuf> {
+fn ensure_node_config(
+    dir: &Path,
+    quota: ByteSize,
+    bootstrap: Option<&str>,
+    offer: OfferConfig,
+    payments: &Option<PaymentsConfig>,
+) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join("node.toml");
-    if !path.exists() {
+    if path.exists() {
+        // The devnet owns the payments section: point it at this run's chain.
+        let mut cfg = NodeConfig::load(&path).map_err(anyhow::Error::msg)?;
+        if cfg.payments.as_ref().map(|p| &p.chain) != payments.as_ref().map(|p| &p.chain) {
+            cfg.payments = payments.clone();
+            cfg.data_dir = PathBuf::from(".");
+            std::fs::write(&path, toml::to_string(&cfg)?)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    } else {
         let cfg = NodeConfig {
             data_dir: PathBuf::from("."),
             listen: ANY_PORT.into(),
@@ -75,6 +151,7 @@ fn ensure_node_config(dir: &Path, quota: ByteSize, bootstrap: Option<&str>, offe
             offer,
             quota,
             threads: 1,
+            payments: payments.clone(),
             ..NodeConfig::default()
         };
         std::fs::write(&path, toml::to_string(&cfg)?).with_context(|| format!("cannot write {}", path.display()))?;
@@ -133,10 +210,29 @@ pub async fn up(args: UpArgs) -> Result<ExitCode> {
     }
     let root = args.dir.clone();
     std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    let chain = if args.no_payments { None } else { Some(start_chain(&root)?) };
+    let node_payments = chain.as_ref().map(|c| PaymentsConfig {
+        min_confirmations: 1,
+        min_timeout_blocks: 12,
+        close_margin_blocks: 6,
+        close_all_on_shutdown: false,
+        chain: c.rpc.clone(),
+    });
+    let _miner = chain.as_ref().map(|c| {
+        let (chain, every) = (c.chain.clone(), Duration::from_secs_f64(args.block_secs.clamp(0.05, 3600.0)));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let chain = chain.clone();
+                let _ = tokio::task::spawn_blocking(move || chain.mine(1, &burn_script())).await;
+            }
+        })
+    });
     let exe = std::env::current_exe().context("cannot find the blackbox executable")?;
     // Node 0 starts the DHT; every other node knows only node 0.
     let first_dir = node_dir(&root, 0);
-    let first_config = ensure_node_config(&first_dir, args.quota, None, args.offer(0))?;
+    let first_config = ensure_node_config(&first_dir, args.quota, None, args.offer(0), &node_payments)?;
     let child = spawn_node(&exe, &first_dir, &first_config, 0)?;
     let mut procs = vec![NodeProc { dir: first_dir, child, alive: true }];
     let first = match wait_ready(&mut procs).await {
@@ -150,7 +246,7 @@ pub async fn up(args: UpArgs) -> Result<ExitCode> {
     let bootstrap = format!("{first_addr}/p2p/{}", first.peer_id);
     for i in 1..args.nodes {
         let dir = node_dir(&root, i);
-        let config = ensure_node_config(&dir, args.quota, Some(&bootstrap), args.offer(i))?;
+        let config = ensure_node_config(&dir, args.quota, Some(&bootstrap), args.offer(i), &node_payments)?;
         let child = spawn_node(&exe, &dir, &config, i)?;
         procs.push(NodeProc { dir, child, alive: true });
     }
@@ -171,6 +267,17 @@ pub async fn up(args: UpArgs) -> Result<ExitCode> {
     client.bootstrap = vec![bootstrap];
     client.nodes = Vec::new();
     client.data_dir = PathBuf::from("client-data");
+    if let Some(c) = &chain {
+        let keep = client.payments.clone();
+        client.payments = Some(ClientPayments {
+            chain: c.rpc.clone(),
+            channel_blocks: args.channel_blocks,
+            ..keep.unwrap_or_default()
+        });
+        fund_wallet(&c.chain, &root.join("client-data"))?;
+    } else {
+        client.payments = None;
+    }
     std::fs::write(&client_path, toml::to_string(&client)?)
         .with_context(|| format!("cannot write {}", client_path.display()))?;
     let abs = std::fs::canonicalize(&client_path).unwrap_or(client_path);

@@ -4,6 +4,7 @@ mod bench;
 mod commands;
 mod devnet;
 mod maintain;
+mod money;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -61,6 +62,10 @@ enum Command {
         #[command(subcommand)]
         action: maintain::AuditorAction,
     },
+    /// The payment wallet: address, balance and channels; `--refund` reclaims timed-out channels.
+    Wallet(money::WalletArgs),
+    /// Lease CPU cores of a node (billed per core-second at its signed price).
+    CpuLease(money::CpuLeaseArgs),
     /// Measure throughput.
     Bench {
         #[command(subcommand)]
@@ -72,6 +77,8 @@ enum Command {
 enum NodeAction {
     /// Run the node in the foreground until SIGINT/SIGTERM (config from --config).
     Run,
+    /// What the node billed and received on each payment channel (config from --config).
+    Earnings,
 }
 
 #[derive(Subcommand)]
@@ -156,6 +163,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             blackbox_storage_node::daemon::run(cfg).await.map_err(anyhow::Error::msg)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Node { action: NodeAction::Earnings } => money::earnings(config).await,
         Command::Devnet { action: DevnetAction::Up(args) } => devnet::up(args).await,
         Command::Put(args) => commands::put(config, args).await,
         Command::Get(args) => commands::get(config, args).await,
@@ -165,6 +173,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Renew(args) => maintain::renew(config, args).await,
         Command::Repair(args) => maintain::repair(config, args).await,
         Command::Auditor { action } => maintain::auditor(config, action).await,
+        Command::Wallet(args) => money::wallet(config, args).await,
+        Command::CpuLease(args) => money::cpu_lease(config, args).await,
         Command::Bench { action } => bench::run(config, action).await,
     }
 }

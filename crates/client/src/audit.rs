@@ -193,7 +193,17 @@ impl<T: Transport> Client<T> {
         if nodes.is_empty() {
             return Err(self.not_enough(cap.k as usize, 0, &holders));
         }
-        let asks = nodes.iter().map(|n| async move { (n.peer, self.call(n, Request::Renew { si, lease_secs }).await) });
+        // Renewal buys a new lease period: billed like the first one, per share held.
+        let header = self.fetch_header(cap, &holders).await?;
+        let layout = header.layout();
+        let holders = &holders;
+        let asks = nodes.iter().map(|n| async move {
+            let held = holders.found.iter().filter(|(_, m)| m.peer == n.peer).count();
+            let lease = if lease_secs == 0 { 31 * 86_400 } else { u64::from(lease_secs) };
+            let rent =
+                (0..held).fold(blackbox_payments::Usage::default(), |u, _| u.with_storage(layout.share_len(), lease));
+            (n.peer, self.call_billed(n, Request::Renew { si, lease_secs }, rent).await)
+        });
         let mut out = Vec::new();
         for (peer, r) in futures::future::join_all(asks).await {
             match r {

@@ -44,8 +44,43 @@ pub struct ClientConfig {
     pub lease_secs: u32,
     /// The auditor's schedule and thresholds.
     pub audit: AuditConfig,
+    /// Payment channels (`[payments]`): with it, nodes that bill are paid at their signed prices.
+    pub payments: Option<ClientPayments>,
     /// Storage nodes to use directly (without discovery).
     pub nodes: Vec<NodeEntry>,
+}
+
+/// The `[payments]` section of the client config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientPayments {
+    /// Satoshis locked in each channel.
+    pub channel_capacity_sat: u64,
+    /// Blocks from opening a channel to its timeout.
+    pub channel_blocks: u32,
+    /// Fee of each channel's commitment and refund transactions.
+    pub channel_fee_sat: u64,
+    /// Confirmations to wait for before using a new channel.
+    pub min_confirmations: u32,
+    /// The bitcoin node (`[payments.chain]`).
+    pub chain: blackbox_chain::RpcConfig,
+}
+
+impl Default for ClientPayments {
+    fn default() -> Self {
+        Self {
+            channel_capacity_sat: 1_000_000,
+            channel_blocks: 1008,
+            channel_fee_sat: 1_000,
+            min_confirmations: 1,
+            chain: blackbox_chain::RpcConfig {
+                rpc_addr: "127.0.0.1:18443".into(),
+                rpc_user: String::new(),
+                rpc_password: String::new(),
+                network: "regtest".into(),
+            },
+        }
+    }
 }
 
 /// The `[audit]` section: how `auditor run` looks after the watched files.
@@ -88,6 +123,7 @@ impl Default for ClientConfig {
             weights: crate::rank::Weights::default(),
             lease_secs: 31 * 86_400,
             audit: AuditConfig::default(),
+            payments: None,
             nodes: Vec::new(),
         }
     }

@@ -13,7 +13,7 @@ use blackbox_net::wire::{MAX_LEAVES, MAX_MESSAGE};
 use blackbox_net::{Request, Response, Transport};
 
 use crate::reputation::Outcome;
-use crate::{call, Client, ClientError, NodeRef};
+use crate::{Client, ClientError, NodeRef};
 
 /// Read requests in flight per share.
 const READS_IN_FLIGHT: usize = 4;
@@ -123,6 +123,10 @@ impl<'a, T: Transport> Fetcher<'a, T> {
                         warn!(share = src.share, peer = %src.node.peer, segment = index, "bad block; switching share");
                         client.note(src.node.peer, Outcome::BadData);
                         failed.push(i);
+                    }
+                    Some(Err(e @ ClientError::Node { code: blackbox_net::ErrorCode::PaymentRequired, .. })) => {
+                        // Every node bills the same way: switching would not help.
+                        return Err(e);
                     }
                     Some(Err(e)) => {
                         warn!(share = src.share, peer = %src.node.peer, error = %e, "read failed; switching share");
@@ -282,12 +286,15 @@ impl<T: Transport> Client<T> {
         let (tx, rx) = mpsc::channel(BLOCKS_BUFFERED);
         let per_request = ((MAX_MESSAGE / 2) / layout.block_len(0)).max(1) as u64;
         let transport = self.transport.clone();
+        let payments = self.payments.clone();
+        let layout = *layout;
         tokio::spawn(async move {
             let starts = (from..=to).step_by(per_request as usize);
             let mut reads = futures::stream::iter(starts)
                 .map(|start| {
                     let count = per_request.min(to + 1 - start);
-                    read_range(&transport, &node, si, share, start, count).map(move |r| (start, r))
+                    read_range(&transport, payments.as_deref(), &layout, &node, si, share, start, count)
+                        .map(move |r| (start, r))
                 })
                 .buffered(READS_IN_FLIGHT);
             while let Some((start, r)) = reads.next().await {
@@ -311,8 +318,11 @@ impl<T: Transport> Client<T> {
 
 /// Reads blocks `start..start+count` of a share, asking again for the rest if a node answers with
 /// fewer blocks than asked (nodes cap replies at the message size).
+#[allow(clippy::too_many_arguments)]
 async fn read_range<T: Transport>(
     transport: &T,
+    payments: Option<&crate::pay::Payments>,
+    layout: &FileLayout,
     node: &NodeRef,
     si: [u8; 32],
     share: u8,
@@ -323,7 +333,11 @@ async fn read_range<T: Transport>(
     while (blocks.len() as u64) < count {
         let at = start + blocks.len() as u64;
         let left = (count - blocks.len() as u64) as u32;
-        match call(transport, node, Request::ReadBlocks { si, share, start: at, count: left }).await? {
+        // Egress is billed per byte served; the reader asks only for what fits one reply.
+        let bytes: u64 = (at..at + u64::from(left)).map(|i| layout.block_len(i) as u64).sum();
+        let delta = blackbox_payments::Usage::default().with_egress(bytes);
+        let req = Request::ReadBlocks { si, share, start: at, count: left };
+        match crate::call_billed(transport, payments, node, req, delta).await? {
             Response::Blocks(b) if !b.is_empty() && b.len() as u64 <= left as u64 => blocks.extend(b),
             other => return Err(ClientError::unexpected(node, &other)),
         }

@@ -11,6 +11,7 @@ mod download;
 mod error;
 mod happiness;
 mod known;
+pub mod pay;
 pub mod rank;
 mod repair;
 pub mod reputation;
@@ -60,12 +61,21 @@ pub struct Client<T> {
     outcomes: std::sync::Mutex<Vec<(PeerId, reputation::Outcome)>>,
     /// How long to wait for a node to answer a listing or status request.
     pub query_timeout: Duration,
+    /// Payment channels to the nodes that bill; `None`: nothing is paid.
+    payments: Option<std::sync::Arc<pay::Payments>>,
 }
 
 impl<T: Transport> Client<T> {
     /// A client that will use `nodes` through `transport`.
     pub fn new(transport: T, nodes: Vec<NodeRef>) -> Self {
-        Self { transport, nodes, ranking: None, outcomes: Default::default(), query_timeout: Duration::from_secs(10) }
+        Self {
+            transport,
+            nodes,
+            ranking: None,
+            outcomes: Default::default(),
+            query_timeout: Duration::from_secs(10),
+            payments: None,
+        }
     }
 
     /// Notes an outcome with a node.
@@ -76,6 +86,31 @@ impl<T: Transport> Client<T> {
     /// Takes the outcomes noted so far (to feed a [`reputation::Reputation`]).
     pub fn take_outcomes(&self) -> Vec<(PeerId, reputation::Outcome)> {
         std::mem::take(&mut *self.outcomes.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Pays nodes that bill through payment channels.
+    pub fn with_payments(mut self, payments: pay::Payments) -> Self {
+        self.payments = Some(std::sync::Arc::new(payments));
+        self
+    }
+
+    /// Sends a billed request with a channel update covering `delta` at the node's prices.
+    pub(crate) async fn call_billed(
+        &self,
+        node: &NodeRef,
+        req: Request,
+        delta: blackbox_payments::Usage,
+    ) -> Result<Response, ClientError> {
+        call_billed(&self.transport, self.payments.as_deref(), node, req, delta).await
+    }
+
+    /// Leases `cores` CPU cores of a node for `secs` seconds, paid at its signed price.
+    pub async fn lease_cpu(&self, node: &NodeRef, cores: u32, secs: u32) -> Result<(), ClientError> {
+        let delta = blackbox_payments::Usage::default().with_cpu(u64::from(cores) * u64::from(secs));
+        match self.call_billed(node, Request::LeaseCpu { cores, secs }, delta).await? {
+            Response::Ok => Ok(()),
+            other => Err(ClientError::unexpected(node, &other)),
+        }
     }
 
     /// Places shares by ranking these candidates instead of a plain permuted order.
@@ -136,6 +171,28 @@ impl<T: Transport> Client<T> {
             (n.clone(), offer)
         });
         futures::future::join_all(asks).await
+    }
+}
+
+/// Sends `req`, wrapped with a payment for `delta` when the node is paid.
+async fn call_billed<T: Transport>(
+    transport: &T,
+    payments: Option<&pay::Payments>,
+    node: &NodeRef,
+    req: Request,
+    delta: blackbox_payments::Usage,
+) -> Result<Response, ClientError> {
+    let update = match payments {
+        Some(p) => p.pay(transport, node, delta).await?,
+        None => None,
+    };
+    let Some(update) = update else { return call(transport, node, req).await };
+    match call(transport, node, Request::Paid { update, inner: Box::new(req) }).await {
+        // We paid what the node's signed prices make this cost; asking more is overbilling.
+        Err(ClientError::Node { code: ErrorCode::PaymentRequired, message, .. }) => {
+            Err(ClientError::Invalid(format!("node {} asks more than its signed prices allow: {message}", node.peer)))
+        }
+        other => other,
     }
 }
 

@@ -117,6 +117,7 @@ impl<T: Transport> Client<T> {
             }
         }
         let header_bytes = Bytes::from(header.encode());
+        let rent = crate::upload::storage_rent(&layout, lease_secs);
         for (share, node, tx, task) in workers {
             drop(tx);
             let sent = match task.await {
@@ -124,7 +125,10 @@ impl<T: Transport> Client<T> {
                 Err(e) => Err(ClientError::Invalid(format!("sender crashed: {e}"))),
             };
             let committed = match sent {
-                Ok(()) => match self.call(&node, Request::Commit { si, share, header: header_bytes.clone() }).await {
+                Ok(()) => match self
+                    .call_billed(&node, Request::Commit { si, share, header: header_bytes.clone() }, rent)
+                    .await
+                {
                     Ok(Response::Ok) => Ok(()),
                     Ok(other) => Err(ClientError::unexpected(&node, &other)),
                     Err(e) => Err(e),

@@ -136,7 +136,7 @@ impl<T: Transport> Client<T> {
                 break;
             }
             let counter = if pass == 0 { Some(progress.clone()) } else { None };
-            let p = self.stream_pass(open.clone(), key, si, params, size, need_data, counter).await?;
+            let p = self.stream_pass(open.clone(), key, si, params, size, opts.lease_secs, need_data, counter).await?;
             for (share, node, err) in &p.failed {
                 warn!(share, peer = %node.peer, error = %err, "share upload failed; will place it elsewhere");
                 self.note(node.peer, Outcome::Failed);
@@ -161,7 +161,7 @@ impl<T: Transport> Client<T> {
         let cap = match result {
             Some(cap) => cap,
             // Every share was already stored (same key uploaded before): re-derive the cap.
-            None => self.stream_pass(open, key, si, params, size, Vec::new(), None).await?.cap,
+            None => self.stream_pass(open, key, si, params, size, opts.lease_secs, Vec::new(), None).await?.cap,
         };
         info!(happiness, shares = placed.len(), "upload complete");
         Ok(UploadReport { cap, placements: placed.iter().map(|(s, n)| (*s, n.peer)).collect(), happiness, ranking })
@@ -278,6 +278,7 @@ impl<T: Transport> Client<T> {
         si: StorageIndex,
         params: EncodingParams,
         size: u64,
+        lease_secs: u32,
         targets: Vec<(u8, NodeRef)>,
         progress: Option<Arc<AtomicU64>>,
     ) -> Result<Pass, ClientError>
@@ -342,10 +343,11 @@ impl<T: Transport> Client<T> {
             }
         }
         let header_bytes = Bytes::from(header.encode());
+        let rent = storage_rent(&header.layout(), lease_secs);
         let commits = sent.into_iter().map(|(share, node)| {
             let req = Request::Commit { si, share, header: header_bytes.clone() };
             async move {
-                let r = self.call(&node, req).await;
+                let r = self.call_billed(&node, req, rent).await;
                 (share, node, r)
             }
         });
@@ -406,6 +408,13 @@ pub(crate) async fn write_share<T: Transport>(
         }
     }
     Ok(())
+}
+
+/// What storing one share of `layout` costs in byte-seconds for a lease of `lease_secs` (0: the
+/// nodes' default of 31 days).
+pub(crate) fn storage_rent(layout: &FileLayout, lease_secs: u32) -> blackbox_payments::Usage {
+    let lease = if lease_secs == 0 { 31 * 86_400 } else { u64::from(lease_secs) };
+    blackbox_payments::Usage::default().with_storage(layout.share_len(), lease)
 }
 
 fn to_pairs(placed: &[(u8, NodeRef)]) -> Vec<(u8, PeerId)> {

@@ -77,6 +77,17 @@ impl Reader {
         let len = self.u32()? as usize;
         self.take(len)
     }
+    /// A byte string of at most `max` bytes.
+    pub(crate) fn bounded(&mut self, max: u32) -> Result<Bytes, WireError> {
+        let len = self.count(max)? as usize;
+        self.take(len)
+    }
+    /// Everything not read yet.
+    pub(crate) fn rest(&mut self) -> Bytes {
+        let out = self.buf.slice(self.pos..);
+        self.pos = self.buf.len();
+        out
+    }
     pub(crate) fn count(&mut self, max: u32) -> Result<u32, WireError> {
         let c = self.u32()?;
         if c > max {

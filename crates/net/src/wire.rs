@@ -19,6 +19,8 @@ pub const MAX_LEAVES: u32 = 16 * 1024;
 pub const MAX_BLOCKS: u32 = 64;
 /// Longest error message carried.
 pub const MAX_ERROR_TEXT: usize = 1024;
+/// Longest encoded channel parameters or update carried.
+pub const MAX_PAYMENT_FIELD: u32 = 256;
 
 /// 32-byte storage index of a file.
 pub type Si = [u8; 32];
@@ -51,6 +53,15 @@ pub enum Request {
     Challenge { si: Si, share: u8, nonce: [u8; 32], count: u16 },
     /// Extend the leases of every share of `si` the node holds to `lease_secs` from now.
     Renew { si: Si, lease_secs: u32 },
+    /// Open a payment channel (encoded `blackbox_payments::ChannelParams`) funded on chain.
+    OpenChannel { params: Bytes },
+    /// `inner`, paid for by a channel update (encoded `blackbox_payments::ChannelUpdate`) that
+    /// raises the cumulative payment to at least what the node may bill for it.
+    Paid { update: Bytes, inner: Box<Request> },
+    /// The node's view of a channel (funding txid and output index): what it accepted and billed.
+    ChannelStatus { txid: [u8; 32], vout: u32 },
+    /// Lease `cores` CPU cores for `secs` seconds (billed per core-second).
+    LeaseCpu { cores: u32, secs: u32 },
 }
 
 /// Node counters reported by [`Request::Status`].
@@ -79,6 +90,8 @@ pub enum ErrorCode {
     Invalid,
     /// The node failed internally (disk error).
     Internal,
+    /// The request must be paid for through a payment channel first.
+    PaymentRequired,
 }
 
 impl ErrorCode {
@@ -89,6 +102,7 @@ impl ErrorCode {
             Self::QuotaExceeded => 3,
             Self::Invalid => 4,
             Self::Internal => 5,
+            Self::PaymentRequired => 6,
         }
     }
 
@@ -99,6 +113,7 @@ impl ErrorCode {
             3 => Self::QuotaExceeded,
             4 => Self::Invalid,
             5 => Self::Internal,
+            6 => Self::PaymentRequired,
             _ => return Err(WireError::UnknownKind(b)),
         })
     }
@@ -129,6 +144,8 @@ pub enum Response {
     Proof(Bytes),
     /// Leases renewed: how many shares, and their new expiry (Unix seconds).
     Renewed { shares: u32, expires: u64 },
+    /// A channel's state at the node: cumulative satoshis accepted and billed.
+    Channel { paid: u64, owed: u64 },
 }
 
 impl Response {
@@ -256,6 +273,28 @@ impl Request {
                 w.raw(si).u32(*lease_secs);
                 w
             }
+            Request::OpenChannel { params } => {
+                let mut w = Writer::new(12);
+                w.bytes(params);
+                w
+            }
+            Request::Paid { update, inner } => {
+                let mut w = Writer::new(13);
+                w.bytes(update);
+                let mut parts = vec![Bytes::from(w.0)];
+                parts.extend(inner.encode_parts());
+                return parts;
+            }
+            Request::ChannelStatus { txid, vout } => {
+                let mut w = Writer::new(14);
+                w.raw(txid).u32(*vout);
+                w
+            }
+            Request::LeaseCpu { cores, secs } => {
+                let mut w = Writer::new(15);
+                w.u32(*cores).u32(*secs);
+                w
+            }
         };
         vec![Bytes::from(w.0)]
     }
@@ -292,10 +331,26 @@ impl Request {
             9 => Request::GetOffer,
             10 => Request::Challenge { si: r.array()?, share: r.u8()?, nonce: r.array()?, count: r.u16()? },
             11 => Request::Renew { si: r.array()?, lease_secs: r.u32()? },
+            12 => Request::OpenChannel { params: r.bounded(MAX_PAYMENT_FIELD)? },
+            13 => {
+                let update = r.bounded(MAX_PAYMENT_FIELD)?;
+                let inner = Request::decode_inner(r.rest())?;
+                if matches!(inner, Request::Paid { .. }) {
+                    return Err(WireError::UnknownKind(13));
+                }
+                return Ok(Request::Paid { update, inner: Box::new(inner) });
+            }
+            14 => Request::ChannelStatus { txid: r.array()?, vout: r.u32()? },
+            15 => Request::LeaseCpu { cores: r.u32()?, secs: r.u32()? },
             other => return Err(WireError::UnknownKind(other)),
         };
         r.finish()?;
         Ok(req)
+    }
+
+    /// Decodes a request nested in a `Paid` envelope (the rest of the payload after the update).
+    fn decode_inner(rest: Bytes) -> Result<Self, WireError> {
+        Request::decode(rest)
     }
 }
 
@@ -360,6 +415,11 @@ impl Response {
                 w.u32(*shares).u64(*expires);
                 w
             }
+            Response::Channel { paid, owed } => {
+                let mut w = Writer::new(11);
+                w.u64(*paid).u64(*owed);
+                w
+            }
         };
         w.0
     }
@@ -405,6 +465,7 @@ impl Response {
             8 => Response::Offer(r.bytes()?),
             9 => Response::Proof(r.bytes()?),
             10 => Response::Renewed { shares: r.u32()?, expires: r.u64()? },
+            11 => Response::Channel { paid: r.u64()?, owed: r.u64()? },
             other => return Err(WireError::UnknownKind(other)),
         };
         r.finish()?;
@@ -465,6 +526,15 @@ mod tests {
             (si, any::<u8>(), any::<[u8; 32]>(), any::<u16>())
                 .prop_map(|(si, share, nonce, count)| Request::Challenge { si, share, nonce, count }),
             (si, any::<u32>()).prop_map(|(si, lease_secs)| Request::Renew { si, lease_secs }),
+            proptest::collection::vec(any::<u8>(), 0..200).prop_map(|p| Request::OpenChannel { params: p.into() }),
+            (proptest::collection::vec(any::<u8>(), 0..120), si, any::<u8>()).prop_map(|(u, si, share)| {
+                Request::Paid {
+                    update: u.into(),
+                    inner: Box::new(Request::ReadBlocks { si, share, start: 1, count: 2 }),
+                }
+            }),
+            (any::<[u8; 32]>(), any::<u32>()).prop_map(|(txid, vout)| Request::ChannelStatus { txid, vout }),
+            (any::<u32>(), any::<u32>()).prop_map(|(cores, secs)| Request::LeaseCpu { cores, secs }),
             (
                 si,
                 any::<u8>(),
@@ -515,6 +585,7 @@ mod tests {
             proptest::collection::vec(any::<u8>(), 0..300).prop_map(|o| Response::Offer(o.into())),
             proptest::collection::vec(any::<u8>(), 0..300).prop_map(|p| Response::Proof(p.into())),
             (any::<u32>(), any::<u64>()).prop_map(|(shares, expires)| Response::Renewed { shares, expires }),
+            (any::<u64>(), any::<u64>()).prop_map(|(paid, owed)| Response::Channel { paid, owed }),
         ]
     }
 

@@ -95,6 +95,9 @@ pub struct NodeConfig {
     pub lease_max_secs: u64,
     /// Seconds between sweeps that delete shares whose lease expired.
     pub lease_sweep_secs: u64,
+    /// Payment channels: with this section the node bills storage, egress and CPU at its offer's
+    /// prices; without it, it serves for free.
+    pub payments: Option<PaymentsConfig>,
     /// TEST ONLY: flip bytes in every block the node serves, to exercise clients' defences.
     pub fault_corrupt_reads: bool,
     /// TEST ONLY: corrupt every block whose index is a multiple of this (100 = 1% of blocks) in
@@ -104,6 +107,36 @@ pub struct NodeConfig {
     pub fault_proof_other_share: bool,
     /// TEST ONLY: delay every challenge answer by this many milliseconds.
     pub fault_proof_delay_ms: u64,
+}
+
+/// The `[payments]` section of the node config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentsConfig {
+    /// Confirmations a channel's funding output needs before it is used.
+    #[serde(default = "one")]
+    pub min_confirmations: u32,
+    /// A new channel must stay open at least this many blocks.
+    #[serde(default = "twelve")]
+    pub min_timeout_blocks: u32,
+    /// Close a channel this many blocks before its timeout.
+    #[serde(default = "six")]
+    pub close_margin_blocks: u32,
+    /// Close every paid channel at shutdown (default: only those near their timeout).
+    #[serde(default)]
+    pub close_all_on_shutdown: bool,
+    /// The bitcoin node to use (`[payments.chain]`).
+    pub chain: blackbox_chain::RpcConfig,
+}
+
+fn one() -> u32 {
+    1
+}
+fn six() -> u32 {
+    6
+}
+fn twelve() -> u32 {
+    12
 }
 
 /// The `[offer]` section of the node config.
@@ -184,6 +217,7 @@ impl Default for NodeConfig {
             lease_default_secs: 31 * 86_400,
             lease_max_secs: 366 * 86_400,
             lease_sweep_secs: 3600,
+            payments: None,
             fault_corrupt_reads: false,
             fault_corrupt_every: 0,
             fault_proof_other_share: false,

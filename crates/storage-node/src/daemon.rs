@@ -11,7 +11,9 @@ use blackbox_net::multiaddr::Protocol;
 use blackbox_net::offer::{Offer, Prices, Resources, SignedOffer, MAX_VALIDITY_SECS};
 use blackbox_net::{serve_with, Discovery, Keypair, Multiaddr, PeerId};
 
+use crate::billing::{Billing, BillingConfig};
 use crate::{DiskStore, Faults, LeasePolicy, NodeConfig, ShareStore, StorageServer};
+use blackbox_payments::Prices as ChannelPrices;
 
 /// What a running node writes to `node.info` in its data dir, so tools can find it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,13 +67,17 @@ pub fn load_or_create_identity(dir: &Path) -> Result<Keypair, String> {
 /// Loads the node's secp256k1 payment key (created on first start); returns its compressed
 /// public key, which offers carry so clients can pay the node.
 pub fn load_or_create_payment_key(dir: &Path) -> Result<[u8; 33], String> {
+    let secret = load_payment_secret(dir)?;
+    Ok(secp256k1::PublicKey::from_secret_key(&secp256k1::Secp256k1::signing_only(), &secret).serialize())
+}
+
+/// The node's payment secret key (created on first use); it signs channel closes.
+pub fn load_payment_secret(dir: &Path) -> Result<secp256k1::SecretKey, String> {
     let path = dir.join(PAYMENT_KEY_FILE);
     let bytes = load_or_create_secret(&path, || {
         Ok(secp256k1::SecretKey::new(&mut secp256k1::rand::thread_rng()).secret_bytes().to_vec())
     })?;
-    let secret = secp256k1::SecretKey::from_slice(&bytes)
-        .map_err(|e| format!("payment key {} is unreadable: {e}", path.display()))?;
-    Ok(secp256k1::PublicKey::from_secret_key(&secp256k1::Secp256k1::signing_only(), &secret).serialize())
+    secp256k1::SecretKey::from_slice(&bytes).map_err(|e| format!("payment key {} is unreadable: {e}", path.display()))
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
@@ -138,6 +144,28 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
             .map_err(|e| e.to_string())?
             .with_leases(LeasePolicy { default_secs: cfg.lease_default_secs, max_secs: cfg.lease_max_secs }),
     );
+    let (server, billing) = match &cfg.payments {
+        Some(pc) => {
+            let chain = blackbox_chain::BitcoindRpc::new(pc.chain.clone()).map_err(|e| e.to_string())?;
+            let billing = Arc::new(Billing::open(BillingConfig {
+                prices: ChannelPrices {
+                    storage_sat_per_gb_month: cfg.offer.storage_sat_per_gb_month,
+                    egress_sat_per_gb: cfg.offer.egress_sat_per_gb,
+                    cpu_sat_per_core_hour: cfg.offer.cpu_sat_per_core_hour,
+                },
+                key: load_payment_secret(&dir)?,
+                chain: Arc::new(chain),
+                min_confirmations: pc.min_confirmations,
+                min_timeout_blocks: pc.min_timeout_blocks,
+                close_margin_blocks: pc.close_margin_blocks,
+                dir: dir.join("channels"),
+            })?);
+            info!(chain = %pc.chain.rpc_addr, "payments on: storage, egress and CPU are billed through channels");
+            let server = Arc::try_unwrap(server).map_err(|_| "server shared too early".to_string())?;
+            (Arc::new(server.with_billing(billing.clone())), Some(billing))
+        }
+        None => (server, None),
+    };
     server.set_offer(offer.encode().into());
     let faults = Faults {
         corrupt_every: if cfg.fault_corrupt_reads { 1 } else { cfg.fault_corrupt_every },
@@ -186,6 +214,22 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
             }
         })
     };
+    let closer = billing.clone().map(|b| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                let b = b.clone();
+                let _ = tokio::task::spawn_blocking(move || match b.chain().height() {
+                    Ok(h) => {
+                        b.close_due(h, b.close_margin());
+                    }
+                    Err(e) => warn!(error = %e, "chain unavailable; cannot check channel timeouts"),
+                })
+                .await;
+            }
+        })
+    });
     let refresher = {
         let (server, cfg) = (server.clone(), cfg.clone());
         let every = Duration::from_secs((cfg.offer.validity_secs.clamp(60, MAX_VALIDITY_SECS) / 2).max(10));
@@ -206,7 +250,22 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     sweeper.abort();
     collector.abort();
     refresher.abort();
+    if let Some(c) = closer {
+        c.abort();
+    }
     handle.stop().await;
+    if let (Some(b), Some(pc)) = (billing, &cfg.payments) {
+        // Channels that would time out before we are likely back are closed now.
+        let margin = if pc.close_all_on_shutdown { u32::MAX } else { pc.close_margin_blocks.saturating_mul(4) };
+        let _ = tokio::task::spawn_blocking(move || match b.chain().height() {
+            Ok(h) => {
+                let closed = b.close_due(h, margin);
+                info!(count = closed.len(), "channels closed at shutdown");
+            }
+            Err(e) => warn!(error = %e, "chain unavailable at shutdown; channels stay open"),
+        })
+        .await;
+    }
     if let Err(e) = server.store().flush() {
         warn!(error = %e, "flush on shutdown failed");
     }

@@ -3,6 +3,7 @@
 //! [`StorageServer`] holds the logic (allocation, quota, verification of every block and of the
 //! share root at commit) and is callable without libp2p; [`daemon`] runs it on the network.
 
+pub mod billing;
 pub mod config;
 pub mod daemon;
 mod disk;

@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use blackbox_core::{hashtree, EncodingParams, FileLayout, Hash, ShareHeader};
 use blackbox_net::wire::{Si, MAX_BLOCKS, MAX_LEAVES, MAX_MESSAGE};
 use blackbox_net::{ErrorCode, NodeStatus, PeerId, Request, RequestHandler, Response};
+use blackbox_payments::Usage;
 use blackbox_proofs::{BlockTree, Challenge};
 
 use crate::store::{ShareKey, ShareMeta, ShareStore, StoreError};
@@ -90,6 +91,8 @@ pub struct StorageServer<S> {
     offer: Mutex<Option<Bytes>>,
     leases: LeasePolicy,
     faults: Mutex<Faults>,
+    /// Payment channels and billing; `None`: the node serves for free.
+    billing: Option<std::sync::Arc<crate::billing::Billing>>,
 }
 
 type Reply = Result<Response, Response>;
@@ -123,7 +126,27 @@ impl<S: ShareStore> StorageServer<S> {
             offer: Mutex::new(None),
             leases: LeasePolicy::default(),
             faults: Mutex::new(Faults::default()),
+            billing: None,
         })
+    }
+
+    /// Bills storage, egress and CPU through payment channels.
+    pub fn with_billing(mut self, billing: std::sync::Arc<crate::billing::Billing>) -> Self {
+        self.billing = Some(billing);
+        self
+    }
+
+    /// The billing, if the node takes payments.
+    pub fn billing(&self) -> Option<&std::sync::Arc<crate::billing::Billing>> {
+        self.billing.as_ref()
+    }
+
+    /// Bills `delta` to `from`'s channel (nothing without billing).
+    fn charge(&self, from: &PeerId, delta: Usage, what: &str) -> Result<(), Response> {
+        match &self.billing {
+            Some(b) => b.charge(from, delta, what),
+            None => Ok(()),
+        }
     }
 
     /// Sets how long shares are leased for.
@@ -291,7 +314,18 @@ impl<S: ShareStore> StorageServer<S> {
             }
             st.uploads.remove(&key).ok_or_else(|| Response::error(ErrorCode::NotFound, "no such upload"))?
         };
+        // Storage rent for the whole lease, billed before the share becomes visible.
+        let rent = Usage::default().with_storage(upload.reserved, upload.lease_secs);
+        if let Err(e) = self.charge(from, rent, "storing this share") {
+            self.lock().uploads.insert(key, upload);
+            return Err(e);
+        }
         let result = self.verify_and_store(key, &upload, header);
+        if result.is_err() {
+            if let Some(b) = &self.billing {
+                b.uncharge(from, rent);
+            }
+        }
         if result.is_err() {
             if let Err(e) = self.store.abort_upload(&key) {
                 warn!(error = %e, "failed to drop rejected upload");
@@ -341,7 +375,7 @@ impl<S: ShareStore> StorageServer<S> {
         self.store.meta(key).map_err(internal)?.ok_or_else(|| Response::error(ErrorCode::NotFound, "no such share"))
     }
 
-    fn read_blocks(&self, key: ShareKey, start: u64, count: u32) -> Reply {
+    fn read_blocks(&self, from: &PeerId, key: ShareKey, start: u64, count: u32) -> Reply {
         let meta = self.committed_meta(&key)?;
         if start >= meta.num_blocks || count == 0 {
             return Err(Response::error(ErrorCode::Invalid, "block range outside the share"));
@@ -359,6 +393,7 @@ impl<S: ShareStore> StorageServer<S> {
         }
         let offset = layout.block_offset(start);
         let len = (layout.block_offset(stop - 1) - offset) as usize + layout.block_len(stop - 1);
+        self.charge(from, Usage::default().with_egress(len as u64), "serving these blocks")?;
         let bytes = self
             .store
             .read_at(&key, offset, len)
@@ -423,12 +458,19 @@ impl<S: ShareStore> StorageServer<S> {
         Ok(all.into_iter().find(|k| k != key))
     }
 
-    fn renew(&self, si: Si, lease: u32) -> Reply {
+    fn renew(&self, from: &PeerId, si: Si, lease: u32) -> Reply {
         let shares = self.store.list_shares(&si).map_err(internal)?;
         if shares.is_empty() {
             return Err(Response::error(ErrorCode::NotFound, "no shares of this file here"));
         }
-        let expires = unix_now().saturating_add(self.leases.grant(lease));
+        let granted = self.leases.grant(lease);
+        let mut rent = Usage::default();
+        for share in &shares {
+            let meta = self.committed_meta(&ShareKey { si, share: *share })?;
+            rent = rent.with_storage(meta.share_len, granted);
+        }
+        self.charge(from, rent, "renewing these leases")?;
+        let expires = unix_now().saturating_add(granted);
         for share in &shares {
             self.store.set_lease(&ShareKey { si, share: *share }, expires).map_err(internal)?;
         }
@@ -456,7 +498,7 @@ impl<S: ShareStore> StorageServer<S> {
                 self.committed_meta(&k)?;
                 Ok(Response::Leaves(self.store.leaves(&k, start, count.min(MAX_LEAVES)).map_err(internal)?))
             }
-            Request::ReadBlocks { si, share, start, count } => self.read_blocks(key(si, share), start, count),
+            Request::ReadBlocks { si, share, start, count } => self.read_blocks(from, key(si, share), start, count),
             Request::GetOffer => match self.offer.lock().unwrap_or_else(|p| p.into_inner()).clone() {
                 Some(offer) => Ok(Response::Offer(offer)),
                 None => Err(Response::error(ErrorCode::NotFound, "this node publishes no offer")),
@@ -466,12 +508,36 @@ impl<S: ShareStore> StorageServer<S> {
                 c.check().map_err(|e| Response::error(ErrorCode::Malformed, e.to_string()))?;
                 self.challenge(&c)
             }
-            Request::Renew { si, lease_secs } => self.renew(si, lease_secs),
+            Request::Renew { si, lease_secs } => self.renew(from, si, lease_secs),
+            Request::OpenChannel { params } => self.billing_or_free()?.open_channel(from, &params),
+            Request::Paid { update, inner } => {
+                if let Some(b) = &self.billing {
+                    b.pay(from, &update)?;
+                }
+                self.dispatch(from, *inner)
+            }
+            Request::ChannelStatus { txid, vout } => {
+                use bitcoin::hashes::Hash;
+                let funding = bitcoin::OutPoint { txid: bitcoin::Txid::from_byte_array(txid), vout };
+                self.billing_or_free()?.status(funding)
+            }
+            Request::LeaseCpu { cores, secs } => {
+                let core_secs = u64::from(cores) * u64::from(secs);
+                self.charge(from, Usage::default().with_cpu(core_secs), "this CPU lease")?;
+                info!(cores, secs, "CPU lease granted");
+                Ok(Response::Ok)
+            }
         }
     }
 }
 
 /// A block as a failing disk would return it: every 64th byte flipped.
+impl<S: ShareStore> StorageServer<S> {
+    fn billing_or_free(&self) -> Result<&crate::billing::Billing, Response> {
+        self.billing.as_deref().ok_or_else(|| Response::error(ErrorCode::Invalid, "this node takes no payments"))
+    }
+}
+
 fn corrupt(block: &Bytes) -> Bytes {
     let mut v = block.to_vec();
     for b in v.iter_mut().step_by(64) {

@@ -1,0 +1,115 @@
+//! Payments on a devnet: real node processes, the devnet chain, channels opened, billed, closed
+//! and refunded on chain.
+
+mod common;
+
+use common::*;
+
+/// Parses `node earnings`: (stored byte-seconds, served bytes, earned, received) per channel and
+/// the number of confirmed closes.
+fn earnings(net: &Devnet, i: usize) -> (Vec<(u128, u64, u64, u64)>, usize, String) {
+    let cfg = net.node_dir(i).join("node.toml");
+    let out = blackbox(None, &["--config", cfg.to_str().unwrap(), "node", "earnings"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let rows = text
+        .lines()
+        .filter(|l| l.contains(":0 ") || l.contains(":1 "))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[1].parse().unwrap(), f[2].parse().unwrap(), f[4].parse().unwrap(), f[5].parse().unwrap())
+        })
+        .collect();
+    let confirmed = text.matches("confirmed (").count();
+    (rows, confirmed, text)
+}
+
+#[test]
+fn devnet_payments_are_exact_closed_on_chain_and_refundable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let file = tmp.path().join("f");
+    random_file(&file, 3 << 20, 77);
+    let args = ["--channel-blocks", "40", "--block-secs", "0.5"];
+    let net = Devnet::start(&dir, 5, &args);
+    net.stop();
+    // Prices high enough that every node earns more than the dust limit from one small file.
+    for i in 0..5 {
+        edit_node_config(&dir, i, "storage_sat_per_gb_month = 100", "storage_sat_per_gb_month = 1000000");
+        edit_node_config(&dir, i, "egress_sat_per_gb = 10", "egress_sat_per_gb = 1000000");
+    }
+    let net = Devnet::start(&dir, 5, &args);
+    let cap = put(&net, &file);
+    let back = tmp.path().join("back");
+    let out = net.run(&["get", &cap, "-o", back.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(same_file(&file, &back));
+
+    // 3 MiB, 3-of-5, 1 MiB segments: every share is 3 blocks of 349,568 bytes, leased 31 days.
+    let share_len: u64 = 3 * 349_568;
+    let lease: u128 = 31 * 86_400;
+    let (mut total_earned, mut servers) = (0u64, 0);
+    for i in 0..5 {
+        let (rows, _, text) = earnings(&net, i);
+        assert_eq!(rows.len(), 1, "{text}");
+        let (stored, served, earned, received) = rows[0];
+        assert_eq!(stored, u128::from(share_len) * lease, "{text}");
+        assert!(served == 0 || served == share_len, "{text}");
+        servers += usize::from(served > 0);
+        // Exact: ceil(byte-seconds × price / (GB × 30 days)) + ceil(bytes × price / GB).
+        let want = (stored * 1_000_000).div_ceil(1_000_000_000 * 2_592_000) as u64
+            + (u128::from(served) * 1_000_000).div_ceil(1_000_000_000) as u64;
+        assert_eq!(earned, want, "{text}");
+        assert_eq!(received, earned, "the client pays exactly the bill:\n{text}");
+        total_earned += earned;
+    }
+    assert_eq!(servers, 3, "a get reads the 3 data shares");
+    let wallet = stdout(&net.run(&["wallet"]));
+    assert!(wallet.contains(&format!("paid {total_earned} sat in all")), "{wallet}");
+
+    // A client that does not pay is refused service.
+    let unpaid = tmp.path().join("unpaid.toml");
+    let cfg = std::fs::read_to_string(net.config()).unwrap();
+    let cut = cfg.find("[payments]").unwrap();
+    std::fs::write(
+        &unpaid,
+        format!("data_dir = \"{}\"\n{}", tmp.path().join("other").display(), &cfg[..cut])
+            .replace("data_dir = \"client-data\"\n", ""),
+    )
+    .unwrap();
+    let out = blackbox(Some(&unpaid), &["get", &cap, "-o", tmp.path().join("x").to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("payment required"), "{}", stderr(&out));
+
+    // One provider vanishes before it can close: the payer takes its channel back after the
+    // timeout. The others close before the timeout and their closes confirm.
+    let gone = 4;
+    net.kill_node(gone);
+    let mut confirmed = 0;
+    for _ in 0..120 {
+        confirmed = (0..4).map(|i| earnings(&net, i).1).sum::<usize>();
+        if confirmed == 4 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_eq!(confirmed, 4, "every live node closes its channel on chain");
+    for i in 0..4 {
+        let (_, _, text) = earnings(&net, i);
+        let settled: u64 =
+            text.split("sat in commitments; ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+        let (rows, _, _) = earnings(&net, i);
+        assert_eq!(settled, rows[0].3, "settled on chain = received:\n{text}");
+    }
+    let mut refunded = String::new();
+    for _ in 0..60 {
+        let out = net.run(&["wallet", "--refund"]);
+        refunded = stdout(&out);
+        if refunded.contains("(1 conf)") || refunded.contains("(2 conf)") || refunded.contains("(3 conf)") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_eq!(refunded.matches("refunded ").count(), 1, "{refunded}");
+    assert!(!refunded.contains("(0 conf)"), "{refunded}");
+}

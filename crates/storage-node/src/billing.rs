@@ -1,0 +1,375 @@
+//! Payment channels at the node: opening (funding output checked on chain), accepting updates
+//! (signature and consensus checks in `blackbox_payments`), billing requests at the node's signed
+//! prices, and closing with the newest commitment before the timeout.
+//!
+//! State per channel lives in `channels/<funding txid>-<vout>.bin` (versioned), replaced
+//! atomically (write + rename) before the update it records is relied on: a killed node restarts
+//! with every payment it accepted and every byte it billed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bitcoin::hashes::Hash;
+use bitcoin::secp256k1::SecretKey;
+use bitcoin::{OutPoint, Transaction, Txid};
+use tracing::{info, warn};
+
+use blackbox_chain::Chain;
+use blackbox_net::{ErrorCode, PeerId, Response};
+use blackbox_payments::channel::{public_key, PARAMS_LEN};
+use blackbox_payments::{ChannelParams, ChannelUpdate, Prices, ProviderChannel, Usage};
+
+const RECORD_VERSION: u8 = 1;
+
+/// How the node takes payments.
+#[derive(Clone)]
+pub struct BillingConfig {
+    /// Prices signed into the node's offer.
+    pub prices: Prices,
+    /// The node's payment key (its public half is in the offer).
+    pub key: SecretKey,
+    /// The chain funding outputs are checked on and closes are broadcast to.
+    pub chain: Arc<dyn Chain>,
+    /// Confirmations a funding output needs before the channel is used.
+    pub min_confirmations: u32,
+    /// A channel must stay open at least this many blocks from its opening.
+    pub min_timeout_blocks: u32,
+    /// Close this many blocks before the timeout (the payer's refund becomes valid at it).
+    pub close_margin_blocks: u32,
+    /// Directory of the channel records.
+    pub dir: PathBuf,
+}
+
+/// One channel and what was billed on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The provider's side of the channel.
+    pub channel: ProviderChannel,
+    /// Everything billed so far.
+    pub usage: Usage,
+    /// The closing transaction, once broadcast.
+    pub closed: Option<Txid>,
+}
+
+impl Account {
+    /// Encodes the record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![RECORD_VERSION];
+        out.extend_from_slice(&self.channel.params.encode());
+        out.extend_from_slice(&self.channel.paid.to_le_bytes());
+        out.push(self.channel.signature.len() as u8);
+        out.extend_from_slice(&self.channel.signature);
+        out.extend_from_slice(&self.usage.storage_byte_secs.to_le_bytes());
+        out.extend_from_slice(&self.usage.egress_bytes.to_le_bytes());
+        out.extend_from_slice(&self.usage.cpu_core_secs.to_le_bytes());
+        match self.closed {
+            Some(t) => {
+                out.push(1);
+                out.extend_from_slice(t.as_byte_array());
+            }
+            None => out.push(0),
+        }
+        out
+    }
+
+    /// Strict decoder of [`Account::encode`].
+    pub fn decode(b: &[u8]) -> Result<Self, String> {
+        let bad = || "corrupt channel record".to_string();
+        let mut at = 0usize;
+        let mut take = |n: usize| -> Result<&[u8], String> {
+            let s = b.get(at..at + n).ok_or_else(bad)?;
+            at += n;
+            Ok(s)
+        };
+        if take(1)?[0] != RECORD_VERSION {
+            return Err("unknown channel record version".into());
+        }
+        let params = ChannelParams::decode(take(PARAMS_LEN)?).map_err(|e| e.to_string())?;
+        let paid = u64::from_le_bytes(take(8)?.try_into().map_err(|_| bad())?);
+        let sig_len = take(1)?[0] as usize;
+        let signature = take(sig_len)?.to_vec();
+        let storage_byte_secs = u128::from_le_bytes(take(16)?.try_into().map_err(|_| bad())?);
+        let egress_bytes = u64::from_le_bytes(take(8)?.try_into().map_err(|_| bad())?);
+        let cpu_core_secs = u64::from_le_bytes(take(8)?.try_into().map_err(|_| bad())?);
+        let closed = match take(1)?[0] {
+            0 => None,
+            1 => Some(Txid::from_byte_array(take(32)?.try_into().map_err(|_| bad())?)),
+            _ => return Err(bad()),
+        };
+        if at != b.len() {
+            return Err(bad());
+        }
+        let channel = ProviderChannel { params, paid, signature };
+        Ok(Self { channel, usage: Usage { storage_byte_secs, egress_bytes, cpu_core_secs }, closed })
+    }
+}
+
+/// Every channel record in `dir` (for `blackbox node earnings`).
+pub fn load_accounts(dir: &Path) -> Result<Vec<Account>, String> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|x| x == "bin") {
+            let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            out.push(Account::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))?);
+        }
+    }
+    out.sort_by_key(|a| a.channel.params.funding);
+    Ok(out)
+}
+
+fn file_name(op: &OutPoint) -> String {
+    format!("{}-{}.bin", op.txid, op.vout)
+}
+
+/// The node's payment channels.
+pub struct Billing {
+    cfg: BillingConfig,
+    accounts: Mutex<HashMap<OutPoint, Account>>,
+    sessions: Mutex<HashMap<PeerId, OutPoint>>,
+}
+
+type Reply = Result<Response, Response>;
+
+fn invalid(m: impl Into<String>) -> Response {
+    Response::error(ErrorCode::Invalid, m)
+}
+
+impl Billing {
+    /// Loads the channel records from `cfg.dir`.
+    pub fn open(cfg: BillingConfig) -> Result<Self, String> {
+        std::fs::create_dir_all(&cfg.dir).map_err(|e| format!("cannot create {}: {e}", cfg.dir.display()))?;
+        let accounts = load_accounts(&cfg.dir)?.into_iter().map(|a| (a.channel.params.funding, a)).collect();
+        Ok(Self { cfg, accounts: Mutex::new(accounts), sessions: Mutex::new(HashMap::new()) })
+    }
+
+    fn accounts(&self) -> MutexGuard<'_, HashMap<OutPoint, Account>> {
+        self.accounts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn bind(&self, peer: &PeerId, channel: OutPoint) {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(*peer, channel);
+    }
+
+    fn persist(&self, a: &Account) -> Result<(), Response> {
+        let path = self.cfg.dir.join(file_name(&a.channel.params.funding));
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, a.encode())
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| Response::error(ErrorCode::Internal, format!("cannot record payment: {e}")))
+    }
+
+    /// Opens a channel the payer funded: our key, a confirmed funding output of the right script
+    /// and value, and enough blocks before the timeout.
+    pub fn open_channel(&self, from: &PeerId, params: &[u8]) -> Reply {
+        let p = ChannelParams::decode(params).map_err(|e| invalid(e.to_string()))?;
+        p.check().map_err(|e| invalid(e.to_string()))?;
+        if p.provider != public_key(&self.cfg.key) {
+            return Err(invalid("channel does not pay this node's key"));
+        }
+        if let Some(a) = self.accounts().get(&p.funding) {
+            if a.channel.params != p {
+                return Err(invalid("a different channel uses this funding output"));
+            }
+            self.bind(from, p.funding);
+            return Ok(Response::Channel { paid: a.channel.paid, owed: a.usage.owed(&self.cfg.prices) });
+        }
+        let chain_err = |e: blackbox_chain::ChainError| Response::error(ErrorCode::Internal, e.to_string());
+        let height = self.cfg.chain.height().map_err(chain_err)?;
+        if p.timeout < height.saturating_add(self.cfg.min_timeout_blocks) {
+            return Err(invalid(format!(
+                "channel timeout {} is too close (height {height}, need {} blocks)",
+                p.timeout, self.cfg.min_timeout_blocks
+            )));
+        }
+        let Some(utxo) = self.cfg.chain.utxo(&p.funding).map_err(chain_err)? else {
+            return Err(invalid("funding output not found or already spent"));
+        };
+        if utxo.txout != p.funding_output() {
+            return Err(invalid("funding output does not lock the channel's script and amount"));
+        }
+        if utxo.confirmations < self.cfg.min_confirmations {
+            return Err(invalid(format!(
+                "funding output has {} confirmations, need {}",
+                utxo.confirmations, self.cfg.min_confirmations
+            )));
+        }
+        let channel = ProviderChannel::new(p).map_err(|e| invalid(e.to_string()))?;
+        let account = Account { channel, usage: Usage::default(), closed: None };
+        self.persist(&account)?;
+        self.accounts().insert(p.funding, account);
+        self.bind(from, p.funding);
+        info!(funding = %p.funding, capacity = p.capacity, timeout = p.timeout, "payment channel opened");
+        Ok(Response::Channel { paid: 0, owed: 0 })
+    }
+
+    /// Accepts a channel update if it raises the payment (older ones are ignored: requests paid
+    /// in parallel may arrive out of order); binds the sender to the channel.
+    pub fn pay(&self, from: &PeerId, update: &[u8]) -> Result<(), Response> {
+        let u = ChannelUpdate::decode(update).map_err(|e| invalid(e.to_string()))?;
+        let mut accounts = self.accounts();
+        let a = accounts.get_mut(&u.channel).ok_or_else(|| Response::error(ErrorCode::NotFound, "unknown channel"))?;
+        if a.closed.is_some() {
+            return Err(Response::error(
+                ErrorCode::PaymentRequired,
+                "payment required: this channel is closed; open a new one",
+            ));
+        }
+        if u.paid > a.channel.paid {
+            a.channel.check(&u, &self.cfg.key).map_err(|e| invalid(format!("payment rejected: {e}")))?;
+            let mut next = a.clone();
+            next.channel.accept(&u);
+            self.persist(&next)?;
+            *a = next;
+        }
+        drop(accounts);
+        self.bind(from, u.channel);
+        Ok(())
+    }
+
+    /// Bills `delta` to the sender's channel, or refuses with "payment required".
+    pub fn charge(&self, from: &PeerId, delta: Usage, what: &str) -> Result<(), Response> {
+        let channel = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(from).copied();
+        let Some(channel) = channel else {
+            return Err(Response::error(
+                ErrorCode::PaymentRequired,
+                format!("payment required: {what} is billed; open a payment channel and attach a payment"),
+            ));
+        };
+        let mut accounts = self.accounts();
+        let a = accounts.get_mut(&channel).ok_or_else(|| Response::error(ErrorCode::NotFound, "unknown channel"))?;
+        let usage = Usage {
+            storage_byte_secs: a.usage.storage_byte_secs + delta.storage_byte_secs,
+            egress_bytes: a.usage.egress_bytes + delta.egress_bytes,
+            cpu_core_secs: a.usage.cpu_core_secs + delta.cpu_core_secs,
+        };
+        let owed = usage.owed(&self.cfg.prices);
+        if a.closed.is_some() || owed > a.channel.paid {
+            return Err(Response::error(
+                ErrorCode::PaymentRequired,
+                format!(
+                    "payment required: {what} brings the bill to {owed} sat; {} sat paid on the channel",
+                    a.channel.paid
+                ),
+            ));
+        }
+        let mut next = a.clone();
+        next.usage = usage;
+        self.persist(&next)?;
+        *a = next;
+        Ok(())
+    }
+
+    /// Takes back a charge for work that then failed.
+    pub fn uncharge(&self, from: &PeerId, delta: Usage) {
+        let channel = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(from).copied();
+        let mut accounts = self.accounts();
+        if let Some(a) = channel.and_then(|c| accounts.get_mut(&c)) {
+            let mut next = a.clone();
+            next.usage.storage_byte_secs = next.usage.storage_byte_secs.saturating_sub(delta.storage_byte_secs);
+            next.usage.egress_bytes = next.usage.egress_bytes.saturating_sub(delta.egress_bytes);
+            next.usage.cpu_core_secs = next.usage.cpu_core_secs.saturating_sub(delta.cpu_core_secs);
+            if self.persist(&next).is_ok() {
+                *a = next;
+            }
+        }
+    }
+
+    /// A channel's state for its payer.
+    pub fn status(&self, funding: OutPoint) -> Reply {
+        let accounts = self.accounts();
+        let a = accounts.get(&funding).ok_or_else(|| Response::error(ErrorCode::NotFound, "unknown channel"))?;
+        Ok(Response::Channel { paid: a.channel.paid, owed: a.usage.owed(&self.cfg.prices) })
+    }
+
+    /// Broadcasts the newest commitment of every open channel whose timeout is within `margin`
+    /// blocks of `height` (all open channels with `margin` = `u32::MAX`); returns the closes made.
+    pub fn close_due(&self, height: u32, margin: u32) -> Vec<(OutPoint, Txid)> {
+        let due: Vec<Account> = self
+            .accounts()
+            .values()
+            .filter(|a| a.closed.is_none() && height.saturating_add(margin) >= a.channel.params.timeout)
+            .cloned()
+            .collect();
+        let mut closed = Vec::new();
+        for a in due {
+            let funding = a.channel.params.funding;
+            if a.channel.paid < blackbox_payments::script::DUST_LIMIT {
+                // A commitment cannot pay dust: closing would give the fee what we earned. The
+                // payer takes the funds back with its refund after the timeout.
+                let mut next = a.clone();
+                next.closed = Some(Txid::all_zeros());
+                if self.persist(&next).is_ok() {
+                    self.accounts().insert(funding, next);
+                }
+                info!(%funding, paid = a.channel.paid, "channel earned less than the dust limit; left to time out");
+                continue;
+            }
+            let tx: Transaction = match a.channel.closing_tx(&self.cfg.key) {
+                Ok(Some(tx)) => tx,
+                Ok(None) => continue,
+                Err(e) => {
+                    warn!(%funding, error = %e, "cannot build the closing transaction");
+                    continue;
+                }
+            };
+            match self.cfg.chain.broadcast(&tx) {
+                Ok(txid) => {
+                    let mut next = a.clone();
+                    next.closed = Some(txid);
+                    if self.persist(&next).is_ok() {
+                        self.accounts().insert(funding, next);
+                    }
+                    info!(%funding, %txid, paid = a.channel.paid, "channel closed");
+                    closed.push((funding, txid));
+                }
+                Err(e) => warn!(%funding, error = %e, "closing transaction refused"),
+            }
+        }
+        closed
+    }
+
+    /// The close margin of the config.
+    pub fn close_margin(&self) -> u32 {
+        self.cfg.close_margin_blocks
+    }
+
+    /// The chain.
+    pub fn chain(&self) -> &Arc<dyn Chain> {
+        &self.cfg.chain
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trips_and_rejects_garbage() {
+        let k = SecretKey::from_slice(&[3; 32]).unwrap();
+        let params = ChannelParams {
+            funding: OutPoint { txid: Txid::from_byte_array([1; 32]), vout: 2 },
+            capacity: 10_000,
+            payer: public_key(&k),
+            provider: public_key(&k),
+            timeout: 100,
+            fee: 300,
+        };
+        let a = Account {
+            channel: ProviderChannel { params, paid: 77, signature: vec![1, 2, 3] },
+            usage: Usage { storage_byte_secs: 1 << 70, egress_bytes: 5, cpu_core_secs: 6 },
+            closed: Some(Txid::from_byte_array([9; 32])),
+        };
+        assert_eq!(Account::decode(&a.encode()), Ok(a.clone()));
+        let bytes = a.encode();
+        for cut in 0..bytes.len() {
+            assert!(Account::decode(&bytes[..cut]).is_err());
+        }
+    }
+}
