@@ -1,5 +1,6 @@
 //! Measurements of the pure pipeline, shared by the criterion benches and `blackbox bench pipeline`.
 
+pub mod channel;
 pub mod dht;
 pub mod proofs;
 

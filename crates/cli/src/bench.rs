@@ -21,14 +21,20 @@ pub enum BenchAction {
     },
     /// Put and get of one file on a fresh `devnet up`: MB/s and peak RSS.
     E2e(E2eArgs),
-    /// Kademlia at scale, in one process (in-memory transport): time and DHT requests for a fresh
-    /// client to find providers, for each network size given.
+    /// Payment channel updates signed and verified per second on one core.
+    Channel {
+        /// Seconds to run each side.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+    },
     /// Proofs of retrievability: made and verified per second, and audit bandwidth.
     Proofs {
         /// Seconds to run each side.
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
     },
+    /// Kademlia at scale, in one process (in-memory transport): time, hops and DHT requests for
+    /// fresh clients to find providers, for each network size given.
     Dht {
         /// Network sizes to simulate.
         #[arg(long, value_delimiter = ',', default_value = "100,1000")]
@@ -51,6 +57,12 @@ pub struct E2eArgs {
     /// Work directory (default: a new one under the system temp dir, removed afterwards).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Run the devnet without payments (to measure what paying costs).
+    #[arg(long)]
+    no_payments: bool,
+    /// Gets to run after the put (each timed).
+    #[arg(long, default_value_t = 1)]
+    gets: usize,
 }
 
 pub async fn run(_config: Option<PathBuf>, action: BenchAction) -> Result<ExitCode> {
@@ -60,6 +72,15 @@ pub async fn run(_config: Option<PathBuf>, action: BenchAction) -> Result<ExitCo
                 let report = tokio::task::spawn_blocking(move || blackbox_benches::measure(k, n, seconds)).await?;
                 println!("{report}");
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchAction::Channel { seconds } => {
+            let (signed, verified) =
+                tokio::task::spawn_blocking(move || blackbox_benches::channel::measure_channel(seconds)).await?;
+            println!(
+                "channel updates on one core: signed {signed:.0}/s (payer), verified {verified:.0}/s (provider: \
+                 signature + own signature + libbitcoinconsensus)"
+            );
             Ok(ExitCode::SUCCESS)
         }
         BenchAction::Proofs { seconds } => {
@@ -190,6 +211,7 @@ fn e2e(args: E2eArgs) -> Result<ExitCode> {
     let mut devnet = Command::new(&exe)
         .args(["devnet", "up", "--nodes", &args.nodes.to_string(), "--dir"])
         .arg(&net_dir)
+        .args(if args.no_payments { &["--no-payments"][..] } else { &[][..] })
         .env_remove("BLACKBOX_CONFIG")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -214,17 +236,24 @@ fn e2e(args: E2eArgs) -> Result<ExitCode> {
         let mb = size as f64 / 1e6;
         let put = run_measured(Command::new(&exe).arg("--config").arg(&config).arg("put").arg(&file))?;
         let cap = put.stdout.trim().to_string();
-        let get = run_measured(Command::new(&exe).arg("--config").arg(&config).args(["get", &cap, "-o"]).arg(&back))?;
-        if !files_equal(&file, &back)? {
-            bail!("downloaded file differs from the original");
+        let mut gets = Vec::new();
+        for _ in 0..args.gets.max(1) {
+            let _ = std::fs::remove_file(&back);
+            gets.push(run_measured(
+                Command::new(&exe).arg("--config").arg(&config).args(["get", &cap, "-o"]).arg(&back),
+            )?);
+            if !files_equal(&file, &back)? {
+                bail!("downloaded file differs from the original");
+            }
         }
         let node_pid = std::fs::read_to_string(net_dir.join("node-00").join("node.pid")).unwrap_or_default();
         let node_rss = vm_hwm_kib(&node_pid).map_or("?".into(), |k| format!("{:.0} MiB", k as f64 / 1024.0));
         println!(
-            "e2e on devnet of {} nodes, {} file ({mb:.0} MB), {}-core machine:",
+            "e2e on devnet of {} nodes, {} file ({mb:.0} MB), {}-core machine, payments {}:",
             args.nodes,
             ByteSize(size),
-            num_cpus()
+            num_cpus(),
+            if args.no_payments { "off" } else { "on" }
         );
         println!(
             "  put: {:.2} s = {:.0} MB/s, client peak RSS {:.0} MiB, client CPU {:.2} s",
@@ -233,13 +262,15 @@ fn e2e(args: E2eArgs) -> Result<ExitCode> {
             put.max_rss_kib as f64 / 1024.0,
             put.cpu_secs
         );
-        println!(
-            "  get: {:.2} s = {:.0} MB/s, client peak RSS {:.0} MiB, client CPU {:.2} s",
-            get.secs,
-            mb / get.secs,
-            get.max_rss_kib as f64 / 1024.0,
-            get.cpu_secs
-        );
+        for get in &gets {
+            println!(
+                "  get: {:.2} s = {:.0} MB/s, client peak RSS {:.0} MiB, client CPU {:.2} s",
+                get.secs,
+                mb / get.secs,
+                get.max_rss_kib as f64 / 1024.0,
+                get.cpu_secs
+            );
+        }
         println!("  node-00 peak RSS: {node_rss}");
         println!("  bytes identical: yes");
         Ok(())
