@@ -5,9 +5,11 @@ mod common;
 
 use common::*;
 
-/// Parses `node earnings`: (stored byte-seconds, served bytes, earned, received) per channel and
-/// the number of confirmed closes.
-fn earnings(net: &Devnet, i: usize) -> (Vec<(u128, u64, u64, u64)>, usize, String) {
+/// One channel row of `node earnings`: stored byte-seconds, served bytes, earned, received.
+type Row = (u128, u64, u64, u64);
+
+/// Parses `node earnings`: the channel rows, the number of confirmed closes, and the text.
+fn earnings(net: &Devnet, i: usize) -> (Vec<Row>, usize, String) {
     let cfg = net.node_dir(i).join("node.toml");
     let out = blackbox(None, &["--config", cfg.to_str().unwrap(), "node", "earnings"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -112,4 +114,72 @@ fn devnet_payments_are_exact_closed_on_chain_and_refundable() {
     }
     assert_eq!(refunded.matches("refunded ").count(), 1, "{refunded}");
     assert!(!refunded.contains("(0 conf)"), "{refunded}");
+}
+
+/// A node killed with -9 restarts with every payment it accepted and every byte it billed; a
+/// client killed mid-download, then run again, pays each request once (what it paid for and did
+/// not get stays as credit) and its books agree with the nodes'.
+#[test]
+fn killed_node_or_client_loses_no_payment_and_pays_nothing_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let file = tmp.path().join("f");
+    random_file(&file, 64 << 20, 78);
+    let args = ["--channel-blocks", "600"];
+    let net = Devnet::start(&dir, 4, &args);
+    net.stop();
+    for i in 0..4 {
+        edit_node_config(&dir, i, "egress_sat_per_gb = 10", "egress_sat_per_gb = 1000000");
+    }
+    let net = Devnet::start(&dir, 4, &args);
+    let cap = put(&net, &file);
+    let back = tmp.path().join("back");
+    let out = net.run(&["get", &cap, "-o", back.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before: Vec<_> = (0..4).map(|i| earnings(&net, i).0).collect();
+
+    // kill -9 a node that served the download, restart the network: nothing lost.
+    let victim = (0..4).find(|&i| before[i][0].1 > 0).unwrap();
+    net.kill_node(victim);
+    net.stop();
+    let net = Devnet::start(&dir, 4, &args);
+    assert_eq!(earnings(&net, victim).0, before[victim]);
+
+    // A client killed in the middle of a download, then run again.
+    let mut get = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(net.config())
+        .args(["get", &cap, "-o", back.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once it has written part of the file.
+    let partial = tmp.path().join("back.blackbox-partial");
+    for _ in 0..2000 {
+        if std::fs::metadata(&partial).is_ok_and(|m| m.len() > 2 << 20) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let _ = get.kill();
+    let _ = get.wait();
+    let killed_early = std::fs::metadata(&partial).is_ok();
+    let out = net.run(&["get", &cap, "-o", back.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(same_file(&file, &back));
+    let mut received_total = 0;
+    for (i, old) in before.iter().enumerate() {
+        let (rows, _, text) = earnings(&net, i);
+        let (_, served, earned, received) = rows[0];
+        // Never served unpaid; credit at most what was in flight when the client died
+        // (4 reads of one 349,568-byte block per share) plus rounding.
+        assert!(received >= earned, "{text}");
+        assert!(received - earned <= (4 * 349_568 * 1_000_000u64).div_ceil(1_000_000_000) + 1, "{text}");
+        assert!(served >= old[0].1, "{text}");
+        received_total += received;
+    }
+    let wallet = stdout(&net.run(&["wallet"]));
+    assert!(wallet.contains(&format!("paid {received_total} sat in all")), "client and nodes disagree:\n{wallet}");
+    assert!(killed_early, "the first download finished before it could be killed");
 }
