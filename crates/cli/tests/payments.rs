@@ -39,6 +39,7 @@ fn devnet_payments_are_exact_closed_on_chain_and_refundable() {
     for i in 0..5 {
         edit_node_config(&dir, i, "storage_sat_per_gb_month = 100", "storage_sat_per_gb_month = 1000000");
         edit_node_config(&dir, i, "egress_sat_per_gb = 10", "egress_sat_per_gb = 1000000");
+        edit_node_config(&dir, i, "cpu_sat_per_core_hour = 0", "cpu_sat_per_core_hour = 3600");
     }
     let net = Devnet::start(&dir, 5, &args);
     let cap = put(&net, &file);
@@ -46,6 +47,9 @@ fn devnet_payments_are_exact_closed_on_chain_and_refundable() {
     let out = net.run(&["get", &cap, "-o", back.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(same_file(&file, &back));
+    // A CPU lease: 2 cores for 60 s, billed per core-second.
+    let out = net.run(&["cpu-lease", &net.peer_of(0), "--cores", "2", "--secs", "60"]);
+    assert!(out.status.success(), "{}", stderr(&out));
 
     // 3 MiB, 3-of-5, 1 MiB segments: every share is 3 blocks of 349,568 bytes, leased 31 days.
     let share_len: u64 = 3 * 349_568;
@@ -55,12 +59,15 @@ fn devnet_payments_are_exact_closed_on_chain_and_refundable() {
         let (rows, _, text) = earnings(&net, i);
         assert_eq!(rows.len(), 1, "{text}");
         let (stored, served, earned, received) = rows[0];
+        let cpu: u64 = if i == 0 { 120 } else { 0 };
+        assert!(text.contains(&format!(" {cpu} ")), "{text}");
         assert_eq!(stored, u128::from(share_len) * lease, "{text}");
         assert!(served == 0 || served == share_len, "{text}");
         servers += usize::from(served > 0);
         // Exact: ceil(byte-seconds × price / (GB × 30 days)) + ceil(bytes × price / GB).
         let want = (stored * 1_000_000).div_ceil(1_000_000_000 * 2_592_000) as u64
-            + (u128::from(served) * 1_000_000).div_ceil(1_000_000_000) as u64;
+            + (u128::from(served) * 1_000_000).div_ceil(1_000_000_000) as u64
+            + (cpu * 3600).div_ceil(3600);
         assert_eq!(earned, want, "{text}");
         assert_eq!(received, earned, "the client pays exactly the bill:\n{text}");
         total_earned += earned;
@@ -172,10 +179,10 @@ fn killed_node_or_client_loses_no_payment_and_pays_nothing_twice() {
     for (i, old) in before.iter().enumerate() {
         let (rows, _, text) = earnings(&net, i);
         let (_, served, earned, received) = rows[0];
-        // Never served unpaid; credit at most what was in flight when the client died
-        // (4 reads of one 349,568-byte block per share) plus rounding.
+        // Never served unpaid; credit at most what was prepaid when the client died (the reads
+        // in flight and the 16 paid ahead, of one 349,568-byte block each) plus rounding.
         assert!(received >= earned, "{text}");
-        assert!(received - earned <= (4 * 349_568 * 1_000_000u64).div_ceil(1_000_000_000) + 1, "{text}");
+        assert!(received - earned <= (20 * 349_568 * 1_000_000u64).div_ceil(1_000_000_000) + 1, "{text}");
         assert!(served >= old[0].1, "{text}");
         received_total += received;
     }

@@ -17,6 +17,8 @@ use crate::{Client, ClientError, NodeRef};
 
 /// Read requests in flight per share.
 const READS_IN_FLIGHT: usize = 4;
+/// Reads paid ahead with each new channel signature (fewer signatures; unread ones stay credit).
+const PREPAY_REQUESTS: u64 = 16;
 /// Blocks buffered per share ahead of the decoder.
 const BLOCKS_BUFFERED: usize = 8;
 
@@ -293,7 +295,10 @@ impl<T: Transport> Client<T> {
             let mut reads = futures::stream::iter(starts)
                 .map(|start| {
                     let count = per_request.min(to + 1 - start);
-                    read_range(&transport, payments.as_deref(), &layout, &node, si, share, start, count)
+                    // Prepay the reads that follow (up to 16 more requests of this stream).
+                    let ahead_end = (start + count + PREPAY_REQUESTS * per_request).min(to + 1);
+                    let ahead: u64 = (start + count..ahead_end).map(|i| layout.block_len(i) as u64).sum();
+                    read_range(&transport, payments.as_deref(), &layout, &node, si, share, start, count, ahead)
                         .map(move |r| (start, r))
                 })
                 .buffered(READS_IN_FLIGHT);
@@ -328,6 +333,7 @@ async fn read_range<T: Transport>(
     share: u8,
     start: u64,
     count: u64,
+    ahead: u64,
 ) -> Result<Vec<Bytes>, ClientError> {
     let mut blocks = Vec::with_capacity(count as usize);
     while (blocks.len() as u64) < count {
@@ -337,7 +343,8 @@ async fn read_range<T: Transport>(
         let bytes: u64 = (at..at + u64::from(left)).map(|i| layout.block_len(i) as u64).sum();
         let delta = blackbox_payments::Usage::default().with_egress(bytes);
         let req = Request::ReadBlocks { si, share, start: at, count: left };
-        match crate::call_billed(transport, payments, node, req, delta).await? {
+        let ahead = blackbox_payments::Usage::default().with_egress(ahead);
+        match crate::call_billed(transport, payments, node, req, delta, ahead).await? {
             Response::Blocks(b) if !b.is_empty() && b.len() as u64 <= left as u64 => blocks.extend(b),
             other => return Err(ClientError::unexpected(node, &other)),
         }

@@ -101,7 +101,7 @@ impl<T: Transport> Client<T> {
         req: Request,
         delta: blackbox_payments::Usage,
     ) -> Result<Response, ClientError> {
-        call_billed(&self.transport, self.payments.as_deref(), node, req, delta).await
+        call_billed(&self.transport, self.payments.as_deref(), node, req, delta, Default::default()).await
     }
 
     /// Leases `cores` CPU cores of a node for `secs` seconds, paid at its signed price.
@@ -181,9 +181,10 @@ async fn call_billed<T: Transport>(
     node: &NodeRef,
     req: Request,
     delta: blackbox_payments::Usage,
+    ahead: blackbox_payments::Usage,
 ) -> Result<Response, ClientError> {
     let update = match payments {
-        Some(p) => p.pay(transport, node, delta).await?,
+        Some(p) => p.pay(transport, node, delta, ahead).await?,
         None => None,
     };
     let Some(update) = update else { return call(transport, node, req).await };

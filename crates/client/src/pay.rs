@@ -106,9 +106,19 @@ pub fn load_channels(dir: &Path) -> Vec<(PathBuf, ChannelRecord)> {
     out
 }
 
-/// Saves a channel record atomically.
+/// Saves a channel record atomically and durably (fsync): for new channels and refunds.
 pub fn save_channel(path: &Path, r: &ChannelRecord) -> std::io::Result<()> {
     save_toml(path, r)
+}
+
+/// Saves a channel record atomically (write + rename, no fsync): survives the process being
+/// killed at any point; after a power loss the record may be older, which only makes the client
+/// resynchronise with the node (`ChannelStatus`), never pay less than it signed before.
+fn save_channel_fast(path: &Path, r: &ChannelRecord) -> std::io::Result<()> {
+    let text = toml::to_string(r).map_err(std::io::Error::other)?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
 }
 
 struct Live {
@@ -116,6 +126,8 @@ struct Live {
     usage: Usage,
     synced: bool,
     path: PathBuf,
+    /// The newest update signed in this process (re-sent while prepaid credit lasts).
+    last: Option<Bytes>,
 }
 
 /// What the client knows of a node it may pay: prices and key from its verified offer.
@@ -170,12 +182,16 @@ impl Payments {
     }
 
     /// The channel update to attach to a request that adds `delta` to what the node may bill;
-    /// `None` for nodes that are not paid. Opens a channel first if there is none (or it is spent).
+    /// `None` for nodes that are not paid. When a new signature is needed it also prepays
+    /// `ahead` (requests the caller is about to make), so a stream of small requests needs few
+    /// signatures; what is prepaid and never asked for stays as credit on the channel. Opens a
+    /// channel first if there is none (or it is spent).
     pub async fn pay<T: Transport>(
         &self,
         transport: &T,
         node: &NodeRef,
         delta: Usage,
+        ahead: Usage,
     ) -> Result<Option<Bytes>, ClientError> {
         let Some(payee) = self.payees.get(&node.peer).copied() else { return Ok(None) };
         let slot = self.live.lock().unwrap_or_else(|p| p.into_inner()).entry(node.peer).or_default().clone();
@@ -203,12 +219,27 @@ impl Payments {
                 return Err(invalid(format!("one request costs {owed} sat, more than a channel holds")));
             }
         }
-        let paid = owed.max(l.ch.paid);
-        let update = l.ch.sign(paid, &self.cfg.key).map_err(|e| invalid(e.to_string()))?;
-        l.ch.paid = paid;
+        let update = match &l.last {
+            // Covered by credit already signed over: resend that update (it binds this
+            // connection to the channel); nothing new to record.
+            Some(last) if owed <= l.ch.paid => {
+                l.usage = usage;
+                return Ok(Some(last.clone()));
+            }
+            _ => {
+                let want = add(usage, ahead).owed(&payee.prices).min(l.ch.params.max_payable()).max(owed);
+                let paid = want.max(l.ch.paid);
+                let u = l.ch.sign(paid, &self.cfg.key).map_err(|e| invalid(e.to_string()))?;
+                l.ch.paid = paid;
+                Bytes::from(u.encode())
+            }
+        };
         l.usage = usage;
-        save_channel(&l.path, &record(&node.peer, l)).map_err(|e| invalid(format!("cannot record payment: {e}")))?;
-        Ok(Some(Bytes::from(update.encode())))
+        // Recorded before the new signature is sent.
+        save_channel_fast(&l.path, &record(&node.peer, l))
+            .map_err(|e| invalid(format!("cannot record payment: {e}")))?;
+        l.last = Some(update.clone());
+        Ok(Some(update))
     }
 
     fn load(&self, peer: &PeerId, payee: &Payee) -> Option<Live> {
@@ -218,7 +249,7 @@ impl Payments {
         if params.provider != payee.key || params.payer != public_key(&self.cfg.key) || r.refunded.is_some() {
             return None;
         }
-        Some(Live { ch: PayerChannel { params, paid: r.paid }, usage: r.usage(), synced: false, path })
+        Some(Live { ch: PayerChannel { params, paid: r.paid }, usage: r.usage(), synced: false, path, last: None })
     }
 
     /// Learns what the node accepted (a restart may have lost nothing on our side, but the node
@@ -227,7 +258,23 @@ impl Payments {
         let f = l.ch.params.funding;
         let req = Request::ChannelStatus { txid: f.txid.to_byte_array(), vout: f.vout };
         match call(transport, node, req).await {
-            Ok(Response::Channel { paid, .. }) => l.ch.paid = l.ch.paid.max(paid),
+            Ok(Response::Channel { paid, stored, served, cpu, .. }) => {
+                // Our record is written when we sign, so the node may have billed requests made
+                // after it; its usage is accepted when what we already paid covers it (a node
+                // can at most consume credit we prepaid).
+                l.ch.paid = l.ch.paid.max(paid);
+                let theirs = Usage { storage_byte_secs: stored, egress_bytes: served, cpu_core_secs: cpu };
+                let merged = Usage {
+                    storage_byte_secs: l.usage.storage_byte_secs.max(stored),
+                    egress_bytes: l.usage.egress_bytes.max(served),
+                    cpu_core_secs: l.usage.cpu_core_secs.max(cpu),
+                };
+                if let Some(payee) = self.payees.get(&node.peer) {
+                    if theirs.owed(&payee.prices) <= l.ch.paid {
+                        l.usage = merged;
+                    }
+                }
+            }
             Err(ClientError::Node { code: blackbox_net::ErrorCode::NotFound, .. }) => {
                 self.announce(transport, node, &l.ch.params).await?;
             }
@@ -292,6 +339,7 @@ impl Payments {
                 usage: Usage::default(),
                 synced: true,
                 path: path.clone(),
+                last: None,
             };
             save_channel(&path, &record(&peer, &l)).map_err(|e| invalid(format!("cannot record channel: {e}")))?;
             chain.broadcast(&tx).map_err(chain_err)?;
@@ -322,6 +370,7 @@ impl Payments {
             usage: Usage::default(),
             synced: true,
             path: self.path(&node.peer),
+            last: None,
         })
     }
 }

@@ -144,8 +144,9 @@ pub enum Response {
     Proof(Bytes),
     /// Leases renewed: how many shares, and their new expiry (Unix seconds).
     Renewed { shares: u32, expires: u64 },
-    /// A channel's state at the node: cumulative satoshis accepted and billed.
-    Channel { paid: u64, owed: u64 },
+    /// A channel's state at the node: cumulative satoshis accepted and billed, and the usage
+    /// billed (byte-seconds stored, bytes served, core-seconds).
+    Channel { paid: u64, owed: u64, stored: u128, served: u64, cpu: u64 },
 }
 
 impl Response {
@@ -415,9 +416,9 @@ impl Response {
                 w.u32(*shares).u64(*expires);
                 w
             }
-            Response::Channel { paid, owed } => {
+            Response::Channel { paid, owed, stored, served, cpu } => {
                 let mut w = Writer::new(11);
-                w.u64(*paid).u64(*owed);
+                w.u64(*paid).u64(*owed).u64(*stored as u64).u64((*stored >> 64) as u64).u64(*served).u64(*cpu);
                 w
             }
         };
@@ -465,7 +466,16 @@ impl Response {
             8 => Response::Offer(r.bytes()?),
             9 => Response::Proof(r.bytes()?),
             10 => Response::Renewed { shares: r.u32()?, expires: r.u64()? },
-            11 => Response::Channel { paid: r.u64()?, owed: r.u64()? },
+            11 => {
+                let (paid, owed, lo, hi) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
+                Response::Channel {
+                    paid,
+                    owed,
+                    stored: u128::from(lo) | (u128::from(hi) << 64),
+                    served: r.u64()?,
+                    cpu: r.u64()?,
+                }
+            }
             other => return Err(WireError::UnknownKind(other)),
         };
         r.finish()?;
@@ -585,7 +595,8 @@ mod tests {
             proptest::collection::vec(any::<u8>(), 0..300).prop_map(|o| Response::Offer(o.into())),
             proptest::collection::vec(any::<u8>(), 0..300).prop_map(|p| Response::Proof(p.into())),
             (any::<u32>(), any::<u64>()).prop_map(|(shares, expires)| Response::Renewed { shares, expires }),
-            (any::<u64>(), any::<u64>()).prop_map(|(paid, owed)| Response::Channel { paid, owed }),
+            (any::<u64>(), any::<u64>(), any::<u128>(), any::<u64>(), any::<u64>())
+                .prop_map(|(paid, owed, stored, served, cpu)| Response::Channel { paid, owed, stored, served, cpu }),
         ]
     }
 

@@ -105,6 +105,16 @@ impl Account {
     }
 }
 
+fn channel_state(a: &Account, prices: &Prices) -> Response {
+    Response::Channel {
+        paid: a.channel.paid,
+        owed: a.usage.owed(prices),
+        stored: a.usage.storage_byte_secs,
+        served: a.usage.egress_bytes,
+        cpu: a.usage.cpu_core_secs,
+    }
+}
+
 /// Every channel record in `dir` (for `blackbox node earnings`).
 pub fn load_accounts(dir: &Path) -> Result<Vec<Account>, String> {
     let mut out = Vec::new();
@@ -178,7 +188,7 @@ impl Billing {
                 return Err(invalid("a different channel uses this funding output"));
             }
             self.bind(from, p.funding);
-            return Ok(Response::Channel { paid: a.channel.paid, owed: a.usage.owed(&self.cfg.prices) });
+            return Ok(channel_state(a, &self.cfg.prices));
         }
         let chain_err = |e: blackbox_chain::ChainError| Response::error(ErrorCode::Internal, e.to_string());
         let height = self.cfg.chain.height().map_err(chain_err)?;
@@ -206,7 +216,7 @@ impl Billing {
         self.accounts().insert(p.funding, account);
         self.bind(from, p.funding);
         info!(funding = %p.funding, capacity = p.capacity, timeout = p.timeout, "payment channel opened");
-        Ok(Response::Channel { paid: 0, owed: 0 })
+        Ok(Response::Channel { paid: 0, owed: 0, stored: 0, served: 0, cpu: 0 })
     }
 
     /// Accepts a channel update if it raises the payment (older ones are ignored: requests paid
@@ -285,7 +295,7 @@ impl Billing {
     pub fn status(&self, funding: OutPoint) -> Reply {
         let accounts = self.accounts();
         let a = accounts.get(&funding).ok_or_else(|| Response::error(ErrorCode::NotFound, "unknown channel"))?;
-        Ok(Response::Channel { paid: a.channel.paid, owed: a.usage.owed(&self.cfg.prices) })
+        Ok(channel_state(a, &self.cfg.prices))
     }
 
     /// Broadcasts the newest commitment of every open channel whose timeout is within `margin`
