@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system packages blackbox builds against (Debian/Ubuntu):
-# libclang-dev for bindgen, librocksdb-dev so RocksDB is linked rather than built from source.
+# libclang-dev for bindgen, librocksdb-dev so RocksDB is linked rather than built from source,
+# g++ for libbitcoinconsensus (Bitcoin Core's consensus code, built by the bitcoinconsensus crate).
 set -euo pipefail
-pkgs=(libclang-dev librocksdb-dev pkg-config)
+pkgs=(libclang-dev librocksdb-dev pkg-config g++)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
