@@ -3,8 +3,10 @@
 //! prices, and closing with the newest commitment before the timeout.
 //!
 //! State per channel lives in `channels/<funding txid>-<vout>.bin` (versioned), replaced
-//! atomically (write + rename) before the update it records is relied on: a killed node restarts
-//! with every payment it accepted and every byte it billed.
+//! atomically (write + rename) before a payment it records is relied on, and usage billed since
+//! then is appended to `<…>.log` (fixed 40-byte snapshots with a checksum) before the request is
+//! served: a killed node restarts with every payment it accepted and every byte it billed. A full
+//! rewrite first empties the log, so log records are always newer than the record beside them.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -127,7 +129,11 @@ pub fn load_accounts(dir: &Path) -> Result<Vec<Account>, String> {
         let path = entry.path();
         if path.extension().is_some_and(|x| x == "bin") {
             let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            out.push(Account::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))?);
+            let mut a = Account::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            if let Some(u) = std::fs::read(path.with_extension("log")).ok().and_then(|l| last_usage(&l)) {
+                a.usage = u;
+            }
+            out.push(a);
         }
     }
     out.sort_by_key(|a| a.channel.params.funding);
@@ -138,11 +144,37 @@ fn file_name(op: &OutPoint) -> String {
     format!("{}-{}.bin", op.txid, op.vout)
 }
 
+/// Bytes of one usage snapshot in a channel's log.
+const LOG_RECORD: usize = 40;
+
+fn usage_record(u: &Usage) -> [u8; LOG_RECORD] {
+    let mut r = [0u8; LOG_RECORD];
+    r[..16].copy_from_slice(&u.storage_byte_secs.to_le_bytes());
+    r[16..24].copy_from_slice(&u.egress_bytes.to_le_bytes());
+    r[24..32].copy_from_slice(&u.cpu_core_secs.to_le_bytes());
+    let check = blake3::hash(&r[..32]);
+    r[32..].copy_from_slice(&check.as_bytes()[..8]);
+    r
+}
+
+/// The newest intact snapshot of a log (a torn or damaged tail is skipped).
+fn last_usage(log: &[u8]) -> Option<Usage> {
+    log.chunks_exact(LOG_RECORD).rev().find_map(|r| {
+        (blake3::hash(&r[..32]).as_bytes()[..8] == r[32..]).then(|| Usage {
+            storage_byte_secs: u128::from_le_bytes(r[..16].try_into().unwrap_or([0; 16])),
+            egress_bytes: u64::from_le_bytes(r[16..24].try_into().unwrap_or([0; 8])),
+            cpu_core_secs: u64::from_le_bytes(r[24..32].try_into().unwrap_or([0; 8])),
+        })
+    })
+}
+
 /// The node's payment channels.
 pub struct Billing {
     cfg: BillingConfig,
     accounts: Mutex<HashMap<OutPoint, Account>>,
     sessions: Mutex<HashMap<PeerId, OutPoint>>,
+    /// Open usage logs, appended to on every charge.
+    logs: Mutex<HashMap<OutPoint, std::fs::File>>,
 }
 
 type Reply = Result<Response, Response>;
@@ -156,7 +188,13 @@ impl Billing {
     pub fn open(cfg: BillingConfig) -> Result<Self, String> {
         std::fs::create_dir_all(&cfg.dir).map_err(|e| format!("cannot create {}: {e}", cfg.dir.display()))?;
         let accounts = load_accounts(&cfg.dir)?.into_iter().map(|a| (a.channel.params.funding, a)).collect();
-        Ok(Self { cfg, accounts: Mutex::new(accounts), sessions: Mutex::new(HashMap::new()) })
+        let billing = Self { cfg, accounts: Mutex::new(accounts), sessions: Mutex::default(), logs: Mutex::default() };
+        // Fold each usage log into its record, so new snapshots never follow a torn one.
+        let all: Vec<Account> = billing.accounts().values().cloned().collect();
+        for a in &all {
+            billing.persist(a).map_err(|e| format!("cannot rewrite channel records: {e:?}"))?;
+        }
+        Ok(billing)
     }
 
     fn accounts(&self) -> MutexGuard<'_, HashMap<OutPoint, Account>> {
@@ -167,12 +205,37 @@ impl Billing {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(*peer, channel);
     }
 
+    /// Rewrites a channel's record (emptying its usage log first).
     fn persist(&self, a: &Account) -> Result<(), Response> {
-        let path = self.cfg.dir.join(file_name(&a.channel.params.funding));
+        let funding = a.channel.params.funding;
+        let path = self.cfg.dir.join(file_name(&funding));
+        let fail = |e: std::io::Error| Response::error(ErrorCode::Internal, format!("cannot record payment: {e}"));
+        self.with_log(&funding, |log| log.set_len(0)).map_err(fail)?;
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, a.encode())
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| Response::error(ErrorCode::Internal, format!("cannot record payment: {e}")))
+        std::fs::write(&tmp, a.encode()).and_then(|()| std::fs::rename(&tmp, &path)).map_err(fail)
+    }
+
+    /// Appends a usage snapshot to a channel's log.
+    fn log_usage(&self, funding: &OutPoint, u: &Usage) -> Result<(), Response> {
+        use std::io::Write;
+        self.with_log(funding, |log| log.write_all(&usage_record(u)))
+            .map_err(|e| Response::error(ErrorCode::Internal, format!("cannot record usage: {e}")))
+    }
+
+    fn with_log<T>(
+        &self,
+        funding: &OutPoint,
+        f: impl FnOnce(&mut std::fs::File) -> std::io::Result<T>,
+    ) -> std::io::Result<T> {
+        let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        let log = match logs.entry(*funding) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let path = self.cfg.dir.join(file_name(funding)).with_extension("log");
+                v.insert(std::fs::OpenOptions::new().create(true).append(true).open(path)?)
+            }
+        };
+        f(log)
     }
 
     /// Opens a channel the payer funded: our key, a confirmed funding output of the right script
@@ -269,10 +332,9 @@ impl Billing {
                 ),
             ));
         }
-        let mut next = a.clone();
-        next.usage = usage;
-        self.persist(&next)?;
-        *a = next;
+        // Recorded before the request is served.
+        self.log_usage(&channel, &usage)?;
+        a.usage = usage;
         Ok(())
     }
 
@@ -359,6 +421,23 @@ impl Billing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_log_keeps_the_newest_intact_snapshot() {
+        let u = |b: u64| Usage { storage_byte_secs: u128::from(b) << 70, egress_bytes: b, cpu_core_secs: 2 * b };
+        let mut log = Vec::new();
+        for b in 1..=3 {
+            log.extend_from_slice(&usage_record(&u(b)));
+        }
+        assert_eq!(last_usage(&log), Some(u(3)));
+        // A torn append, then a damaged record: the newest intact one wins.
+        log.extend_from_slice(&usage_record(&u(4))[..17]);
+        assert_eq!(last_usage(&log), Some(u(3)));
+        log.truncate(3 * LOG_RECORD);
+        log[2 * LOG_RECORD + 5] ^= 1;
+        assert_eq!(last_usage(&log), Some(u(2)));
+        assert_eq!(last_usage(&[]), None);
+    }
 
     #[test]
     fn record_round_trips_and_rejects_garbage() {
