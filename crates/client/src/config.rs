@@ -175,6 +175,22 @@ pub(crate) fn save_toml<T: Serialize>(path: &Path, value: &T) -> std::io::Result
 
 /// Reads one of the client's TOML state files: `None` if it is missing, or (with a warning) if it
 /// does not parse, so a damaged state file never stops the client.
+/// Loads a state file that carries a format version: `None` when missing, unreadable or of
+/// another version (which is logged and left alone, never overwritten by a guess).
+pub(crate) fn load_versioned<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    version: u32,
+    version_of: impl Fn(&T) -> u32,
+) -> Option<T> {
+    let record: T = load_toml(path)?;
+    let found = version_of(&record);
+    if found != version {
+        tracing::warn!(path = %path.display(), found, expected = version, "ignoring a state file of another version");
+        return None;
+    }
+    Some(record)
+}
+
 pub(crate) fn load_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
     let text = std::fs::read_to_string(path).ok()?;
     match toml::from_str(&text) {

@@ -4,9 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tracing::warn;
 
-use crate::config::{load_toml, save_toml, NodeEntry};
+use crate::config::{load_versioned, save_toml, NodeEntry};
 use crate::NodeRef;
 
 const FILE: &str = "known-nodes.toml";
@@ -31,14 +30,7 @@ impl KnownNodes {
     /// Loads `known-nodes.toml` from `dir`; a missing or unreadable file counts as empty.
     pub fn load(dir: &Path) -> Self {
         let path = dir.join(FILE);
-        let nodes = match load_toml::<Record>(&path) {
-            Some(r) if r.version == VERSION => r.nodes,
-            Some(r) => {
-                warn!(version = r.version, "ignoring known-nodes file of another version");
-                Vec::new()
-            }
-            None => Vec::new(),
-        };
+        let nodes = load_versioned::<Record>(&path, VERSION, |r| r.version).map(|r| r.nodes).unwrap_or_default();
         Self { path, nodes }
     }
 

@@ -10,9 +10,8 @@ use std::path::{Path, PathBuf};
 
 use blackbox_net::PeerId;
 
-use crate::config::{load_toml, save_toml};
+use crate::config::{load_versioned, save_toml};
 use serde::{Deserialize, Serialize};
-use tracing::warn;
 
 const FILE: &str = "reputation.toml";
 const VERSION: u32 = 1;
@@ -78,14 +77,7 @@ impl Reputation {
     /// Loads `reputation.toml` from `dir`; missing or unreadable counts as empty.
     pub fn load(dir: &Path) -> Self {
         let path = dir.join(FILE);
-        let nodes = match load_toml::<Record>(&path) {
-            Some(r) if r.version == VERSION => r.nodes,
-            Some(r) => {
-                warn!(version = r.version, "ignoring reputation file of another version");
-                BTreeMap::new()
-            }
-            None => BTreeMap::new(),
-        };
+        let nodes = load_versioned::<Record>(&path, VERSION, |r| r.version).map(|r| r.nodes).unwrap_or_default();
         Self { path, nodes }
     }
 

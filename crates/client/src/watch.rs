@@ -5,12 +5,11 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tracing::warn;
 
 use blackbox_core::VerifyCap;
 use blackbox_net::PeerId;
 
-use crate::config::{load_toml, save_toml};
+use crate::config::{load_versioned, save_toml};
 
 const FILE: &str = "watch.toml";
 const VERSION: u32 = 1;
@@ -76,14 +75,7 @@ impl WatchList {
     /// Loads `watch.toml` from `dir`; missing counts as empty.
     pub fn load(dir: &Path) -> Self {
         let path = dir.join(FILE);
-        let files = match load_toml::<Record>(&path) {
-            Some(r) if r.version == VERSION => r.files,
-            Some(r) => {
-                warn!(version = r.version, "ignoring watch list of another version");
-                Vec::new()
-            }
-            None => Vec::new(),
-        };
+        let files = load_versioned::<Record>(&path, VERSION, |r| r.version).map(|r| r.files).unwrap_or_default();
         Self { path, files }
     }
 

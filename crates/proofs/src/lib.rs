@@ -228,10 +228,16 @@ pub fn prove_sample(
     if block.len() != layout.block_len(position.block) || u64::from(position.chunk) >= chunks_in(block.len()) {
         return Err(ProofError::Prover("block length does not fit the layout"));
     }
-    let ck = context_key();
     let start = position.chunk as usize * CHUNK_LEN;
     let data = Bytes::copy_from_slice(&block[start..(start + CHUNK_LEN).min(block.len())]);
-    let mut inner: Vec<Hash> = inner_siblings(block.len(), position.chunk)
+    Ok(Sample { position, data, inner: inner_path(block, position.chunk), outer: tree.path(position.block) })
+}
+
+/// Chaining values of the sibling subtrees from chunk `chunk` of `block` up to the block's hash,
+/// bottom-up (each a complete BLAKE3 subtree at an aligned offset).
+fn inner_path(block: &[u8], chunk: u32) -> Vec<Hash> {
+    let ck = context_key();
+    let mut inner: Vec<Hash> = inner_siblings(block.len(), chunk)
         .into_iter()
         .map(|(off, len)| {
             let mut h = blake3::Hasher::new_from_context_key(&ck);
@@ -241,7 +247,7 @@ pub fn prove_sample(
         })
         .collect();
     inner.reverse();
-    Ok(Sample { position, data, inner, outer: tree.path(position.block) })
+    inner
 }
 
 /// Proves a whole challenge; `read_block` returns the stored bytes of a block.
@@ -350,21 +356,10 @@ mod tests {
             let block: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
             for chunk in 0..chunks_in(len) as u32 {
                 let start = chunk as usize * CHUNK_LEN;
-                let ck = context_key();
-                let mut inner: Vec<Hash> = inner_siblings(len, chunk)
-                    .into_iter()
-                    .map(|(off, l)| {
-                        let mut h = blake3::Hasher::new_from_context_key(&ck);
-                        h.set_input_offset(off as u64);
-                        h.update(&block[off..off + l]);
-                        h.finalize_non_root()
-                    })
-                    .collect();
-                inner.reverse();
                 let s = Sample {
                     position: Position { block: 0, chunk },
                     data: Bytes::copy_from_slice(&block[start..(start + CHUNK_LEN).min(len)]),
-                    inner,
+                    inner: inner_path(&block, chunk),
                     outer: vec![],
                 };
                 let leaf = leaf_for_len(len, &s).unwrap();
