@@ -24,6 +24,9 @@ use blackbox_payments::{ChannelParams, ChannelUpdate, Prices, ProviderChannel, U
 
 const RECORD_VERSION: u8 = 1;
 
+/// Most peers remembered as paying through a channel.
+const MAX_SESSIONS: usize = 10_000;
+
 /// How the node takes payments.
 #[derive(Clone)]
 pub struct BillingConfig {
@@ -202,7 +205,13 @@ impl Billing {
     }
 
     fn bind(&self, peer: &PeerId, channel: OutPoint) {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(*peer, channel);
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        // Every billed request carries an update that binds its sender again, so forgetting all
+        // bindings is harmless; it bounds the memory that many short-lived clients can take.
+        if sessions.len() >= MAX_SESSIONS && !sessions.contains_key(peer) {
+            sessions.clear();
+        }
+        sessions.insert(*peer, channel);
     }
 
     /// Rewrites a channel's record (emptying its usage log first).
