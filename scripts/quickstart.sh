@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what is needed, builds blackbox, starts a local 10-node network, stores a 64 MiB random
-# file, reads it back, checks the bytes, and stops the network.
+# Installs what is needed, builds blackbox, starts a local 10-node network (with its own bitcoin
+# chain), stores a 64 MiB random file (paying the nodes through channels), reads it back, checks
+# the bytes, audits the shares, shows the wallet, and stops the network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -20,4 +21,6 @@ echo "stored; read cap: $cap"
 "$bin" get "$cap" -o "$work/file.back"
 cmp "$work/file" "$work/file.back"
 "$bin" check "$cap" | tail -n 2
-echo "round trip OK: 64 MiB stored on 10 nodes (3-of-10) and read back identically"
+"$bin" audit "$cap" | tail -n 1
+"$bin" wallet
+echo "round trip OK: 64 MiB stored on 10 nodes (3-of-10), paid for, audited and read back identically"
