@@ -317,6 +317,16 @@ impl Billing {
 
     /// Bills `delta` to the sender's channel, or refuses with "payment required".
     pub fn charge(&self, from: &PeerId, delta: Usage, what: &str) -> Result<(), Response> {
+        self.bill(from, delta, what, true)
+    }
+
+    /// Whether the sender's channel would cover `delta` (nothing is billed): lets the node refuse
+    /// before doing the work.
+    pub fn covers(&self, from: &PeerId, delta: Usage, what: &str) -> Result<(), Response> {
+        self.bill(from, delta, what, false)
+    }
+
+    fn bill(&self, from: &PeerId, delta: Usage, what: &str, record: bool) -> Result<(), Response> {
         let channel = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(from).copied();
         let Some(channel) = channel else {
             return Err(Response::error(
@@ -341,9 +351,11 @@ impl Billing {
                 ),
             ));
         }
-        // Recorded before the request is served.
-        self.log_usage(&channel, &usage)?;
-        a.usage = usage;
+        if record {
+            // Recorded before the request is served.
+            self.log_usage(&channel, &usage)?;
+            a.usage = usage;
+        }
         Ok(())
     }
 

@@ -393,12 +393,17 @@ impl<S: ShareStore> StorageServer<S> {
         }
         let offset = layout.block_offset(start);
         let len = (layout.block_offset(stop - 1) - offset) as usize + layout.block_len(stop - 1);
-        self.charge(from, Usage::default().with_egress(len as u64), "serving these blocks")?;
+        let egress = Usage::default().with_egress(len as u64);
+        if let Some(b) = &self.billing {
+            b.covers(from, egress, "serving these blocks")?;
+        }
         let bytes = self
             .store
             .read_at(&key, offset, len)
             .map_err(internal)?
             .ok_or_else(|| Response::error(ErrorCode::Internal, "share data is missing on disk"))?;
+        // Billed once the bytes are in hand, so a failed read costs the payer nothing.
+        self.charge(from, egress, "serving these blocks")?;
         let mut blocks = Vec::with_capacity((stop - start) as usize);
         let mut at = 0;
         let every = self.faults().corrupt_every;
@@ -472,7 +477,12 @@ impl<S: ShareStore> StorageServer<S> {
         self.charge(from, rent, "renewing these leases")?;
         let expires = unix_now().saturating_add(granted);
         for share in &shares {
-            self.store.set_lease(&ShareKey { si, share: *share }, expires).map_err(internal)?;
+            if let Err(e) = self.store.set_lease(&ShareKey { si, share: *share }, expires) {
+                if let Some(b) = &self.billing {
+                    b.uncharge(from, rent);
+                }
+                return Err(internal(e));
+            }
         }
         Ok(Response::Renewed { shares: shares.len() as u32, expires })
     }
