@@ -1,5 +1,5 @@
 //! Criterion benches of payment channel updates: the payer's signature and the provider's full
-//! check (signature, own signature, libbitcoinconsensus on the completed commitment).
+//! check (its own signature, then libbitcoinconsensus on the completed commitment).
 
 use blackbox_benches::channel::fixture;
 use blackbox_payments::{PayerChannel, ProviderChannel};

@@ -1,5 +1,5 @@
-//! Payment channel update costs: signing (payer) and full verification (provider: ECDSA check of
-//! the payer's signature, its own signature, and libbitcoinconsensus on the completed spend).
+//! Payment channel update costs: signing (payer) and full verification (provider: its own
+//! signature, then libbitcoinconsensus on the completed spend, which checks both signatures).
 
 use std::time::Instant;
 
