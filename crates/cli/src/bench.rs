@@ -79,7 +79,7 @@ pub async fn run(_config: Option<PathBuf>, action: BenchAction) -> Result<ExitCo
                 tokio::task::spawn_blocking(move || blackbox_benches::channel::measure_channel(seconds)).await?;
             println!(
                 "channel updates on one core: signed {signed:.0}/s (payer), verified {verified:.0}/s (provider: \
-                 signature + own signature + libbitcoinconsensus)"
+                 its own signature, then libbitcoinconsensus checks both)"
             );
             Ok(ExitCode::SUCCESS)
         }
