@@ -199,6 +199,9 @@ async fn connect(cfg: &ClientConfig) -> Result<(Client<Libp2pTransport>, Offers)
 
 /// The payment settings of the client config, with the wallet key.
 pub(crate) fn pay_config(cfg: &ClientConfig, pc: &ClientPayments) -> Result<PayConfig> {
+    if pc.channel_blocks < 24 {
+        bail!("[payments] channel_blocks must be at least 24: channels are retired 12 blocks before their timeout");
+    }
     let chain = blackbox_chain::BitcoindRpc::new(pc.chain.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(PayConfig {
         chain: Arc::new(chain),

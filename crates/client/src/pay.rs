@@ -30,6 +30,8 @@ use crate::config::{load_toml, save_toml};
 use crate::{call, ClientError, NodeRef};
 
 const VERSION: u32 = 1;
+/// A channel is not used for new payments within this many blocks of its timeout.
+const RETIRE_BLOCKS: u32 = 12;
 
 /// How the client pays.
 #[derive(Clone)]
@@ -197,7 +199,17 @@ impl Payments {
         let slot = self.live.lock().unwrap_or_else(|p| p.into_inner()).entry(node.peer).or_default().clone();
         let mut slot = slot.lock().await;
         if slot.is_none() {
-            *slot = Some(match self.load(&node.peer, &payee) {
+            let loaded = match self.load(&node.peer, &payee) {
+                // Nodes close channels 6 blocks before their timeout: stop using one well before.
+                Some(l) if self.height().await? + RETIRE_BLOCKS < l.ch.params.timeout => Some(l),
+                Some(l) => {
+                    info!(peer = %node.peer, timeout = l.ch.params.timeout, "channel near its timeout; opening a new one");
+                    self.retire(&node.peer, &l);
+                    None
+                }
+                None => None,
+            };
+            *slot = Some(match loaded {
                 Some(l) => l,
                 None => self.open(transport, node, &payee).await?,
             });
@@ -210,8 +222,7 @@ impl Payments {
         let mut owed = usage.owed(&payee.prices);
         if owed > l.ch.params.max_payable() {
             info!(peer = %node.peer, "channel exhausted; opening a new one");
-            let archived = l.path.with_extension("closed.toml");
-            let _ = std::fs::rename(&l.path, archived);
+            self.retire(&node.peer, l);
             *l = self.open(transport, node, &payee).await?;
             usage = delta;
             owed = usage.owed(&payee.prices);
@@ -240,6 +251,24 @@ impl Payments {
             .map_err(|e| invalid(format!("cannot record payment: {e}")))?;
         l.last = Some(update.clone());
         Ok(Some(update))
+    }
+
+    /// Keeps a channel's record under a name of its own (for `wallet` and refunds) so a new
+    /// channel to the same node can take the node's file.
+    fn retire(&self, peer: &PeerId, l: &Live) {
+        let f = l.ch.params.funding;
+        let kept = self.cfg.dir.join(format!("{peer}-{}-{}.toml", f.txid, f.vout));
+        if let Err(e) = std::fs::rename(&l.path, &kept) {
+            warn!(error = %e, "cannot keep the old channel record");
+        }
+    }
+
+    async fn height(&self) -> Result<u32, ClientError> {
+        let chain = self.cfg.chain.clone();
+        tokio::task::spawn_blocking(move || chain.height())
+            .await
+            .map_err(|e| invalid(e.to_string()))?
+            .map_err(|e| invalid(format!("chain: {e}")))
     }
 
     fn load(&self, peer: &PeerId, payee: &Payee) -> Option<Live> {
