@@ -208,6 +208,9 @@ pub async fn up(args: UpArgs) -> Result<ExitCode> {
     if args.nodes == 0 || args.nodes > 255 {
         bail!("--nodes must be between 1 and 255");
     }
+    // Taken over before any node starts: a SIGTERM that arrives while the network is starting (or
+    // just after "devnet ready") must stop the nodes, not kill this process and orphan them.
+    let mut term = Stop::install()?;
     let root = args.dir.clone();
     std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
     let chain = if args.no_payments { None } else { Some(start_chain(&root)?) };
@@ -284,7 +287,7 @@ pub async fn up(args: UpArgs) -> Result<ExitCode> {
     println!("devnet ready: {} nodes; client config {}", args.nodes, abs.display());
     println!("try: export BLACKBOX_CONFIG={}; blackbox put FILE", abs.display());
 
-    supervise(&mut procs).await;
+    supervise(&mut procs, &mut term).await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -332,15 +335,35 @@ async fn wait_ready(procs: &mut [NodeProc]) -> Result<Vec<NodeInfo>> {
     }
 }
 
+/// SIGINT and SIGTERM, caught from the start of `devnet up`.
+struct Stop {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Stop {
+    fn install() -> Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("cannot catch SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot catch SIGINT")?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}
+
 /// Watches the nodes until SIGINT/SIGTERM, reporting any that exit, then stops them all.
-async fn supervise(procs: &mut [NodeProc]) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).ok();
+async fn supervise(procs: &mut [NodeProc], stop: &mut Stop) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => break,
+            _ = stop.recv() => break,
             _ = tick.tick() => {
                 for (i, p) in procs.iter_mut().enumerate() {
                     if p.alive {

@@ -263,3 +263,22 @@ fn corrupting_node_is_demoted_and_avoided() {
     assert!(!explained.contains(suffix), "the demoted node is still a candidate:\n{explained}");
     assert_eq!(explain_rows(&explained).len(), 9, "{explained}");
 }
+
+/// Stopping a devnet right after it says ready stops every node (no orphan keeps a store locked).
+#[test]
+fn stop_right_after_ready_leaves_no_node_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    for _ in 0..3 {
+        Devnet::start(&dir, 3, &[]).stop();
+        let needle = dir.to_string_lossy().to_string();
+        let alive: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains("node run") && c.contains(&needle))
+            .collect();
+        assert!(alive.is_empty(), "nodes outlived their devnet: {alive:?}");
+    }
+}
