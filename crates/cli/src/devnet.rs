@@ -33,8 +33,8 @@ pub struct UpArgs {
     /// Quota of each new node, e.g. 20GiB.
     #[arg(long, default_value = "20GiB", value_parser = |s: &str| ByteSize::parse(s))]
     quota: ByteSize,
-    /// Spread of storage prices over new nodes: node i asks 100 × SPREAD^(i/(N-1)) sat/GB-month
-    /// (1: all ask 100).
+    /// Spread of storage prices over new nodes: node i asks 1,000,000 × SPREAD^(i/(N-1))
+    /// sat/GB-month (1: all ask the same).
     #[arg(long, default_value_t = 1.0)]
     price_spread: f64,
     /// Declare this many regions over new nodes (node i in region `r<i mod R>`), since on one machine
@@ -62,6 +62,8 @@ struct DevnetChain {
 }
 
 const CHAIN_FILE: &str = "rpc.toml";
+/// Storage price of a devnet node without `--price-spread`, in sat per GB-month.
+const DEVNET_STORAGE_PRICE: u64 = 1_000_000;
 
 fn start_chain(root: &Path) -> Result<DevnetChain> {
     let dir = root.join("chain");
@@ -105,8 +107,12 @@ impl UpArgs {
     fn offer(&self, i: usize) -> OfferConfig {
         let frac = if self.nodes > 1 { i as f64 / (self.nodes - 1) as f64 } else { 0.0 };
         let spread = if self.price_spread.is_finite() && self.price_spread >= 1.0 { self.price_spread } else { 1.0 };
+        // Devnet coins cost nothing: prices high enough that even small files earn more than the
+        // dust limit, so channels close on chain with real amounts.
         OfferConfig {
-            storage_sat_per_gb_month: (100.0 * spread.powf(frac)).round() as u64,
+            storage_sat_per_gb_month: (DEVNET_STORAGE_PRICE as f64 * spread.powf(frac)).round() as u64,
+            egress_sat_per_gb: 1_000_000,
+            cpu_sat_per_core_hour: 3_600,
             region: if self.regions > 0 { format!("r{}", i % self.regions) } else { String::new() },
             ..OfferConfig::default()
         }
@@ -275,7 +281,7 @@ pub async fn up(args: UpArgs) -> Result<ExitCode> {
         client.payments = Some(ClientPayments {
             chain: c.rpc.clone(),
             channel_blocks: args.channel_blocks,
-            ..keep.unwrap_or_default()
+            ..keep.unwrap_or(ClientPayments { channel_capacity_sat: 10_000_000, ..ClientPayments::default() })
         });
         fund_wallet(&c.chain, &root.join("client-data"))?;
     } else {

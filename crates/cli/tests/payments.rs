@@ -32,15 +32,9 @@ fn devnet_payments_are_exact_closed_on_chain_and_refundable() {
     let dir = tmp.path().join("net");
     let file = tmp.path().join("f");
     random_file(&file, 3 << 20, 77);
+    // Devnet prices (1,000,000 sat/GB-month, 1,000,000 sat/GB, 3,600 sat/core-hour) make every
+    // node earn more than the dust limit from one small file.
     let args = ["--channel-blocks", "40", "--block-secs", "0.5"];
-    let net = Devnet::start(&dir, 5, &args);
-    net.stop();
-    // Prices high enough that every node earns more than the dust limit from one small file.
-    for i in 0..5 {
-        edit_node_config(&dir, i, "storage_sat_per_gb_month = 100", "storage_sat_per_gb_month = 1000000");
-        edit_node_config(&dir, i, "egress_sat_per_gb = 10", "egress_sat_per_gb = 1000000");
-        edit_node_config(&dir, i, "cpu_sat_per_core_hour = 0", "cpu_sat_per_core_hour = 3600");
-    }
     let net = Devnet::start(&dir, 5, &args);
     let cap = put(&net, &file);
     let back = tmp.path().join("back");
@@ -133,11 +127,6 @@ fn killed_node_or_client_loses_no_payment_and_pays_nothing_twice() {
     let file = tmp.path().join("f");
     random_file(&file, 64 << 20, 78);
     let args = ["--channel-blocks", "600"];
-    let net = Devnet::start(&dir, 4, &args);
-    net.stop();
-    for i in 0..4 {
-        edit_node_config(&dir, i, "egress_sat_per_gb = 10", "egress_sat_per_gb = 1000000");
-    }
     let net = Devnet::start(&dir, 4, &args);
     let cap = put(&net, &file);
     let back = tmp.path().join("back");
