@@ -197,11 +197,10 @@ impl<T: Transport> Client<T> {
         let header = self.fetch_header(cap, &holders).await?;
         let layout = header.layout();
         let holders = &holders;
+        let per_share = crate::upload::storage_rent(&layout, lease_secs);
         let asks = nodes.iter().map(|n| async move {
             let held = holders.found.iter().filter(|(_, m)| m.peer == n.peer).count();
-            let lease = if lease_secs == 0 { 31 * 86_400 } else { u64::from(lease_secs) };
-            let rent =
-                (0..held).fold(blackbox_payments::Usage::default(), |u, _| u.with_storage(layout.share_len(), lease));
+            let rent = (0..held).fold(blackbox_payments::Usage::default(), |u, _| u.plus(per_share));
             (n.peer, self.call_billed(n, Request::Renew { si, lease_secs }, rent).await)
         });
         let mut out = Vec::new();

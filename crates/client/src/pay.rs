@@ -218,7 +218,7 @@ impl Payments {
         if !l.synced {
             self.sync(transport, node, l).await?;
         }
-        let mut usage = add(l.usage, delta);
+        let mut usage = l.usage.plus(delta);
         let mut owed = usage.owed(&payee.prices);
         if owed > l.ch.params.max_payable() {
             info!(peer = %node.peer, "channel exhausted; opening a new one");
@@ -238,7 +238,7 @@ impl Payments {
                 return Ok(Some(last.clone()));
             }
             _ => {
-                let want = add(usage, ahead).owed(&payee.prices).min(l.ch.params.max_payable()).max(owed);
+                let want = usage.plus(ahead).owed(&payee.prices).min(l.ch.params.max_payable()).max(owed);
                 let paid = want.max(l.ch.paid);
                 let u = l.ch.sign(paid, &self.cfg.key).map_err(|e| invalid(e.to_string()))?;
                 l.ch.paid = paid;
@@ -401,14 +401,6 @@ impl Payments {
             path: self.path(&node.peer),
             last: None,
         })
-    }
-}
-
-fn add(a: Usage, b: Usage) -> Usage {
-    Usage {
-        storage_byte_secs: a.storage_byte_secs + b.storage_byte_secs,
-        egress_bytes: a.egress_bytes + b.egress_bytes,
-        cpu_core_secs: a.cpu_core_secs + b.cpu_core_secs,
     }
 }
 

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use blackbox_core::{SegmentRebuilder, VerifyCap};
-use blackbox_net::{PeerId, Request, Response, Transport};
+use blackbox_net::{PeerId, Transport};
 
 use crate::audit::{AuditOptions, AuditReport, Verdict};
 use crate::download::Fetcher;
@@ -125,14 +125,7 @@ impl<T: Transport> Client<T> {
                 Err(e) => Err(ClientError::Invalid(format!("sender crashed: {e}"))),
             };
             let committed = match sent {
-                Ok(()) => match self
-                    .call_billed(&node, Request::Commit { si, share, header: header_bytes.clone() }, rent)
-                    .await
-                {
-                    Ok(Response::Ok) => Ok(()),
-                    Ok(other) => Err(ClientError::unexpected(&node, &other)),
-                    Err(e) => Err(e),
-                },
+                Ok(()) => self.commit_share(&node, si, share, header_bytes.clone(), rent).await,
                 Err(e) => Err(e),
             };
             match committed {

@@ -345,24 +345,35 @@ impl<T: Transport> Client<T> {
         let header_bytes = Bytes::from(header.encode());
         let rent = storage_rent(&header.layout(), lease_secs);
         let commits = sent.into_iter().map(|(share, node)| {
-            let req = Request::Commit { si, share, header: header_bytes.clone() };
+            let header = header_bytes.clone();
             async move {
-                let r = self.call_billed(&node, req, rent).await;
+                let r = self.commit_share(&node, si, share, header, rent).await;
                 (share, node, r)
             }
         });
         let mut ok = Vec::new();
         for (share, node, r) in futures::future::join_all(commits).await {
             match r {
-                Ok(Response::Ok) => ok.push((share, node)),
-                Ok(other) => {
-                    let e = ClientError::unexpected(&node, &other);
-                    failed.push((share, node, e));
-                }
+                Ok(()) => ok.push((share, node)),
                 Err(e) => failed.push((share, node, e)),
             }
         }
         Ok(Pass { cap, failed, ok })
+    }
+
+    /// Commits a share whose blocks were all sent, paying `rent` for its lease.
+    pub(crate) async fn commit_share(
+        &self,
+        node: &NodeRef,
+        si: StorageIndex,
+        share: u8,
+        header: Bytes,
+        rent: blackbox_payments::Usage,
+    ) -> Result<(), ClientError> {
+        match self.call_billed(node, Request::Commit { si, share, header }, rent).await? {
+            Response::Ok => Ok(()),
+            other => Err(ClientError::unexpected(node, &other)),
+        }
     }
 }
 

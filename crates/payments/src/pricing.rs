@@ -57,6 +57,24 @@ impl Usage {
         self
     }
 
+    /// Both usages together.
+    pub fn plus(self, other: Usage) -> Self {
+        Self {
+            storage_byte_secs: self.storage_byte_secs.saturating_add(other.storage_byte_secs),
+            egress_bytes: self.egress_bytes.saturating_add(other.egress_bytes),
+            cpu_core_secs: self.cpu_core_secs.saturating_add(other.cpu_core_secs),
+        }
+    }
+
+    /// This usage less `other` (never below zero), for taking back a charge.
+    pub fn minus(self, other: Usage) -> Self {
+        Self {
+            storage_byte_secs: self.storage_byte_secs.saturating_sub(other.storage_byte_secs),
+            egress_bytes: self.egress_bytes.saturating_sub(other.egress_bytes),
+            cpu_core_secs: self.cpu_core_secs.saturating_sub(other.cpu_core_secs),
+        }
+    }
+
     /// Adds `secs` core-seconds of CPU.
     pub fn with_cpu(mut self, core_secs: u64) -> Self {
         self.cpu_core_secs = self.cpu_core_secs.saturating_add(core_secs);
@@ -89,6 +107,11 @@ mod tests {
         assert_eq!(Usage::default().with_egress(2_000_000_000).owed(&P), 20);
         assert_eq!(Usage::default().with_cpu(100).owed(&P), 1);
         assert_eq!(Usage::default().owed(&P), 0);
+        let a = Usage::default().with_egress(5).with_cpu(2);
+        let b = Usage::default().with_storage(3, 4).with_egress(1);
+        assert_eq!(a.plus(b), Usage { storage_byte_secs: 12, egress_bytes: 6, cpu_core_secs: 2 });
+        assert_eq!(a.plus(b).minus(b), a);
+        assert_eq!(b.minus(a), Usage { storage_byte_secs: 12, egress_bytes: 0, cpu_core_secs: 0 });
         assert!(check_bill(&P, &Usage::default().with_egress(1), 1).is_ok());
         assert_eq!(
             check_bill(&P, &Usage::default().with_egress(1), 2),

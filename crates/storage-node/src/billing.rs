@@ -336,11 +336,7 @@ impl Billing {
         };
         let mut accounts = self.accounts();
         let a = accounts.get_mut(&channel).ok_or_else(|| Response::error(ErrorCode::NotFound, "unknown channel"))?;
-        let usage = Usage {
-            storage_byte_secs: a.usage.storage_byte_secs + delta.storage_byte_secs,
-            egress_bytes: a.usage.egress_bytes + delta.egress_bytes,
-            cpu_core_secs: a.usage.cpu_core_secs + delta.cpu_core_secs,
-        };
+        let usage = a.usage.plus(delta);
         let owed = usage.owed(&self.cfg.prices);
         if a.closed.is_some() || owed > a.channel.paid {
             return Err(Response::error(
@@ -365,9 +361,7 @@ impl Billing {
         let mut accounts = self.accounts();
         if let Some(a) = channel.and_then(|c| accounts.get_mut(&c)) {
             let mut next = a.clone();
-            next.usage.storage_byte_secs = next.usage.storage_byte_secs.saturating_sub(delta.storage_byte_secs);
-            next.usage.egress_bytes = next.usage.egress_bytes.saturating_sub(delta.egress_bytes);
-            next.usage.cpu_core_secs = next.usage.cpu_core_secs.saturating_sub(delta.cpu_core_secs);
+            next.usage = next.usage.minus(delta);
             if self.persist(&next).is_ok() {
                 *a = next;
             }

@@ -139,12 +139,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     let offer = sign_offer(&cfg, &keypair, bitcoin_pubkey, now_secs())?;
     let store =
         DiskStore::open(&dir.join("store")).map_err(|e| format!("cannot open store in {}: {e}", dir.display()))?;
-    let server = Arc::new(
-        StorageServer::new(store, cfg.quota.0, Duration::from_secs(cfg.upload_timeout_secs))
-            .map_err(|e| e.to_string())?
-            .with_leases(LeasePolicy { default_secs: cfg.lease_default_secs, max_secs: cfg.lease_max_secs }),
-    );
-    let (server, billing) = match &cfg.payments {
+    let billing = match &cfg.payments {
         Some(pc) => {
             let chain = blackbox_chain::BitcoindRpc::new(pc.chain.clone()).map_err(|e| e.to_string())?;
             let billing = Arc::new(Billing::open(BillingConfig {
@@ -161,11 +156,17 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
                 dir: dir.join("channels"),
             })?);
             info!(chain = %pc.chain.rpc_addr, "payments on: storage, egress and CPU are billed through channels");
-            let server = Arc::try_unwrap(server).map_err(|_| "server shared too early".to_string())?;
-            (Arc::new(server.with_billing(billing.clone())), Some(billing))
+            Some(billing)
         }
-        None => (server, None),
+        None => None,
     };
+    let mut server = StorageServer::new(store, cfg.quota.0, Duration::from_secs(cfg.upload_timeout_secs))
+        .map_err(|e| e.to_string())?
+        .with_leases(LeasePolicy { default_secs: cfg.lease_default_secs, max_secs: cfg.lease_max_secs });
+    if let Some(b) = &billing {
+        server = server.with_billing(b.clone());
+    }
+    let server = Arc::new(server);
     server.set_offer(offer.encode().into());
     let faults = Faults {
         corrupt_every: if cfg.fault_corrupt_reads { 1 } else { cfg.fault_corrupt_every },

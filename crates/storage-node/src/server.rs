@@ -13,6 +13,7 @@ use blackbox_net::{ErrorCode, NodeStatus, PeerId, Request, RequestHandler, Respo
 use blackbox_payments::Usage;
 use blackbox_proofs::{BlockTree, Challenge};
 
+use crate::daemon::now_secs;
 use crate::store::{ShareKey, ShareMeta, ShareStore, StoreError};
 
 /// An upload in progress: who owns it, its expected layout and the leaf hashes received so far.
@@ -61,11 +62,6 @@ impl LeasePolicy {
             u64::from(asked).min(self.max_secs)
         }
     }
-}
-
-/// Seconds since the Unix epoch.
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 struct State {
@@ -353,7 +349,7 @@ impl<S: ShareStore> StorageServer<S> {
             return Err(Response::error(ErrorCode::Invalid, "blocks do not match the share root in the header"));
         }
         let meta = ShareMeta { header: header.to_vec(), num_blocks: leaves.len() as u64, share_len: up.reserved };
-        let expires = unix_now().saturating_add(up.lease_secs);
+        let expires = now_secs().saturating_add(up.lease_secs);
         self.store.commit(&key, &meta, &leaves, expires).map_err(internal)?;
         Ok(Response::Ok)
     }
@@ -475,7 +471,7 @@ impl<S: ShareStore> StorageServer<S> {
             rent = rent.with_storage(meta.share_len, granted);
         }
         self.charge(from, rent, "renewing these leases")?;
-        let expires = unix_now().saturating_add(granted);
+        let expires = now_secs().saturating_add(granted);
         for share in &shares {
             if let Err(e) = self.store.set_lease(&ShareKey { si, share: *share }, expires) {
                 if let Some(b) = &self.billing {
@@ -695,7 +691,7 @@ mod tests {
         let (a, b) = ([1; 32], [2; 32]);
         put_share(&s, a, 0, 20_000, 50);
         put_share(&s, b, 0, 20_000, 0);
-        let now = unix_now();
+        let now = now_secs();
         let used = s.status().used;
         assert_eq!(
             s.store().lease(&ShareKey { si: a, share: 0 }).unwrap().map(|e| e.saturating_sub(now) <= 50),
@@ -703,7 +699,7 @@ mod tests {
         );
         // Longer than the maximum is shortened to it.
         match s.handle(&PeerId::random(), Request::Renew { si: b, lease_secs: 5000 }) {
-            Response::Renewed { shares: 1, expires } => assert!(expires <= unix_now() + 1000 && expires >= now + 999),
+            Response::Renewed { shares: 1, expires } => assert!(expires <= now_secs() + 1000 && expires >= now + 999),
             other => panic!("{other:?}"),
         }
         assert_eq!(
