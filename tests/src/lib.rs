@@ -1,6 +1,5 @@
-//! Helpers to run `blackbox devnet up` and the CLI as real processes on 127.0.0.1.
-
-#![allow(dead_code)]
+//! Test support shared by every blackbox test suite: the devnet harness that runs `blackbox devnet
+//! up` and the CLI as real processes on 127.0.0.1, and seeded pseudo-random data.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -8,7 +7,34 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_blackbox");
+pub use blackbox_util::Xorshift;
+
+/// The `blackbox` binary the tests run: `$BLACKBOX_BIN`, or the workspace's own, built once per
+/// test process (with the test-only `faults` feature) into the target directory of the tests.
+pub fn bin() -> &'static Path {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(path) = std::env::var_os("BLACKBOX_BIN") {
+            return PathBuf::from(path);
+        }
+        // target/<profile>/deps/<test> -> target/<profile>/blackbox
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target profile directory");
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => "dev".to_string(),
+            Some(other) => other.to_string(),
+        };
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "blackbox-cli", "--bin", "blackbox", "--features", "faults"])
+            .args(["--profile", &profile])
+            .env("CARGO_TARGET_DIR", profile_dir.parent().expect("target directory"))
+            .status()
+            .expect("run cargo build for the blackbox binary");
+        assert!(status.success(), "building the blackbox binary failed");
+        profile_dir.join("blackbox")
+    })
+}
 
 /// A running devnet: the supervisor process and its directory.
 pub struct Devnet {
@@ -20,7 +46,7 @@ pub struct Devnet {
 impl Devnet {
     /// Starts `nodes` nodes under `dir` (reusing their data if present) and waits until ready.
     pub fn start(dir: &Path, nodes: usize, extra: &[&str]) -> Devnet {
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin())
             .args(["devnet", "up", "--nodes", &nodes.to_string(), "--dir"])
             .arg(dir)
             .args(extra)
@@ -111,7 +137,7 @@ fn is_zombie(pid: i32) -> bool {
 
 /// Runs `blackbox` with an optional client config.
 pub fn blackbox(config: Option<&Path>, args: &[&str]) -> Output {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(bin());
     cmd.env_remove("BLACKBOX_CONFIG");
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
@@ -130,17 +156,11 @@ pub fn stderr(o: &Output) -> String {
 /// Writes `len` pseudo-random bytes (seeded) to `path`.
 pub fn random_file(path: &Path, len: usize, seed: u64) {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
-    let mut x = seed | 1;
+    let mut rng = Xorshift::new(seed);
     let mut buf = vec![0u8; 1 << 16];
     let mut left = len;
     while left > 0 {
-        for chunk in buf.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let b = x.to_le_bytes();
-            chunk.copy_from_slice(&b[..chunk.len()]);
-        }
+        rng.fill(&mut buf);
         let n = left.min(buf.len());
         f.write_all(&buf[..n]).expect("write");
         left -= n;
@@ -202,7 +222,7 @@ pub fn node_counts(net: &Devnet) -> Vec<(usize, u64, u64, u64)> {
 
 /// Starts `blackbox put FILE` in the background with output captured.
 pub fn spawn_put(net: &Devnet, file: &Path) -> Child {
-    Command::new(BIN)
+    Command::new(bin())
         .arg("--config")
         .arg(net.config())
         .arg("put")

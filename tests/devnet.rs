@@ -1,8 +1,6 @@
 //! Acceptance of the foundation: real node processes on 127.0.0.1 driven through the CLI.
 
-mod common;
-
-use common::*;
+use blackbox_tests::*;
 
 /// Put 200 MiB, kill -9 seven nodes, read it back; an eighth kill makes it unrecoverable.
 #[test]

@@ -1,8 +1,6 @@
 //! Proofs of retrievability, leases and repair, end to end: real node processes on 127.0.0.1.
 
-mod common;
-
-use common::*;
+use blackbox_tests::*;
 
 /// Two nodes lose their data: `audit` names the two missing shares and the two nodes; `repair`
 /// rebuilds both from the verify cap alone onto nodes that hold no other share of the file.

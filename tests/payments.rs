@@ -1,9 +1,7 @@
 //! Payments on a devnet: real node processes, the devnet chain, channels opened, billed, closed
 //! and refunded on chain.
 
-mod common;
-
-use common::*;
+use blackbox_tests::*;
 
 /// One channel row of `node earnings`: stored byte-seconds, served bytes, earned, received.
 type Row = (u128, u64, u64, u64);
@@ -142,7 +140,7 @@ fn killed_node_or_client_loses_no_payment_and_pays_nothing_twice() {
     assert_eq!(earnings(&net, victim).0, before[victim]);
 
     // A client killed in the middle of a download, then run again.
-    let mut get = std::process::Command::new(BIN)
+    let mut get = std::process::Command::new(bin())
         .arg("--config")
         .arg(net.config())
         .args(["get", &cap, "-o", back.to_str().unwrap()])
