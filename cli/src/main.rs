@@ -5,6 +5,7 @@ mod commands;
 mod devnet;
 mod maintain;
 mod money;
+mod show;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -159,8 +160,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Node { action: NodeAction::Run } => {
             let path = config.ok_or_else(|| anyhow::anyhow!("`node run` needs --config NODE.toml"))?;
-            let cfg = blackbox_storage_node::NodeConfig::load(&path).map_err(anyhow::Error::msg)?;
-            blackbox_storage_node::daemon::run(cfg).await.map_err(anyhow::Error::msg)?;
+            let cfg = blackbox_storage_node::NodeConfig::load(&path)?;
+            blackbox_storage_node::daemon::run(cfg).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Node { action: NodeAction::Earnings } => money::earnings(config).await,

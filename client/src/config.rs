@@ -2,9 +2,22 @@
 
 use std::path::{Path, PathBuf};
 
+use blackbox_util::config::{load_config, relative_to, ConfigError};
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
 use crate::NodeRef;
+
+/// A `[[nodes]]` entry that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum NodeEntryError {
+    /// Not a libp2p peer id.
+    #[error("invalid peer id `{0}` in config")]
+    Peer(String),
+    /// Not a multiaddr.
+    #[error("invalid address `{0}` in config")]
+    Addr(String),
+}
 
 /// One node entry of the config.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,7 +134,7 @@ impl Default for ClientConfig {
             data_dir: PathBuf::from("client-data"),
             max_storage_price: None,
             weights: crate::rank::Weights::default(),
-            lease_secs: 31 * 86_400,
+            lease_secs: blackbox_core::DEFAULT_LEASE_SECS,
             audit: AuditConfig::default(),
             payments: None,
             nodes: Vec::new(),
@@ -131,26 +144,30 @@ impl Default for ClientConfig {
 
 impl ClientConfig {
     /// Reads and checks a config file; a relative `data_dir` is resolved against its directory.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-        let mut cfg: ClientConfig =
-            toml::from_str(&text).map_err(|e| format!("invalid config {}: {}", path.display(), e.message()))?;
-        if cfg.data_dir.is_relative() {
-            cfg.data_dir = path.parent().unwrap_or(Path::new(".")).join(&cfg.data_dir);
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut cfg: ClientConfig = load_config(path)?;
+        cfg.data_dir = relative_to(path, &cfg.data_dir);
+        if let Some(pc) = &cfg.payments {
+            if pc.channel_blocks < 24 {
+                return Err(ConfigError::Value {
+                    path: path.into(),
+                    message: "[payments] channel_blocks must be at least 24: channels are retired 12 blocks before their timeout".into(),
+                });
+            }
         }
         Ok(cfg)
     }
 
     /// The nodes, parsed.
-    pub fn node_refs(&self) -> Result<Vec<NodeRef>, String> {
+    pub fn node_refs(&self) -> Result<Vec<NodeRef>, NodeEntryError> {
         self.nodes
             .iter()
             .map(|n| {
-                let peer = n.peer_id.parse().map_err(|_| format!("invalid peer id `{}` in config", n.peer_id))?;
+                let peer = n.peer_id.parse().map_err(|_| NodeEntryError::Peer(n.peer_id.clone()))?;
                 let addrs = n
                     .addrs
                     .iter()
-                    .map(|a| a.parse().map_err(|_| format!("invalid address `{a}` in config")))
+                    .map(|a| a.parse().map_err(|_| NodeEntryError::Addr(a.clone())))
                     .collect::<Result<_, _>>()?;
                 Ok(NodeRef { peer, addrs })
             })
@@ -158,23 +175,22 @@ impl ClientConfig {
     }
 }
 
-/// Writes `value` as TOML to `path` atomically and durably (temp file, fsync, rename), creating
-/// the directory; used for the client's own state files.
+/// Writes `value` as TOML to `path` through the one durable writer; used for the client's own
+/// state files.
 pub(crate) fn save_toml<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
-    use std::io::Write;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
     let text = toml::to_string(value).map_err(std::io::Error::other)?;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    blackbox_util::write_atomic(path, text.as_bytes())
 }
 
-/// Reads one of the client's TOML state files: `None` if it is missing, or (with a warning) if it
-/// does not parse, so a damaged state file never stops the client.
+/// Runs `f` holding the exclusive lock of the state file `path`, so that read-modify-write
+/// cycles of several processes sharing the client's data dir merge instead of racing.
+pub(crate) fn locked<R>(path: &Path, f: impl FnOnce() -> R) -> std::io::Result<R> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let _lock = blackbox_util::lock(Path::new(&name))?;
+    Ok(f())
+}
+
 /// Loads a state file that carries a format version: `None` when missing, unreadable or of
 /// another version (which is logged and left alone, never overwritten by a guess).
 pub(crate) fn load_versioned<T: serde::de::DeserializeOwned>(

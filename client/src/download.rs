@@ -242,7 +242,7 @@ impl<T: Transport> Client<T> {
     {
         let (offset, len) = range.unwrap_or((0, cap.size));
         if offset.checked_add(len).is_none_or(|end| end > cap.size) {
-            return Err(ClientError::Invalid(format!("range {offset}+{len} is outside the file ({} bytes)", cap.size)));
+            return Err(ClientError::RangeOutside { offset, len, size: cap.size });
         }
         let vcap = cap.verify_cap();
         let si = vcap.storage_index;

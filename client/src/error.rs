@@ -35,9 +35,69 @@ pub enum ClientError {
     /// An upload could not reach servers-of-happiness.
     #[error("upload failed: shares landed on {achieved} distinct nodes, need {happy} ({detail})")]
     NotHappy { achieved: usize, happy: usize, detail: String },
-    /// Bad input from the caller.
-    #[error("{0}")]
-    Invalid(String),
+    /// `happy` outside k..=n.
+    #[error("happy must be between k={k} and n={n}, got {happy}")]
+    BadHappy { k: usize, n: usize, happy: usize },
+    /// No node to store on.
+    #[error("no storage nodes configured")]
+    NoNodes,
+    /// Every node was filtered out by price or reputation.
+    #[error("no candidate node: every node is above the price ceiling or has a bad reputation")]
+    NoCandidates,
+    /// The input could not be read to its declared size.
+    #[error("input ended early or failed to read ({0}); did the file change?")]
+    InputShort(std::io::Error),
+    /// The input holds more bytes than declared.
+    #[error("input is longer than its declared size; did the file change?")]
+    InputLong,
+    /// The upload stopped before it was done.
+    #[error("upload cancelled")]
+    Cancelled,
+    /// A range read outside the file.
+    #[error("range {offset}+{len} is outside the file ({size} bytes)")]
+    RangeOutside { offset: u64, len: u64, size: u64 },
+    /// A background task of the client died.
+    #[error("{what} crashed: {source}")]
+    Crashed { what: &'static str, source: tokio::task::JoinError },
+    /// The client config cannot be used.
+    #[error(transparent)]
+    Config(#[from] blackbox_util::ConfigError),
+    /// A `[[nodes]]` entry of the config does not parse.
+    #[error(transparent)]
+    NodeEntry(#[from] crate::config::NodeEntryError),
+    /// A bootstrap entry of the config does not parse.
+    #[error(transparent)]
+    Bootstrap(#[from] blackbox_net::BootstrapError),
+    /// Neither nodes nor bootstrap peers in the config.
+    #[error("the client config lists no nodes and no bootstrap peers")]
+    NoNodesConfigured,
+    /// Discovery found no node that serves a valid offer.
+    #[error("found no storage node with a valid offer (bootstrap peers: {bootstrap})")]
+    NoValidOffer { bootstrap: String },
+    /// The network could not be started.
+    #[error("starting network: {0}")]
+    Network(std::io::Error),
+    /// A payment command with a config that has no `[payments]` section.
+    #[error("the client config has no [payments] section")]
+    NoPayments,
+    /// A node that is not among the client's nodes.
+    #[error("node {0} not found")]
+    UnknownNode(String),
+    /// A text that is no capability of the expected kind.
+    #[error("invalid capability: {0}")]
+    BadCap(#[from] blackbox_core::CapError),
+    /// A state file of the client's data dir could not be written.
+    #[error("cannot save {what}: {source}")]
+    State { what: &'static str, source: std::io::Error },
+    /// A challenge deadline that is not a positive number of seconds.
+    #[error("--deadline must be a positive number of seconds, got {0}")]
+    BadDeadline(f64),
+    /// An audit, renewal or repair of "every watched file" with none watched.
+    #[error("no cap given and no watched files (`blackbox put` and `blackbox auditor add` watch files)")]
+    NothingWatched,
+    /// Paying a node failed.
+    #[error(transparent)]
+    Pay(#[from] crate::pay::PayError),
     /// Local I/O failed (reading the input or writing the output).
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -49,5 +109,9 @@ pub enum ClientError {
 impl ClientError {
     pub(crate) fn unexpected(node: &NodeRef, _resp: &Response) -> Self {
         Self::Unexpected { peer: node.peer }
+    }
+
+    pub(crate) fn crashed(what: &'static str) -> impl FnOnce(tokio::task::JoinError) -> Self {
+        move |source| Self::Crashed { what, source }
     }
 }

@@ -63,6 +63,15 @@ impl KnownNodes {
     pub fn save(&self) -> std::io::Result<()> {
         save_toml(&self.path, &Record { version: VERSION, nodes: self.nodes.clone() })
     }
+
+    /// Remembers `nodes` in the file in `dir`, under its lock.
+    pub fn remember(dir: &Path, nodes: &[NodeRef]) -> std::io::Result<()> {
+        crate::config::locked(&dir.join(FILE), || {
+            let mut k = KnownNodes::load(dir);
+            k.merge(nodes);
+            k.save()
+        })?
+    }
 }
 
 #[cfg(test)]

@@ -5,17 +5,23 @@
 //! share roots, blocks against leaves. Keys never leave this process.
 
 mod audit;
+pub mod auditor;
 mod check;
 pub mod config;
 mod download;
 mod error;
+mod files;
 mod happiness;
 mod known;
+mod maintain;
+pub mod nodes;
 pub mod pay;
 pub mod rank;
 mod repair;
 pub mod reputation;
+mod session;
 mod upload;
+pub mod wallet;
 pub mod watch;
 
 use std::time::Duration;
@@ -27,9 +33,12 @@ pub use audit::{AuditOptions, AuditReport, ShareAudit, Verdict};
 pub use check::{CheckReport, ShareHealth, VerifyReport};
 pub use config::ClientConfig;
 pub use error::ClientError;
+pub use files::{parse_any_cap, PutOptions};
 pub use happiness::servers_of_happiness;
 pub use known::KnownNodes;
+pub use maintain::Renewed;
 pub use repair::RepairReport;
+pub use session::{pay_config, Offers, Session};
 pub use upload::{UploadOptions, UploadReport};
 
 /// A storage node as the client knows it.
@@ -191,7 +200,7 @@ async fn call_billed<T: Transport>(
     match call(transport, node, Request::Paid { update, inner: Box::new(req) }).await {
         // We paid what the node's signed prices make this cost; asking more is overbilling.
         Err(ClientError::Node { code: ErrorCode::PaymentRequired, message, .. }) => {
-            Err(ClientError::Invalid(format!("node {} asks more than its signed prices allow: {message}", node.peer)))
+            Err(pay::PayError::Overbilled { peer: node.peer, message }.into())
         }
         other => other,
     }

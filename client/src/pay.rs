@@ -20,14 +20,47 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
-use blackbox_chain::Chain;
+use blackbox_chain::{Chain, ChainError};
 use blackbox_net::{PeerId, Request, Response, Transport};
 use blackbox_payments::channel::public_key;
 use blackbox_payments::wallet::{receive_script, spend};
-use blackbox_payments::{ChannelParams, PayerChannel, Prices, Usage};
+use blackbox_payments::{ChannelParams, PayerChannel, PaymentError, Prices, Usage};
+use thiserror::Error;
 
 use crate::config::{load_toml, save_toml};
 use crate::{call, ClientError, NodeRef};
+
+/// Why paying a node failed.
+#[derive(Debug, Error)]
+pub enum PayError {
+    /// The chain could not be asked or refused a transaction.
+    #[error("chain: {0}")]
+    Chain(#[from] ChainError),
+    /// A single request costs more than a whole channel holds.
+    #[error("one request costs {owed} sat, more than a channel holds")]
+    TooExpensive { owed: u64 },
+    /// Signing or building a channel transaction failed.
+    #[error("payment channel: {0}")]
+    Channel(PaymentError),
+    /// The wallet cannot fund a channel (no spendable coins).
+    #[error("wallet: {0}")]
+    Wallet(PaymentError),
+    /// A channel state could not be written before a signature was sent.
+    #[error("cannot record payment: {0}")]
+    Record(std::io::Error),
+    /// A channel record on disk does not decode.
+    #[error("channel record of {peer}: {reason}")]
+    BadRecord { peer: String, reason: String },
+    /// The wallet key file is unusable.
+    #[error("wallet key {path}: {reason}")]
+    WalletKey { path: PathBuf, reason: String },
+    /// The funding transaction did not confirm in time.
+    #[error("channel funding did not confirm within 120 s")]
+    Unconfirmed,
+    /// A node refused a payment of exactly what its signed prices make a request cost.
+    #[error("node {peer} asks more than its signed prices allow: {message}")]
+    Overbilled { peer: PeerId, message: String },
+}
 
 const VERSION: u32 = 1;
 /// A channel is not used for new payments within this many blocks of its timeout.
@@ -76,9 +109,10 @@ pub struct ChannelRecord {
 
 impl ChannelRecord {
     /// The channel parameters.
-    pub fn channel_params(&self) -> Result<ChannelParams, String> {
-        let bytes = data_encoding::HEXLOWER.decode(self.params.as_bytes()).map_err(|_| "bad params hex".to_string())?;
-        ChannelParams::decode(&bytes).map_err(|e| e.to_string())
+    pub fn channel_params(&self) -> Result<ChannelParams, PayError> {
+        let bad = |reason: String| PayError::BadRecord { peer: self.peer.clone(), reason };
+        let bytes = data_encoding::HEXLOWER.decode(self.params.as_bytes()).map_err(|_| bad("bad params hex".into()))?;
+        ChannelParams::decode(&bytes).map_err(|e| bad(e.to_string()))
     }
 
     /// The usage recorded.
@@ -111,16 +145,6 @@ pub fn load_channels(dir: &Path) -> Vec<(PathBuf, ChannelRecord)> {
 /// Saves a channel record atomically and durably (fsync): for new channels and refunds.
 pub fn save_channel(path: &Path, r: &ChannelRecord) -> std::io::Result<()> {
     save_toml(path, r)
-}
-
-/// Saves a channel record atomically (write + rename, no fsync): survives the process being
-/// killed at any point; after a power loss the record may be older, which only makes the client
-/// resynchronise with the node (`ChannelStatus`), never pay less than it signed before.
-fn save_channel_fast(path: &Path, r: &ChannelRecord) -> std::io::Result<()> {
-    let text = toml::to_string(r).map_err(std::io::Error::other)?;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
 }
 
 struct Live {
@@ -162,10 +186,6 @@ fn record(peer: &PeerId, l: &Live) -> ChannelRecord {
         cpu_core_secs: l.usage.cpu_core_secs,
         refunded: None,
     }
-}
-
-fn invalid(m: impl Into<String>) -> ClientError {
-    ClientError::Invalid(m.into())
 }
 
 impl Payments {
@@ -214,7 +234,7 @@ impl Payments {
                 None => self.open(transport, node, &payee).await?,
             });
         }
-        let Some(l) = slot.as_mut() else { return Err(invalid("channel vanished")) };
+        let Some(l) = slot.as_mut() else { unreachable!("the slot was filled above") };
         if !l.synced {
             self.sync(transport, node, l).await?;
         }
@@ -227,7 +247,7 @@ impl Payments {
             usage = delta;
             owed = usage.owed(&payee.prices);
             if owed > l.ch.params.max_payable() {
-                return Err(invalid(format!("one request costs {owed} sat, more than a channel holds")));
+                return Err(PayError::TooExpensive { owed }.into());
             }
         }
         let update = match &l.last {
@@ -240,15 +260,14 @@ impl Payments {
             _ => {
                 let want = usage.plus(ahead).owed(&payee.prices).min(l.ch.params.max_payable()).max(owed);
                 let paid = want.max(l.ch.paid);
-                let u = l.ch.sign(paid, &self.cfg.key).map_err(|e| invalid(e.to_string()))?;
+                let u = l.ch.sign(paid, &self.cfg.key).map_err(PayError::Channel)?;
                 l.ch.paid = paid;
                 Bytes::from(u.encode())
             }
         };
         l.usage = usage;
         // Recorded before the new signature is sent.
-        save_channel_fast(&l.path, &record(&node.peer, l))
-            .map_err(|e| invalid(format!("cannot record payment: {e}")))?;
+        save_channel(&l.path, &record(&node.peer, l)).map_err(PayError::Record)?;
         l.last = Some(update.clone());
         Ok(Some(update))
     }
@@ -265,10 +284,9 @@ impl Payments {
 
     async fn height(&self) -> Result<u32, ClientError> {
         let chain = self.cfg.chain.clone();
-        tokio::task::spawn_blocking(move || chain.height())
-            .await
-            .map_err(|e| invalid(e.to_string()))?
-            .map_err(|e| invalid(format!("chain: {e}")))
+        let height =
+            tokio::task::spawn_blocking(move || chain.height()).await.map_err(ClientError::crashed("chain query"))?;
+        Ok(height.map_err(PayError::Chain)?)
     }
 
     fn load(&self, peer: &PeerId, payee: &Payee) -> Option<Live> {
@@ -336,7 +354,7 @@ impl Payments {
         let wallet = self.wallet.clone();
         let params = tokio::task::spawn_blocking(move || -> Result<ChannelParams, ClientError> {
             let _one_funding_at_a_time = wallet.lock().unwrap_or_else(|p| p.into_inner());
-            let chain_err = |e: blackbox_chain::ChainError| invalid(format!("chain: {e}"));
+            let chain_err = PayError::Chain;
             let height = chain.height().map_err(chain_err)?;
             let mut p = ChannelParams {
                 funding: OutPoint::null(),
@@ -357,45 +375,45 @@ impl Payments {
                     .collect();
                 match spend(&coins, &key, vec![p.funding_output()]) {
                     Ok(tx) => break tx,
-                    Err(e) if Instant::now() > deadline => return Err(invalid(format!("wallet: {e}"))),
+                    Err(e) if Instant::now() > deadline => return Err(PayError::Wallet(e).into()),
                     Err(_) => std::thread::sleep(Duration::from_millis(250)),
                 }
             };
             p.funding = OutPoint { txid: tx.compute_txid(), vout: 0 };
             // Recorded before broadcast: the refund path needs these parameters.
             let l = Live {
-                ch: PayerChannel::new(p).map_err(|e| invalid(e.to_string()))?,
+                ch: PayerChannel::new(p).map_err(PayError::Channel)?,
                 usage: Usage::default(),
                 synced: true,
                 path: path.clone(),
                 last: None,
             };
-            save_channel(&path, &record(&peer, &l)).map_err(|e| invalid(format!("cannot record channel: {e}")))?;
+            save_channel(&path, &record(&peer, &l)).map_err(PayError::Record)?;
             chain.broadcast(&tx).map_err(chain_err)?;
             Ok(p)
         })
         .await
-        .map_err(|e| invalid(format!("funding task failed: {e}")))??;
+        .map_err(ClientError::crashed("channel funding"))??;
         // Wait for the funding output to confirm.
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let (chain, funding) = (self.cfg.chain.clone(), params.funding);
             let u = tokio::task::spawn_blocking(move || chain.utxo(&funding))
                 .await
-                .map_err(|e| invalid(e.to_string()))?
-                .map_err(|e| invalid(format!("chain: {e}")))?;
+                .map_err(ClientError::crashed("chain query"))?
+                .map_err(PayError::Chain)?;
             if u.is_some_and(|u| u.confirmations >= self.cfg.min_confirmations) {
                 break;
             }
             if Instant::now() > deadline {
-                return Err(invalid("channel funding did not confirm within 120 s"));
+                return Err(PayError::Unconfirmed.into());
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         self.announce(transport, node, &params).await?;
         info!(peer = %node.peer, funding = %params.funding, capacity = params.capacity, "payment channel opened");
         Ok(Live {
-            ch: PayerChannel::new(params).map_err(|e| invalid(e.to_string()))?,
+            ch: PayerChannel::new(params).map_err(PayError::Channel)?,
             usage: Usage::default(),
             synced: true,
             path: self.path(&node.peer),
@@ -404,36 +422,26 @@ impl Payments {
     }
 }
 
-/// Loads the wallet key from `dir/wallet.key`, creating it on first use.
-pub fn load_or_create_wallet_key(dir: &Path) -> Result<SecretKey, String> {
+/// Loads the wallet key from `dir/wallet.key`, creating it (mode 0600) on first use.
+pub fn load_or_create_wallet_key(dir: &Path) -> Result<SecretKey, PayError> {
     let path = dir.join("wallet.key");
-    match std::fs::read(&path) {
-        Ok(b) => SecretKey::from_slice(&b).map_err(|e| format!("wallet key {} is unreadable: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            let key = loop {
-                let mut b = [0u8; 32];
-                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
-                if let Ok(k) = SecretKey::from_slice(&b) {
-                    break k;
-                }
-            };
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, key.secret_bytes())
-                .and_then(|()| std::fs::rename(&tmp, &path))
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-            Ok(key)
+    let fresh = loop {
+        let mut b = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+        if let Ok(k) = SecretKey::from_slice(&b) {
+            break k;
         }
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-    }
+    };
+    let bad = |reason: String| PayError::WalletKey { path: path.clone(), reason };
+    let bytes = blackbox_util::load_or_create_secret(&path, || fresh.secret_bytes().to_vec())
+        .map_err(|e| bad(e.to_string()))?;
+    SecretKey::from_slice(&bytes).map_err(|e| bad(e.to_string()))
 }
 
 /// Refunds every channel in `dir` whose timeout has passed and whose funding output is unspent
 /// (the node never closed it); returns the refund transaction ids.
-pub fn refund_expired(chain: &dyn Chain, key: &SecretKey, dir: &Path) -> Result<Vec<(String, Txid)>, String> {
-    let height = chain.height().map_err(|e| e.to_string())?;
+pub fn refund_expired(chain: &dyn Chain, key: &SecretKey, dir: &Path) -> Result<Vec<(String, Txid)>, PayError> {
+    let height = chain.height()?;
     let mut out = Vec::new();
     for (path, mut r) in load_channels(dir) {
         if r.refunded.is_some() {
@@ -443,14 +451,14 @@ pub fn refund_expired(chain: &dyn Chain, key: &SecretKey, dir: &Path) -> Result<
         if p.payer != public_key(key) || height < p.timeout {
             continue;
         }
-        if chain.utxo(&p.funding).map_err(|e| e.to_string())?.is_none() {
+        if chain.utxo(&p.funding)?.is_none() {
             continue; // closed by the node, or never confirmed
         }
-        let tx = PayerChannel { params: p, paid: r.paid }.refund_tx(key).map_err(|e| e.to_string())?;
+        let tx = PayerChannel { params: p, paid: r.paid }.refund_tx(key).map_err(PayError::Channel)?;
         match chain.broadcast(&tx) {
             Ok(txid) => {
                 r.refunded = Some(txid.to_string());
-                save_channel(&path, &r).map_err(|e| e.to_string())?;
+                save_channel(&path, &r).map_err(PayError::Record)?;
                 out.push((r.peer.clone(), txid));
             }
             Err(e) => warn!(peer = %r.peer, error = %e, "refund refused"),

@@ -122,7 +122,7 @@ impl<T: Transport> Client<T> {
             drop(tx);
             let sent = match task.await {
                 Ok(r) => r,
-                Err(e) => Err(ClientError::Invalid(format!("sender crashed: {e}"))),
+                Err(e) => Err(ClientError::crashed("share sender")(e)),
             };
             let committed = match sent {
                 Ok(()) => self.commit_share(&node, si, share, header_bytes.clone(), rent).await,

@@ -113,6 +113,21 @@ impl Reputation {
     pub fn save(&self) -> std::io::Result<()> {
         save_toml(&self.path, &Record { version: VERSION, nodes: self.nodes.clone() })
     }
+
+    /// Adds `outcomes` seen at `now` to the file in `dir`, under its lock (so concurrent
+    /// processes add up instead of overwriting each other).
+    pub fn record_all(dir: &Path, outcomes: &[(PeerId, Outcome)], now: u64) -> std::io::Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        crate::config::locked(&dir.join(FILE), || {
+            let mut r = Reputation::load(dir);
+            for (peer, outcome) in outcomes {
+                r.record(peer, *outcome, now);
+            }
+            r.save()
+        })?
+    }
 }
 
 #[cfg(test)]

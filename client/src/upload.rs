@@ -92,15 +92,10 @@ impl<T: Transport> Client<T> {
     {
         let params = opts.params;
         if opts.happy < params.k() || opts.happy > params.n() {
-            return Err(ClientError::Invalid(format!(
-                "happy must be between k={} and n={}, got {}",
-                params.k(),
-                params.n(),
-                opts.happy
-            )));
+            return Err(ClientError::BadHappy { k: params.k(), n: params.n(), happy: opts.happy });
         }
         if self.nodes.is_empty() {
-            return Err(ClientError::Invalid("no storage nodes configured".into()));
+            return Err(ClientError::NoNodes);
         }
         let key = opts.key.unwrap_or_else(|| {
             let mut k = [0u8; 32];
@@ -180,9 +175,7 @@ impl<T: Transport> Client<T> {
                 let ranked: Vec<crate::rank::Ranked> =
                     crate::rank::placement_order(&ranked).into_iter().map(|i| ranked[i].clone()).collect();
                 if ranked.is_empty() {
-                    return Err(ClientError::Invalid(
-                        "no candidate node: every node is above the price ceiling or has a bad reputation".into(),
-                    ));
+                    return Err(ClientError::NoCandidates);
                 }
                 Ok((ranked.iter().map(|r| r.candidate.node.clone()).collect(), ranked))
             }
@@ -294,22 +287,18 @@ impl<T: Transport> Client<T> {
             let mut buf = vec![0u8; params.segment_size() as usize];
             while !enc.is_done() {
                 let len = layout.segment_len(enc.next_segment());
-                input.read_exact(&mut buf[..len]).map_err(|e| {
-                    ClientError::Invalid(format!("input ended early or failed to read ({e}); did the file change?"))
-                })?;
+                input.read_exact(&mut buf[..len]).map_err(ClientError::InputShort)?;
                 let blocks = enc.encode_next(&buf[..len])?;
                 if let Some(p) = &progress {
                     p.fetch_add(len as u64, Ordering::Relaxed);
                 }
                 if seg_tx.blocking_send(blocks).is_err() {
-                    return Err(ClientError::Invalid("upload cancelled".into()));
+                    return Err(ClientError::Cancelled);
                 }
             }
             let mut extra = [0u8; 1];
             if input.read(&mut extra)? != 0 {
-                return Err(ClientError::Invalid(
-                    "input is longer than its declared size; did the file change?".into(),
-                ));
+                return Err(ClientError::InputLong);
             }
             Ok(enc.finish()?)
         });
@@ -331,7 +320,7 @@ impl<T: Transport> Client<T> {
             }
             index += 1;
         }
-        let (header, cap) = encoder.await.map_err(|e| ClientError::Invalid(format!("encoder crashed: {e}")))??;
+        let (header, cap) = encoder.await.map_err(ClientError::crashed("encoder"))??;
         let mut failed = Vec::new();
         let mut sent = Vec::new();
         for (share, node, tx, task) in workers {
@@ -339,7 +328,7 @@ impl<T: Transport> Client<T> {
             match task.await {
                 Ok(Ok(())) => sent.push((share, node)),
                 Ok(Err(e)) => failed.push((share, node, e)),
-                Err(e) => failed.push((share, node, ClientError::Invalid(format!("sender crashed: {e}")))),
+                Err(e) => failed.push((share, node, ClientError::crashed("share sender")(e))),
             }
         }
         let header_bytes = Bytes::from(header.encode());
@@ -424,7 +413,7 @@ pub(crate) async fn write_share<T: Transport>(
 /// What storing one share of `layout` costs in byte-seconds for a lease of `lease_secs` (0: the
 /// nodes' default of 31 days).
 pub(crate) fn storage_rent(layout: &FileLayout, lease_secs: u32) -> blackbox_payments::Usage {
-    let lease = if lease_secs == 0 { 31 * 86_400 } else { u64::from(lease_secs) };
+    let lease = if lease_secs == 0 { u64::from(blackbox_core::DEFAULT_LEASE_SECS) } else { u64::from(lease_secs) };
     blackbox_payments::Usage::default().with_storage(layout.share_len(), lease)
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use blackbox_core::VerifyCap;
 use blackbox_net::PeerId;
 
-use crate::config::{load_versioned, save_toml};
+use crate::config::{load_versioned, locked, save_toml};
 
 const FILE: &str = "watch.toml";
 const VERSION: u32 = 1;
@@ -38,8 +38,8 @@ pub struct Watched {
 
 impl Watched {
     /// The verify cap, parsed.
-    pub fn verify_cap(&self) -> Result<VerifyCap, String> {
-        self.cap.parse().map_err(|e| format!("bad cap in watch list: {e}"))
+    pub fn verify_cap(&self) -> Result<VerifyCap, blackbox_core::CapError> {
+        self.cap.parse()
     }
 
     /// Placements with parsed peer ids (unparsable entries are skipped).
@@ -101,6 +101,16 @@ impl WatchList {
     /// Writes the list durably (atomic replace).
     pub fn save(&self) -> std::io::Result<()> {
         save_toml(&self.path, &Record { version: VERSION, files: self.files.clone() })
+    }
+
+    /// Loads the list, applies `f` and saves it, all under the list's lock: concurrent commands
+    /// and workers sharing the data dir each see the others' changes.
+    pub fn update<R>(dir: &Path, f: impl FnOnce(&mut WatchList) -> R) -> std::io::Result<R> {
+        locked(&dir.join(FILE), || {
+            let mut list = WatchList::load(dir);
+            let out = f(&mut list);
+            list.save().map(|()| out)
+        })?
     }
 }
 

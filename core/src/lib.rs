@@ -11,13 +11,15 @@ mod erasure;
 mod error;
 pub mod hashtree;
 mod params;
+mod prices;
 mod share;
 
 pub use cap::{CapError, ReadCap, VerifyCap};
 pub use crypto::{decrypt_segment, encrypt_segment, storage_index, FileKey, StorageIndex};
 pub use erasure::{SegmentDecoder, SegmentEncoder, SegmentRebuilder};
 pub use error::CoreError;
-pub use params::{EncodingParams, DEFAULT_SEGMENT_SIZE, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE};
+pub use params::{EncodingParams, DEFAULT_LEASE_SECS, DEFAULT_SEGMENT_SIZE, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE};
+pub use prices::Prices;
 pub use share::{
     file_root, FileEncoder, FileLayout, ShareHeader, ShareRootBuilder, ShareVerifier, FORMAT_VERSION, MAX_HEADER_LEN,
 };

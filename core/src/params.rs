@@ -2,6 +2,9 @@ use crate::CoreError;
 
 /// Default segment size: 1 MiB of plaintext.
 pub const DEFAULT_SEGMENT_SIZE: u32 = 1 << 20;
+/// Lease of a stored share when none is asked for, in seconds (31 days): the one default that
+/// nodes grant, clients ask for and the auditor renews to.
+pub const DEFAULT_LEASE_SECS: u32 = 31 * 86_400;
 /// Smallest accepted segment size.
 pub const MIN_SEGMENT_SIZE: u32 = 4096;
 /// Largest accepted segment size; keeps every block under the wire message limit.

@@ -5,6 +5,7 @@
 //! [`RequestHandler`], so the storage logic never sees libp2p.
 
 mod bin;
+mod bootstrap;
 mod codec;
 mod memory;
 pub mod offer;
@@ -14,6 +15,7 @@ pub mod wire;
 
 use std::future::Future;
 
+pub use bootstrap::{parse_bootstrap, BootstrapError};
 pub use libp2p::identity::Keypair;
 pub use libp2p::{multiaddr, Multiaddr, PeerId};
 pub use memory::MemoryTransport;

@@ -80,16 +80,7 @@ pub enum Availability {
     WhenIdle,
 }
 
-/// Prices in satoshis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Prices {
-    /// Per GB (10^9 bytes) stored for a month.
-    pub storage_sat_per_gb_month: u64,
-    /// Per GB served.
-    pub egress_sat_per_gb: u64,
-    /// Per core-hour of CPU.
-    pub cpu_sat_per_core_hour: u64,
-}
+pub use blackbox_core::Prices;
 
 /// An offer before signing.
 #[derive(Debug, Clone, PartialEq, Eq)]

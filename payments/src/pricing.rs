@@ -10,16 +10,7 @@ pub const GB: u128 = 1_000_000_000;
 /// Seconds in a billing month (30 days).
 pub const MONTH_SECS: u128 = 30 * 86_400;
 
-/// Prices a provider signed into its offer, in satoshis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Prices {
-    /// Per GB stored for one month.
-    pub storage_sat_per_gb_month: u64,
-    /// Per GB served.
-    pub egress_sat_per_gb: u64,
-    /// Per core-hour of CPU leased.
-    pub cpu_sat_per_core_hour: u64,
-}
+pub use blackbox_core::Prices;
 
 /// What one payer has used of one provider, cumulative over a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

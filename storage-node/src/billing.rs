@@ -17,15 +17,100 @@ use bitcoin::secp256k1::SecretKey;
 use bitcoin::{OutPoint, Transaction, Txid};
 use tracing::{info, warn};
 
-use blackbox_chain::Chain;
+use blackbox_chain::{Chain, ChainError};
 use blackbox_net::{ErrorCode, PeerId, Response};
 use blackbox_payments::channel::{public_key, PARAMS_LEN};
-use blackbox_payments::{ChannelParams, ChannelUpdate, Prices, ProviderChannel, Usage};
+use blackbox_payments::{ChannelParams, ChannelUpdate, PaymentError, Prices, ProviderChannel, Usage};
+use thiserror::Error;
 
 const RECORD_VERSION: u8 = 1;
 
 /// Most peers remembered as paying through a channel.
 const MAX_SESSIONS: usize = 10_000;
+
+/// Why a payment, a channel or a charge was refused.
+#[derive(Debug, Error)]
+pub enum BillingError {
+    /// Channel parameters or an update that do not decode or do not check.
+    #[error("{0}")]
+    Malformed(PaymentError),
+    /// The channel pays another key than this node's.
+    #[error("channel does not pay this node's key")]
+    NotOurKey,
+    /// The funding output is already used by another channel.
+    #[error("a different channel uses this funding output")]
+    FundingTaken,
+    /// The channel would time out too soon to be worth serving.
+    #[error("channel timeout {timeout} is too close (height {height}, need {need} blocks)")]
+    TimeoutTooClose { timeout: u32, height: u32, need: u32 },
+    /// The funding output is not on chain.
+    #[error("funding output not found or already spent")]
+    FundingMissing,
+    /// The funding output locks another script or amount.
+    #[error("funding output does not lock the channel's script and amount")]
+    FundingMismatch,
+    /// The funding output is not confirmed deeply enough yet.
+    #[error("funding output has {have} confirmations, need {need}")]
+    Unconfirmed { have: u32, need: u32 },
+    /// The chain could not be asked.
+    #[error("chain: {0}")]
+    Chain(#[from] ChainError),
+    /// No channel with this funding output.
+    #[error("unknown channel")]
+    UnknownChannel,
+    /// The channel was closed on chain.
+    #[error("payment required: this channel is closed; open a new one")]
+    Closed,
+    /// An update whose signature or amounts do not check.
+    #[error("payment rejected: {0}")]
+    Rejected(PaymentError),
+    /// A billed request from a peer without a channel.
+    #[error("payment required: {what} is billed; open a payment channel and attach a payment")]
+    NoChannel { what: &'static str },
+    /// A billed request that the channel's payments do not cover.
+    #[error("payment required: {what} brings the bill to {owed} sat; {paid} sat paid on the channel")]
+    Unpaid { what: &'static str, owed: u64, paid: u64 },
+    /// A payment could not be recorded on disk.
+    #[error("cannot record payment: {0}")]
+    Record(std::io::Error),
+}
+
+impl BillingError {
+    /// The wire error code clients see.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Chain(_) | Self::Record(_) => ErrorCode::Internal,
+            Self::UnknownChannel => ErrorCode::NotFound,
+            Self::Closed | Self::NoChannel { .. } | Self::Unpaid { .. } => ErrorCode::PaymentRequired,
+            _ => ErrorCode::Invalid,
+        }
+    }
+}
+
+/// A stored channel record that does not decode.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum RecordError {
+    /// Written by another version of blackbox.
+    #[error("unknown channel record version")]
+    Version,
+    /// Truncated, extended or damaged.
+    #[error("corrupt channel record")]
+    Corrupt,
+    /// The channel parameters inside do not decode.
+    #[error("corrupt channel record: {0}")]
+    Params(PaymentError),
+}
+
+/// The channel records of a node cannot be read.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    /// The directory or a file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    /// A record does not decode.
+    #[error("{path}: {source}")]
+    Record { path: PathBuf, source: RecordError },
+}
 
 /// How the node takes payments.
 #[derive(Clone)]
@@ -79,18 +164,18 @@ impl Account {
     }
 
     /// Strict decoder of [`Account::encode`].
-    pub fn decode(b: &[u8]) -> Result<Self, String> {
-        let bad = || "corrupt channel record".to_string();
+    pub fn decode(b: &[u8]) -> Result<Self, RecordError> {
+        let bad = || RecordError::Corrupt;
         let mut at = 0usize;
-        let mut take = |n: usize| -> Result<&[u8], String> {
+        let mut take = |n: usize| -> Result<&[u8], RecordError> {
             let s = b.get(at..at + n).ok_or_else(bad)?;
             at += n;
             Ok(s)
         };
         if take(1)?[0] != RECORD_VERSION {
-            return Err("unknown channel record version".into());
+            return Err(RecordError::Version);
         }
-        let params = ChannelParams::decode(take(PARAMS_LEN)?).map_err(|e| e.to_string())?;
+        let params = ChannelParams::decode(take(PARAMS_LEN)?).map_err(RecordError::Params)?;
         let paid = u64::from_le_bytes(take(8)?.try_into().map_err(|_| bad())?);
         let sig_len = take(1)?[0] as usize;
         let signature = take(sig_len)?.to_vec();
@@ -121,18 +206,18 @@ fn channel_state(a: &Account, prices: &Prices) -> Response {
 }
 
 /// Every channel record in `dir` (for `blackbox node earnings`).
-pub fn load_accounts(dir: &Path) -> Result<Vec<Account>, String> {
+pub fn load_accounts(dir: &Path) -> Result<Vec<Account>, LoadError> {
     let mut out = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
+        Err(source) => return Err(LoadError::Io { path: dir.into(), source }),
     };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|x| x == "bin") {
-            let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let mut a = Account::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            let bytes = std::fs::read(&path).map_err(|source| LoadError::Io { path: path.clone(), source })?;
+            let mut a = Account::decode(&bytes).map_err(|source| LoadError::Record { path: path.clone(), source })?;
             if let Some(u) = std::fs::read(path.with_extension("log")).ok().and_then(|l| last_usage(&l)) {
                 a.usage = u;
             }
@@ -180,22 +265,20 @@ pub struct Billing {
     logs: Mutex<HashMap<OutPoint, std::fs::File>>,
 }
 
-type Reply = Result<Response, Response>;
-
-fn invalid(m: impl Into<String>) -> Response {
-    Response::error(ErrorCode::Invalid, m)
-}
+type Reply = Result<Response, BillingError>;
 
 impl Billing {
     /// Loads the channel records from `cfg.dir`.
-    pub fn open(cfg: BillingConfig) -> Result<Self, String> {
-        std::fs::create_dir_all(&cfg.dir).map_err(|e| format!("cannot create {}: {e}", cfg.dir.display()))?;
+    pub fn open(cfg: BillingConfig) -> Result<Self, LoadError> {
+        std::fs::create_dir_all(&cfg.dir).map_err(|source| LoadError::Io { path: cfg.dir.clone(), source })?;
         let accounts = load_accounts(&cfg.dir)?.into_iter().map(|a| (a.channel.params.funding, a)).collect();
         let billing = Self { cfg, accounts: Mutex::new(accounts), sessions: Mutex::default(), logs: Mutex::default() };
         // Fold each usage log into its record, so new snapshots never follow a torn one.
         let all: Vec<Account> = billing.accounts().values().cloned().collect();
         for a in &all {
-            billing.persist(a).map_err(|e| format!("cannot rewrite channel records: {e:?}"))?;
+            if let Err(BillingError::Record(source)) = billing.persist(a) {
+                return Err(LoadError::Io { path: billing.cfg.dir.clone(), source });
+            }
         }
         Ok(billing)
     }
@@ -215,20 +298,17 @@ impl Billing {
     }
 
     /// Rewrites a channel's record (emptying its usage log first).
-    fn persist(&self, a: &Account) -> Result<(), Response> {
+    fn persist(&self, a: &Account) -> Result<(), BillingError> {
         let funding = a.channel.params.funding;
         let path = self.cfg.dir.join(file_name(&funding));
-        let fail = |e: std::io::Error| Response::error(ErrorCode::Internal, format!("cannot record payment: {e}"));
-        self.with_log(&funding, |log| log.set_len(0)).map_err(fail)?;
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, a.encode()).and_then(|()| std::fs::rename(&tmp, &path)).map_err(fail)
+        self.with_log(&funding, |log| log.set_len(0)).map_err(BillingError::Record)?;
+        blackbox_util::write_atomic(&path, &a.encode()).map_err(BillingError::Record)
     }
 
     /// Appends a usage snapshot to a channel's log.
-    fn log_usage(&self, funding: &OutPoint, u: &Usage) -> Result<(), Response> {
+    fn log_usage(&self, funding: &OutPoint, u: &Usage) -> Result<(), BillingError> {
         use std::io::Write;
-        self.with_log(funding, |log| log.write_all(&usage_record(u)))
-            .map_err(|e| Response::error(ErrorCode::Internal, format!("cannot record usage: {e}")))
+        self.with_log(funding, |log| log.write_all(&usage_record(u))).map_err(BillingError::Record)
     }
 
     fn with_log<T>(
@@ -250,39 +330,36 @@ impl Billing {
     /// Opens a channel the payer funded: our key, a confirmed funding output of the right script
     /// and value, and enough blocks before the timeout.
     pub fn open_channel(&self, from: &PeerId, params: &[u8]) -> Reply {
-        let p = ChannelParams::decode(params).map_err(|e| invalid(e.to_string()))?;
-        p.check().map_err(|e| invalid(e.to_string()))?;
+        let p = ChannelParams::decode(params).map_err(BillingError::Malformed)?;
+        p.check().map_err(BillingError::Malformed)?;
         if p.provider != public_key(&self.cfg.key) {
-            return Err(invalid("channel does not pay this node's key"));
+            return Err(BillingError::NotOurKey);
         }
         if let Some(a) = self.accounts().get(&p.funding) {
             if a.channel.params != p {
-                return Err(invalid("a different channel uses this funding output"));
+                return Err(BillingError::FundingTaken);
             }
             self.bind(from, p.funding);
             return Ok(channel_state(a, &self.cfg.prices));
         }
-        let chain_err = |e: blackbox_chain::ChainError| Response::error(ErrorCode::Internal, e.to_string());
-        let height = self.cfg.chain.height().map_err(chain_err)?;
+        let height = self.cfg.chain.height()?;
         if p.timeout < height.saturating_add(self.cfg.min_timeout_blocks) {
-            return Err(invalid(format!(
-                "channel timeout {} is too close (height {height}, need {} blocks)",
-                p.timeout, self.cfg.min_timeout_blocks
-            )));
+            return Err(BillingError::TimeoutTooClose {
+                timeout: p.timeout,
+                height,
+                need: self.cfg.min_timeout_blocks,
+            });
         }
-        let Some(utxo) = self.cfg.chain.utxo(&p.funding).map_err(chain_err)? else {
-            return Err(invalid("funding output not found or already spent"));
+        let Some(utxo) = self.cfg.chain.utxo(&p.funding)? else {
+            return Err(BillingError::FundingMissing);
         };
         if utxo.txout != p.funding_output() {
-            return Err(invalid("funding output does not lock the channel's script and amount"));
+            return Err(BillingError::FundingMismatch);
         }
         if utxo.confirmations < self.cfg.min_confirmations {
-            return Err(invalid(format!(
-                "funding output has {} confirmations, need {}",
-                utxo.confirmations, self.cfg.min_confirmations
-            )));
+            return Err(BillingError::Unconfirmed { have: utxo.confirmations, need: self.cfg.min_confirmations });
         }
-        let channel = ProviderChannel::new(p).map_err(|e| invalid(e.to_string()))?;
+        let channel = ProviderChannel::new(p).map_err(BillingError::Malformed)?;
         let account = Account { channel, usage: Usage::default(), closed: None };
         self.persist(&account)?;
         self.accounts().insert(p.funding, account);
@@ -293,18 +370,15 @@ impl Billing {
 
     /// Accepts a channel update if it raises the payment (older ones are ignored: requests paid
     /// in parallel may arrive out of order); binds the sender to the channel.
-    pub fn pay(&self, from: &PeerId, update: &[u8]) -> Result<(), Response> {
-        let u = ChannelUpdate::decode(update).map_err(|e| invalid(e.to_string()))?;
+    pub fn pay(&self, from: &PeerId, update: &[u8]) -> Result<(), BillingError> {
+        let u = ChannelUpdate::decode(update).map_err(BillingError::Malformed)?;
         let mut accounts = self.accounts();
-        let a = accounts.get_mut(&u.channel).ok_or_else(|| Response::error(ErrorCode::NotFound, "unknown channel"))?;
+        let a = accounts.get_mut(&u.channel).ok_or(BillingError::UnknownChannel)?;
         if a.closed.is_some() {
-            return Err(Response::error(
-                ErrorCode::PaymentRequired,
-                "payment required: this channel is closed; open a new one",
-            ));
+            return Err(BillingError::Closed);
         }
         if u.paid > a.channel.paid {
-            a.channel.check(&u, &self.cfg.key).map_err(|e| invalid(format!("payment rejected: {e}")))?;
+            a.channel.check(&u, &self.cfg.key).map_err(BillingError::Rejected)?;
             let mut next = a.clone();
             next.channel.accept(&u);
             self.persist(&next)?;
@@ -316,36 +390,27 @@ impl Billing {
     }
 
     /// Bills `delta` to the sender's channel, or refuses with "payment required".
-    pub fn charge(&self, from: &PeerId, delta: Usage, what: &str) -> Result<(), Response> {
+    pub fn charge(&self, from: &PeerId, delta: Usage, what: &'static str) -> Result<(), BillingError> {
         self.bill(from, delta, what, true)
     }
 
     /// Whether the sender's channel would cover `delta` (nothing is billed): lets the node refuse
     /// before doing the work.
-    pub fn covers(&self, from: &PeerId, delta: Usage, what: &str) -> Result<(), Response> {
+    pub fn covers(&self, from: &PeerId, delta: Usage, what: &'static str) -> Result<(), BillingError> {
         self.bill(from, delta, what, false)
     }
 
-    fn bill(&self, from: &PeerId, delta: Usage, what: &str, record: bool) -> Result<(), Response> {
+    fn bill(&self, from: &PeerId, delta: Usage, what: &'static str, record: bool) -> Result<(), BillingError> {
         let channel = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(from).copied();
         let Some(channel) = channel else {
-            return Err(Response::error(
-                ErrorCode::PaymentRequired,
-                format!("payment required: {what} is billed; open a payment channel and attach a payment"),
-            ));
+            return Err(BillingError::NoChannel { what });
         };
         let mut accounts = self.accounts();
-        let a = accounts.get_mut(&channel).ok_or_else(|| Response::error(ErrorCode::NotFound, "unknown channel"))?;
+        let a = accounts.get_mut(&channel).ok_or(BillingError::UnknownChannel)?;
         let usage = a.usage.plus(delta);
         let owed = usage.owed(&self.cfg.prices);
         if a.closed.is_some() || owed > a.channel.paid {
-            return Err(Response::error(
-                ErrorCode::PaymentRequired,
-                format!(
-                    "payment required: {what} brings the bill to {owed} sat; {} sat paid on the channel",
-                    a.channel.paid
-                ),
-            ));
+            return Err(BillingError::Unpaid { what, owed, paid: a.channel.paid });
         }
         if record {
             // Recorded before the request is served.
@@ -371,7 +436,7 @@ impl Billing {
     /// A channel's state for its payer.
     pub fn status(&self, funding: OutPoint) -> Reply {
         let accounts = self.accounts();
-        let a = accounts.get(&funding).ok_or_else(|| Response::error(ErrorCode::NotFound, "unknown channel"))?;
+        let a = accounts.get(&funding).ok_or(BillingError::UnknownChannel)?;
         Ok(channel_state(a, &self.cfg.prices))
     }
 

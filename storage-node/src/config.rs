@@ -1,74 +1,13 @@
 //! The node's TOML configuration.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
+use blackbox_core::Prices;
 use blackbox_net::offer::Availability;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-/// A byte count written as an integer or a string like `"10 GiB"` / `"500MB"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteSize(pub u64);
-
-impl ByteSize {
-    /// Parses `123`, `64KiB`, `1.5 GB`, `10gib`…
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
-        let (num, unit) = (&s[..split], s[split..].trim().to_ascii_lowercase());
-        let value: f64 = num.parse().map_err(|_| format!("invalid size `{s}`"))?;
-        let mult: u64 = match unit.as_str() {
-            "" | "b" => 1,
-            "k" | "kb" => 1000,
-            "kib" => 1 << 10,
-            "m" | "mb" => 1_000_000,
-            "mib" => 1 << 20,
-            "g" | "gb" => 1_000_000_000,
-            "gib" => 1 << 30,
-            "t" | "tb" => 1_000_000_000_000,
-            "tib" => 1 << 40,
-            _ => return Err(format!("unknown unit in size `{s}` (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)")),
-        };
-        let bytes = value * mult as f64;
-        if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
-            return Err(format!("size `{s}` out of range"));
-        }
-        Ok(Self(bytes as u64))
-    }
-}
-
-impl fmt::Display for ByteSize {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let units = [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
-        for (name, size) in units {
-            if self.0 >= size {
-                return write!(f, "{:.1} {name}", self.0 as f64 / size as f64);
-            }
-        }
-        write!(f, "{} B", self.0)
-    }
-}
-
-impl Serialize for ByteSize {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Int(v) => Ok(ByteSize(v)),
-            Raw::Text(s) => ByteSize::parse(&s).map_err(serde::de::Error::custom),
-        }
-    }
-}
+use blackbox_util::config::{load_config, relative_to, ConfigError};
+pub use blackbox_util::ByteSize;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
 /// Configuration of `blackbox node run`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,16 +37,26 @@ pub struct NodeConfig {
     /// Payment channels: with this section the node bills storage, egress and CPU at its offer's
     /// prices; without it, it serves for free.
     pub payments: Option<PaymentsConfig>,
-    /// TEST ONLY: flip bytes in every block the node serves, to exercise clients' defences.
+    /// TEST ONLY (`faults` builds): flip bytes in every block the node serves, to exercise
+    /// clients' defences.
+    #[cfg(feature = "faults")]
     pub fault_corrupt_reads: bool,
-    /// TEST ONLY: corrupt every block whose index is a multiple of this (100 = 1% of blocks) in
-    /// reads and proofs, as a failing disk would; 0 = off.
+    /// TEST ONLY (`faults` builds): corrupt every block whose index is a multiple of this
+    /// (100 = 1% of blocks) in reads and proofs, as a failing disk would; 0 = off.
+    #[cfg(feature = "faults")]
     pub fault_corrupt_every: u64,
-    /// TEST ONLY: answer challenges with the data of another share.
+    /// TEST ONLY (`faults` builds): answer challenges with the data of another share.
+    #[cfg(feature = "faults")]
     pub fault_proof_other_share: bool,
-    /// TEST ONLY: delay every challenge answer by this many milliseconds.
+    /// TEST ONLY (`faults` builds): delay every challenge answer by this many milliseconds.
+    #[cfg(feature = "faults")]
     pub fault_proof_delay_ms: u64,
 }
+
+/// An availability setting that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invalid availability `{0}`: use always, when-idle or HH:MM-HH:MM (UTC)")]
+pub struct AvailabilityError(pub String);
 
 /// The `[payments]` section of the node config.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -184,7 +133,7 @@ impl Default for OfferConfig {
 
 impl OfferConfig {
     /// Parses the availability setting.
-    pub fn availability(&self) -> Result<Availability, String> {
+    pub fn availability(&self) -> Result<Availability, AvailabilityError> {
         let text = self.availability.trim();
         match text {
             "always" => return Ok(Availability::Always),
@@ -199,7 +148,16 @@ impl OfferConfig {
         let window = text.split_once('-').and_then(|(a, b)| Some((minutes(a)?, minutes(b)?)));
         match window {
             Some((start_minute, end_minute)) => Ok(Availability::DailyUtc { start_minute, end_minute }),
-            None => Err(format!("invalid availability `{text}`: use always, when-idle or HH:MM-HH:MM (UTC)")),
+            None => Err(AvailabilityError(text.into())),
+        }
+    }
+
+    /// The prices this section signs into the offer (and pins into new channels).
+    pub fn prices(&self) -> Prices {
+        Prices {
+            storage_sat_per_gb_month: self.storage_sat_per_gb_month,
+            egress_sat_per_gb: self.egress_sat_per_gb,
+            cpu_sat_per_core_hour: self.cpu_sat_per_core_hour,
         }
     }
 }
@@ -214,13 +172,17 @@ impl Default for NodeConfig {
             threads: 0,
             bootstrap: Vec::new(),
             offer: OfferConfig::default(),
-            lease_default_secs: 31 * 86_400,
+            lease_default_secs: u64::from(blackbox_core::DEFAULT_LEASE_SECS),
             lease_max_secs: 366 * 86_400,
             lease_sweep_secs: 3600,
             payments: None,
+            #[cfg(feature = "faults")]
             fault_corrupt_reads: false,
+            #[cfg(feature = "faults")]
             fault_corrupt_every: 0,
+            #[cfg(feature = "faults")]
             fault_proof_other_share: false,
+            #[cfg(feature = "faults")]
             fault_proof_delay_ms: 0,
         }
     }
@@ -228,31 +190,27 @@ impl Default for NodeConfig {
 
 impl NodeConfig {
     /// Reads a config file; a relative `data_dir` is resolved against the file's directory.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-        let mut cfg: NodeConfig =
-            toml::from_str(&text).map_err(|e| format!("invalid config {}: {}", path.display(), e.message()))?;
-        if cfg.data_dir.is_relative() {
-            let base = path.parent().unwrap_or(Path::new("."));
-            cfg.data_dir = base.join(&cfg.data_dir);
-        }
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut cfg: NodeConfig = load_config(path)?;
+        cfg.data_dir = relative_to(path, &cfg.data_dir);
+        cfg.offer.availability().map_err(|e| ConfigError::Value { path: path.into(), message: e.to_string() })?;
         Ok(cfg)
+    }
+
+    /// The test faults this config switches on.
+    #[cfg(feature = "faults")]
+    pub fn faults(&self) -> crate::Faults {
+        crate::Faults {
+            corrupt_every: if self.fault_corrupt_reads { 1 } else { self.fault_corrupt_every },
+            proof_from_other_share: self.fault_proof_other_share,
+            proof_delay: std::time::Duration::from_millis(self.fault_proof_delay_ms),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(ByteSize::parse("123").unwrap().0, 123);
-        assert_eq!(ByteSize::parse("64KiB").unwrap().0, 65536);
-        assert_eq!(ByteSize::parse("1.5 GB").unwrap().0, 1_500_000_000);
-        assert_eq!(ByteSize::parse("10gib").unwrap().0, 10 << 30);
-        assert!(ByteSize::parse("ten").is_err());
-        assert!(ByteSize::parse("5 parsecs").is_err());
-    }
 
     #[test]
     fn config_parses_and_rejects_unknown_fields() {

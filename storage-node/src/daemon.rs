@@ -1,19 +1,24 @@
-//! `blackbox node run`: the provider daemon around [`StorageServer`].
+//! `blackbox node run`: the provider daemon around [`StorageServer`]: opens the store and the
+//! billing, serves on libp2p, runs the periodic workers, and shuts down cleanly on a signal.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use blackbox_net::multiaddr::Protocol;
-use blackbox_net::offer::{Offer, Prices, Resources, SignedOffer, MAX_VALIDITY_SECS};
-use blackbox_net::{serve_with, Discovery, Keypair, Multiaddr, PeerId};
+use blackbox_chain::ChainError;
+use blackbox_net::offer::{Offer, OfferError, Resources, SignedOffer, MAX_VALIDITY_SECS};
+use blackbox_net::{parse_bootstrap, serve_with, BootstrapError, Discovery, Keypair, Multiaddr, ServeHandle};
+use blackbox_util::{now_secs, write_atomic};
 
-use crate::billing::{Billing, BillingConfig};
-use crate::{DiskStore, Faults, LeasePolicy, NodeConfig, ShareStore, StorageServer};
-use blackbox_payments::Prices as ChannelPrices;
+use crate::billing::{Billing, BillingConfig, LoadError};
+use crate::config::AvailabilityError;
+use crate::keys::{load_or_create_identity, load_payment_secret, payment_public_key, KeyError};
+use crate::{DiskStore, LeasePolicy, NodeConfig, ShareStore, StorageServer, StoreError};
 
 /// What a running node writes to `node.info` in its data dir, so tools can find it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,61 +33,43 @@ pub struct NodeInfo {
 pub const INFO_FILE: &str = "node.info";
 /// Pid of the running node process.
 pub const PID_FILE: &str = "node.pid";
-const KEY_FILE: &str = "identity.key";
-const PAYMENT_KEY_FILE: &str = "payment.key";
 
-/// Writes `bytes` to `path` atomically (temp file, fsync, rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
-
-/// Reads a secret file, or creates it with `make()` (atomically, mode 0600) on first start.
-fn load_or_create_secret(path: &Path, make: impl FnOnce() -> Result<Vec<u8>, String>) -> Result<Vec<u8>, String> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let bytes = make()?;
-            write_atomic(path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-            Ok(bytes)
-        }
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-    }
-}
-
-/// Loads the node's ed25519 identity from its data dir, creating it on first start.
-pub fn load_or_create_identity(dir: &Path) -> Result<Keypair, String> {
-    let path = dir.join(KEY_FILE);
-    let bytes =
-        load_or_create_secret(&path, || Keypair::generate_ed25519().to_protobuf_encoding().map_err(|e| e.to_string()))?;
-    Keypair::from_protobuf_encoding(&bytes).map_err(|e| format!("identity key {} is unreadable: {e}", path.display()))
-}
-
-/// Loads the node's secp256k1 payment key (created on first start); returns its compressed
-/// public key, which offers carry so clients can pay the node.
-pub fn load_or_create_payment_key(dir: &Path) -> Result<[u8; 33], String> {
-    let secret = load_payment_secret(dir)?;
-    Ok(secp256k1::PublicKey::from_secret_key(&secp256k1::Secp256k1::signing_only(), &secret).serialize())
-}
-
-/// The node's payment secret key (created on first use); it signs channel closes.
-pub fn load_payment_secret(dir: &Path) -> Result<secp256k1::SecretKey, String> {
-    let path = dir.join(PAYMENT_KEY_FILE);
-    let bytes = load_or_create_secret(&path, || {
-        Ok(secp256k1::SecretKey::new(&mut secp256k1::rand::thread_rng()).secret_bytes().to_vec())
-    })?;
-    secp256k1::SecretKey::from_slice(&bytes).map_err(|e| format!("payment key {} is unreadable: {e}", path.display()))
-}
-
-/// Seconds since the Unix epoch (0 if the clock is before it).
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+/// Why the daemon could not start.
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    /// The data dir cannot be created.
+    #[error("cannot create data dir {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    /// `listen` is not a multiaddr.
+    #[error("invalid listen address `{addr}`: {reason}")]
+    Listen { addr: String, reason: String },
+    /// A key file is unusable.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// A bootstrap entry is unusable.
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
+    /// The offer's availability does not parse.
+    #[error(transparent)]
+    Availability(#[from] AvailabilityError),
+    /// The offer cannot be signed.
+    #[error("cannot sign the offer: {0}")]
+    Offer(#[from] OfferError),
+    /// The share store cannot be opened.
+    #[error("cannot open store in {path}: {source}")]
+    Store { path: PathBuf, source: StoreError },
+    /// The chain of `[payments]` cannot be used.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The channel records cannot be read.
+    #[error(transparent)]
+    Billing(#[from] LoadError),
+    /// The network cannot be started.
+    #[error("cannot start the network: {0}")]
+    Network(std::io::Error),
+    /// The pid or info file cannot be written.
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
 }
 
 /// Signs the offer described by the node's config, valid from `now`.
@@ -91,7 +78,7 @@ pub fn sign_offer(
     keypair: &Keypair,
     bitcoin_pubkey: [u8; 33],
     now: u64,
-) -> Result<SignedOffer, String> {
+) -> Result<SignedOffer, DaemonError> {
     let o = &cfg.offer;
     let offer = Offer {
         node: keypair.public(),
@@ -102,161 +89,139 @@ pub fn sign_offer(
             ram_bytes: o.ram.0,
         },
         availability: o.availability()?,
-        prices: Prices {
-            storage_sat_per_gb_month: o.storage_sat_per_gb_month,
-            egress_sat_per_gb: o.egress_sat_per_gb,
-            cpu_sat_per_core_hour: o.cpu_sat_per_core_hour,
-        },
+        prices: o.prices(),
         bitcoin_pubkey,
         region: o.region.clone(),
         issued_at: now,
         expires_at: now + o.validity_secs.clamp(60, MAX_VALIDITY_SECS),
     };
-    offer.sign(keypair).map_err(|e| e.to_string())
+    Ok(offer.sign(keypair)?)
 }
 
-/// Parses bootstrap entries (`<multiaddr>/p2p/<peer id>`).
-pub fn parse_bootstrap(list: &[String]) -> Result<Vec<(PeerId, Multiaddr)>, String> {
-    list.iter()
-        .map(|entry| {
-            let mut addr: Multiaddr = entry.parse().map_err(|e| format!("invalid bootstrap address `{entry}`: {e}"))?;
-            match addr.pop() {
-                Some(Protocol::P2p(peer)) => Ok((peer, addr)),
-                _ => Err(format!("bootstrap address `{entry}` must end in /p2p/<peer id>")),
-            }
-        })
-        .collect()
+/// A started node: the logic, its billing, and the network handle.
+struct Node {
+    server: Arc<StorageServer<DiskStore>>,
+    billing: Option<Arc<Billing>>,
+    handle: ServeHandle,
 }
 
-/// Runs a node until SIGINT/SIGTERM, then stops serving and flushes the store.
-pub async fn run(cfg: NodeConfig) -> Result<(), String> {
-    let dir: PathBuf = cfg.data_dir.clone();
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
-    let listen: Multiaddr = cfg.listen.parse().map_err(|e| format!("invalid listen address `{}`: {e}", cfg.listen))?;
-    let keypair = load_or_create_identity(&dir)?;
-    let bitcoin_pubkey = load_or_create_payment_key(&dir)?;
-    let discovery = Discovery { bootstrap: parse_bootstrap(&cfg.bootstrap)? };
-    let offer = sign_offer(&cfg, &keypair, bitcoin_pubkey, now_secs())?;
-    let store =
-        DiskStore::open(&dir.join("store")).map_err(|e| format!("cannot open store in {}: {e}", dir.display()))?;
-    let billing = match &cfg.payments {
-        Some(pc) => {
-            let chain = blackbox_chain::BitcoindRpc::new(pc.chain.clone()).map_err(|e| e.to_string())?;
-            let billing = Arc::new(Billing::open(BillingConfig {
-                prices: ChannelPrices {
-                    storage_sat_per_gb_month: cfg.offer.storage_sat_per_gb_month,
-                    egress_sat_per_gb: cfg.offer.egress_sat_per_gb,
-                    cpu_sat_per_core_hour: cfg.offer.cpu_sat_per_core_hour,
-                },
-                key: load_payment_secret(&dir)?,
-                chain: Arc::new(chain),
-                min_confirmations: pc.min_confirmations,
-                min_timeout_blocks: pc.min_timeout_blocks,
-                close_margin_blocks: pc.close_margin_blocks,
-                dir: dir.join("channels"),
-            })?);
-            info!(chain = %pc.chain.rpc_addr, "payments on: storage, egress and CPU are billed through channels");
-            Some(billing)
-        }
-        None => None,
-    };
+fn open_billing(cfg: &NodeConfig) -> Result<Option<Arc<Billing>>, DaemonError> {
+    let Some(pc) = &cfg.payments else { return Ok(None) };
+    let chain = blackbox_chain::BitcoindRpc::new(pc.chain.clone())?;
+    let billing = Billing::open(BillingConfig {
+        prices: cfg.offer.prices(),
+        key: load_payment_secret(&cfg.data_dir)?,
+        chain: Arc::new(chain),
+        min_confirmations: pc.min_confirmations,
+        min_timeout_blocks: pc.min_timeout_blocks,
+        close_margin_blocks: pc.close_margin_blocks,
+        dir: cfg.data_dir.join("channels"),
+    })?;
+    info!(chain = %pc.chain.rpc_addr, "payments on: storage, egress and CPU are billed through channels");
+    Ok(Some(Arc::new(billing)))
+}
+
+fn open_server(cfg: &NodeConfig, billing: &Option<Arc<Billing>>) -> Result<StorageServer<DiskStore>, DaemonError> {
+    let dir = &cfg.data_dir;
+    let store_err = |source| DaemonError::Store { path: dir.clone(), source };
+    let store = DiskStore::open(&dir.join("store")).map_err(store_err)?;
     let mut server = StorageServer::new(store, cfg.quota.0, Duration::from_secs(cfg.upload_timeout_secs))
-        .map_err(|e| e.to_string())?
+        .map_err(store_err)?
         .with_leases(LeasePolicy { default_secs: cfg.lease_default_secs, max_secs: cfg.lease_max_secs });
-    if let Some(b) = &billing {
+    if let Some(b) = billing {
         server = server.with_billing(b.clone());
     }
-    let server = Arc::new(server);
-    server.set_offer(offer.encode().into());
-    let faults = Faults {
-        corrupt_every: if cfg.fault_corrupt_reads { 1 } else { cfg.fault_corrupt_every },
-        proof_from_other_share: cfg.fault_proof_other_share,
-        proof_delay: Duration::from_millis(cfg.fault_proof_delay_ms),
-    };
-    if faults.corrupt_every > 0 || faults.proof_from_other_share || !faults.proof_delay.is_zero() {
-        warn!(?faults, "TEST FAULTS ENABLED: this node misbehaves on purpose");
-        server.set_faults(faults);
+    #[cfg(feature = "faults")]
+    if cfg.faults().any() {
+        warn!(faults = ?cfg.faults(), "TEST FAULTS ENABLED: this node misbehaves on purpose");
+        server.set_faults(cfg.faults());
     }
-    let handle = serve_with(keypair.clone(), listen, server.clone(), &discovery).await.map_err(|e| e.to_string())?;
+    Ok(server)
+}
+
+/// Opens everything, starts serving and writes the pid and info files.
+async fn start(cfg: &NodeConfig, keypair: &Keypair, bitcoin_pubkey: [u8; 33]) -> Result<Node, DaemonError> {
+    let dir = &cfg.data_dir;
+    let listen: Multiaddr = cfg.listen.parse().map_err(|e: blackbox_net::multiaddr::Error| DaemonError::Listen {
+        addr: cfg.listen.clone(),
+        reason: e.to_string(),
+    })?;
+    let discovery = Discovery { bootstrap: parse_bootstrap(&cfg.bootstrap)? };
+    let offer = sign_offer(cfg, keypair, bitcoin_pubkey, now_secs())?;
+    let billing = open_billing(cfg)?;
+    let server = Arc::new(open_server(cfg, &billing)?);
+    server.set_offer(offer.encode().into());
+    let handle = serve_with(keypair.clone(), listen, server.clone(), &discovery).await.map_err(DaemonError::Network)?;
     let info = NodeInfo {
         peer_id: handle.peer_id.to_string(),
         addrs: handle.listen_addrs.iter().map(ToString::to_string).collect(),
     };
-    let text = toml::to_string(&info).map_err(|e| e.to_string())?;
-    write_atomic(&dir.join(PID_FILE), format!("{}\n", std::process::id()).as_bytes()).map_err(|e| e.to_string())?;
-    write_atomic(&dir.join(INFO_FILE), text.as_bytes()).map_err(|e| e.to_string())?;
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        write_atomic(&path, text.as_bytes()).map_err(|source| DaemonError::Write { path, source })
+    };
+    write(PID_FILE, format!("{}\n", std::process::id()))?;
+    write(INFO_FILE, toml::to_string(&info).unwrap_or_default())?;
     let st = server.status();
     info!(peer_id = %info.peer_id, shares = st.shares, used = st.used, quota = st.quota, "node ready");
+    Ok(Node { server, billing, handle })
+}
 
-    let sweeper = {
-        let server = server.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(30));
-            loop {
-                tick.tick().await;
-                let s = server.clone();
-                let _ = tokio::task::spawn_blocking(move || s.expire_idle_uploads()).await;
-            }
-        })
-    };
-    let collector = {
-        let server = server.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(cfg.lease_sweep_secs.max(1)));
-            loop {
-                tick.tick().await;
-                let s = server.clone();
-                match tokio::task::spawn_blocking(move || s.collect_expired(now_secs())).await {
-                    Ok(Ok((0, _))) => {}
-                    Ok(Ok((count, bytes))) => info!(count, bytes, "collected shares with expired leases"),
-                    Ok(Err(e)) => warn!(error = %e, "lease sweep failed"),
-                    Err(e) => warn!(error = %e, "lease sweep panicked"),
-                }
-            }
-        })
-    };
-    let closer = billing.clone().map(|b| {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                tick.tick().await;
-                let b = b.clone();
-                let _ = tokio::task::spawn_blocking(move || match b.chain().height() {
-                    Ok(h) => {
-                        b.close_due(h, b.close_margin());
-                    }
-                    Err(e) => warn!(error = %e, "chain unavailable; cannot check channel timeouts"),
-                })
-                .await;
-            }
-        })
-    });
-    let refresher = {
-        let (server, cfg) = (server.clone(), cfg.clone());
-        let every = Duration::from_secs((cfg.offer.validity_secs.clamp(60, MAX_VALIDITY_SECS) / 2).max(10));
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
+/// Runs `work` on a blocking thread every `period`, until aborted.
+fn every(period: Duration, skip_first: bool, work: impl Fn() + Send + Sync + 'static) -> JoinHandle<()> {
+    let work = Arc::new(work);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        if skip_first {
             tick.tick().await;
-            loop {
-                tick.tick().await;
-                match sign_offer(&cfg, &keypair, bitcoin_pubkey, now_secs()) {
-                    Ok(offer) => server.set_offer(offer.encode().into()),
-                    Err(e) => warn!(error = %e, "cannot re-sign offer"),
-                }
+        }
+        loop {
+            tick.tick().await;
+            let w = work.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || w()).await {
+                warn!(error = %e, "periodic work panicked");
             }
-        })
-    };
-    shutdown_signal().await;
-    info!("shutting down");
-    sweeper.abort();
-    collector.abort();
-    refresher.abort();
-    if let Some(c) = closer {
-        c.abort();
+        }
+    })
+}
+
+/// The periodic workers: idle uploads, expired leases, channel closes, offer re-signing.
+fn spawn_workers(node: &Node, cfg: &NodeConfig, keypair: Keypair, bitcoin_pubkey: [u8; 33]) -> Vec<JoinHandle<()>> {
+    let s = node.server.clone();
+    let mut workers = vec![every(Duration::from_secs(30), false, move || s.expire_idle_uploads())];
+    let s = node.server.clone();
+    workers.push(every(Duration::from_secs(cfg.lease_sweep_secs.max(1)), false, move || {
+        match s.collect_expired(now_secs()) {
+            Ok((0, _)) => {}
+            Ok((count, bytes)) => info!(count, bytes, "collected shares with expired leases"),
+            Err(e) => warn!(error = %e, "lease sweep failed"),
+        }
+    }));
+    if let Some(b) = node.billing.clone() {
+        workers.push(every(Duration::from_secs(5), false, move || match b.chain().height() {
+            Ok(h) => {
+                b.close_due(h, b.close_margin());
+            }
+            Err(e) => warn!(error = %e, "chain unavailable; cannot check channel timeouts"),
+        }));
     }
-    handle.stop().await;
-    if let (Some(b), Some(pc)) = (billing, &cfg.payments) {
-        // Channels that would time out before we are likely back are closed now.
+    let (s, c) = (node.server.clone(), cfg.clone());
+    let resign = Duration::from_secs((cfg.offer.validity_secs.clamp(60, MAX_VALIDITY_SECS) / 2).max(10));
+    workers.push(every(resign, true, move || match sign_offer(&c, &keypair, bitcoin_pubkey, now_secs()) {
+        Ok(offer) => s.set_offer(offer.encode().into()),
+        Err(e) => warn!(error = %e, "cannot re-sign offer"),
+    }));
+    workers
+}
+
+/// Stops serving, closes channels that would time out before the node is likely back, and
+/// flushes the store.
+async fn stop(node: Node, workers: Vec<JoinHandle<()>>, cfg: &NodeConfig) {
+    for w in workers {
+        w.abort();
+    }
+    node.handle.stop().await;
+    if let (Some(b), Some(pc)) = (node.billing, &cfg.payments) {
         let margin = if pc.close_all_on_shutdown { u32::MAX } else { pc.close_margin_blocks.saturating_mul(4) };
         let _ = tokio::task::spawn_blocking(move || match b.chain().height() {
             Ok(h) => {
@@ -267,10 +232,23 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         })
         .await;
     }
-    if let Err(e) = server.store().flush() {
+    if let Err(e) = node.server.store().flush() {
         warn!(error = %e, "flush on shutdown failed");
     }
-    let _ = std::fs::remove_file(dir.join(PID_FILE));
+    let _ = std::fs::remove_file(cfg.data_dir.join(PID_FILE));
+}
+
+/// Runs a node until SIGINT/SIGTERM, then stops serving and flushes the store.
+pub async fn run(cfg: NodeConfig) -> Result<(), DaemonError> {
+    let dir = &cfg.data_dir;
+    std::fs::create_dir_all(dir).map_err(|source| DaemonError::DataDir { path: dir.clone(), source })?;
+    let keypair = load_or_create_identity(dir)?;
+    let bitcoin_pubkey = payment_public_key(&load_payment_secret(dir)?);
+    let node = start(&cfg, &keypair, bitcoin_pubkey).await?;
+    let workers = spawn_workers(&node, &cfg, keypair, bitcoin_pubkey);
+    shutdown_signal().await;
+    info!("shutting down");
+    stop(node, workers, &cfg).await;
     Ok(())
 }
 

@@ -7,12 +7,18 @@ pub mod billing;
 pub mod config;
 pub mod daemon;
 mod disk;
+pub mod earnings;
+mod error;
+pub mod keys;
 mod memory;
 mod server;
 mod store;
 
 pub use config::NodeConfig;
 pub use disk::DiskStore;
+pub use error::NodeError;
 pub use memory::MemoryStore;
-pub use server::{Faults, LeasePolicy, StorageServer};
+#[cfg(feature = "faults")]
+pub use server::Faults;
+pub use server::{LeasePolicy, StorageServer};
 pub use store::{ShareKey, ShareMeta, ShareStore, StoreError};

@@ -192,3 +192,54 @@ mod tests {
         assert!(got.iter().all(|g| *g == got[0]));
     }
 }
+
+/// An exclusive advisory lock on a file (`flock`), held until dropped: serialises the
+/// read-modify-write of a state file shared by several processes of one user.
+pub struct FileLock {
+    _file: File,
+}
+
+/// Blocks until this process holds the exclusive lock on `path` (created if missing).
+pub fn lock(path: &Path) -> io::Result<FileLock> {
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(parent(path))?;
+    let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(PUBLIC_MODE).open(path)?;
+    loop {
+        // SAFETY: flock on a descriptor this function owns; no memory is passed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(FileLock { _file: file });
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    #[test]
+    fn lock_serialises_read_modify_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let (counter, lockfile) = (dir.path().join("n"), dir.path().join("n.lock"));
+        write_atomic(&counter, b"0").unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (counter, lockfile) = (counter.clone(), lockfile.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..25 {
+                        let _l = lock(&lockfile).unwrap();
+                        let n: u32 = std::fs::read_to_string(&counter).unwrap().parse().unwrap();
+                        write_atomic(&counter, (n + 1).to_string().as_bytes()).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&counter).unwrap(), "200");
+    }
+}

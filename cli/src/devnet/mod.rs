@@ -1,0 +1,234 @@
+//! `blackbox devnet up`: a local network of real node processes on 127.0.0.1, with its own
+//! bitcoin chain, and the client config (and wallet funds) to use it.
+
+mod chain;
+mod procs;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use blackbox_chain::{burn_script, Chain};
+use blackbox_client::config::{ClientConfig, ClientPayments};
+use blackbox_storage_node::config::{OfferConfig, PaymentsConfig};
+use blackbox_storage_node::daemon::NodeInfo;
+use blackbox_storage_node::NodeConfig;
+use blackbox_util::{write_atomic, write_secret, ByteSize};
+
+use chain::{fund_wallet, start_chain, DevnetChain};
+use procs::{node_dir, spawn_node, stop_all, supervise, wait_discoverable, wait_ready, NodeProc, Stop};
+
+/// Storage price of a devnet node without `--price-spread`, in sat per GB-month.
+const DEVNET_STORAGE_PRICE: u64 = 1_000_000;
+
+/// `devnet up` options.
+#[derive(Args)]
+pub struct UpArgs {
+    /// Number of storage nodes.
+    #[arg(long, default_value_t = 10)]
+    nodes: usize,
+    /// Directory holding every node's data dir and the client config.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Quota of each new node, e.g. 20GiB.
+    #[arg(long, default_value = "20GiB", value_parser = |s: &str| ByteSize::parse(s))]
+    quota: ByteSize,
+    /// Spread of storage prices over new nodes: node i asks 1,000,000 × SPREAD^(i/(N-1))
+    /// sat/GB-month (1: all ask the same).
+    #[arg(long, default_value_t = 1.0)]
+    price_spread: f64,
+    /// Declare this many regions over new nodes (node i in region `r<i mod R>`), since on one machine
+    /// every node shares 127.0.0.1; 0: none.
+    #[arg(long, default_value_t = 0)]
+    regions: usize,
+    /// Run without the devnet chain and payments (nodes serve for free).
+    #[arg(long)]
+    no_payments: bool,
+    /// Seconds between devnet blocks.
+    #[arg(long, default_value_t = 1.0)]
+    block_secs: f64,
+    /// Blocks from opening a payment channel to its timeout (the client's refund path); nodes
+    /// close channels 6 blocks before it.
+    #[arg(long, default_value_t = 600)]
+    channel_blocks: u32,
+}
+
+impl UpArgs {
+    /// The offer section of new node `i`.
+    fn offer(&self, i: usize) -> OfferConfig {
+        let frac = if self.nodes > 1 { i as f64 / (self.nodes - 1) as f64 } else { 0.0 };
+        let spread = if self.price_spread.is_finite() && self.price_spread >= 1.0 { self.price_spread } else { 1.0 };
+        // Devnet coins cost nothing: prices high enough that even small files earn more than the
+        // dust limit, so channels close on chain with real amounts.
+        OfferConfig {
+            storage_sat_per_gb_month: (DEVNET_STORAGE_PRICE as f64 * spread.powf(frac)).round() as u64,
+            egress_sat_per_gb: 1_000_000,
+            cpu_sat_per_core_hour: 3_600,
+            region: if self.regions > 0 { format!("r{}", i % self.regions) } else { String::new() },
+            ..OfferConfig::default()
+        }
+    }
+}
+
+/// Writes `node.toml` for a new node (the OS picks its port on first start; `pin_ports` then
+/// records it); keeps an existing one so restarts reuse ports and data.
+fn ensure_node_config(
+    dir: &Path,
+    quota: ByteSize,
+    bootstrap: Option<&str>,
+    offer: OfferConfig,
+    payments: &Option<PaymentsConfig>,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("node.toml");
+    if path.exists() {
+        // The devnet owns the payments section: point it at this run's chain.
+        let mut cfg = NodeConfig::load(&path)?;
+        if cfg.payments.as_ref().map(|p| &p.chain) != payments.as_ref().map(|p| &p.chain) {
+            cfg.payments = payments.clone();
+            save_node_config(&path, cfg)?;
+        }
+    } else {
+        let cfg = NodeConfig {
+            data_dir: PathBuf::from("."),
+            listen: ANY_PORT.into(),
+            bootstrap: bootstrap.map(|b| vec![b.to_string()]).unwrap_or_default(),
+            offer,
+            quota,
+            threads: 1,
+            payments: payments.clone(),
+            ..NodeConfig::default()
+        };
+        save_node_config(&path, cfg)?;
+    }
+    Ok(path)
+}
+
+/// Writes a node config with its data dir beside it (owner-only: it holds the chain password).
+fn save_node_config(path: &Path, mut cfg: NodeConfig) -> Result<()> {
+    cfg.data_dir = PathBuf::from(".");
+    write_secret(path, toml::to_string(&cfg)?.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+}
+
+const ANY_PORT: &str = "/ip4/127.0.0.1/tcp/0";
+
+/// Rewrites the config of every node that started on an OS-picked port with the port it got, so a
+/// restart of the devnet finds each node where `client.toml` says it is.
+fn pin_ports(procs: &[NodeProc], infos: &[NodeInfo]) -> Result<()> {
+    for (p, info) in procs.iter().zip(infos) {
+        let path = p.dir.join("node.toml");
+        let mut cfg = NodeConfig::load(&path)?;
+        if cfg.listen != ANY_PORT {
+            continue;
+        }
+        let addr = info.addrs.first().context("node reported no listen address")?;
+        cfg.listen = addr.clone();
+        save_node_config(&path, cfg)?;
+    }
+    Ok(())
+}
+
+/// Starts node 0 (which starts the DHT), then every other node bootstrapping from it; returns the
+/// processes and the bootstrap address.
+async fn start_nodes(
+    args: &UpArgs,
+    root: &Path,
+    payments: &Option<PaymentsConfig>,
+    procs: &mut Vec<NodeProc>,
+) -> Result<String> {
+    let exe = std::env::current_exe().context("cannot find the blackbox executable")?;
+    let dir = node_dir(root, 0);
+    let config = ensure_node_config(&dir, args.quota, None, args.offer(0), payments)?;
+    procs.push(NodeProc { child: spawn_node(&exe, &dir, &config, 0)?, dir, alive: true });
+    let first = wait_ready(procs).await?.remove(0);
+    let first_addr = first.addrs.first().context("node 0 reported no listen address")?;
+    let bootstrap = format!("{first_addr}/p2p/{}", first.peer_id);
+    for i in 1..args.nodes {
+        let dir = node_dir(root, i);
+        let config = ensure_node_config(&dir, args.quota, Some(&bootstrap), args.offer(i), payments)?;
+        procs.push(NodeProc { child: spawn_node(&exe, &dir, &config, i)?, dir, alive: true });
+    }
+    let infos = wait_ready(procs).await?;
+    pin_ports(procs, &infos)?;
+    Ok(bootstrap)
+}
+
+/// Writes `client.toml` (keeping a user's own settings from an earlier run) and funds the wallet.
+fn write_client_config(args: &UpArgs, root: &Path, chain: Option<&DevnetChain>, bootstrap: String) -> Result<PathBuf> {
+    let client_path = root.join("client.toml");
+    let mut client = ClientConfig::load(&client_path).unwrap_or_default();
+    client.total = client.total.min(args.nodes);
+    client.needed = client.needed.min(client.total);
+    client.happy = client.happy.min(client.total).max(client.needed);
+    client.bootstrap = vec![bootstrap];
+    client.nodes = Vec::new();
+    client.data_dir = PathBuf::from("client-data");
+    client.payments = chain.map(|c| {
+        let keep = client.payments.clone();
+        ClientPayments {
+            chain: c.rpc.clone(),
+            channel_blocks: args.channel_blocks,
+            ..keep.unwrap_or(ClientPayments { channel_capacity_sat: 10_000_000, ..ClientPayments::default() })
+        }
+    });
+    if let Some(c) = chain {
+        fund_wallet(&c.chain, &root.join("client-data"))?;
+    }
+    let text = toml::to_string(&client)?;
+    let write = if chain.is_some() { write_secret } else { write_atomic };
+    write(&client_path, text.as_bytes()).with_context(|| format!("cannot write {}", client_path.display()))?;
+    Ok(std::fs::canonicalize(&client_path).unwrap_or(client_path))
+}
+
+/// Mines a devnet block every `block_secs` until dropped.
+fn spawn_miner(chain: &DevnetChain, block_secs: f64) -> tokio::task::JoinHandle<()> {
+    let (chain, every) = (chain.chain.clone(), Duration::from_secs_f64(block_secs.clamp(0.05, 3600.0)));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let chain = chain.clone();
+            let _ = tokio::task::spawn_blocking(move || chain.mine(1, &burn_script())).await;
+        }
+    })
+}
+
+pub async fn up(args: UpArgs) -> Result<ExitCode> {
+    if args.nodes == 0 || args.nodes > 255 {
+        bail!("--nodes must be between 1 and 255");
+    }
+    // Taken over before any node starts: a SIGTERM that arrives while the network is starting (or
+    // just after "devnet ready") must stop the nodes, not kill this process and orphan them.
+    let mut term = Stop::install()?;
+    let root = args.dir.clone();
+    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    let chain = if args.no_payments { None } else { Some(start_chain(&root)?) };
+    let node_payments = chain.as_ref().map(|c| PaymentsConfig {
+        min_confirmations: 1,
+        min_timeout_blocks: 12,
+        close_margin_blocks: 6,
+        close_all_on_shutdown: false,
+        chain: c.rpc.clone(),
+    });
+    let miner = chain.as_ref().map(|c| spawn_miner(c, args.block_secs));
+    let mut procs = Vec::new();
+    let bootstrap = match start_nodes(&args, &root, &node_payments, &mut procs).await {
+        Ok(b) => b,
+        Err(e) => {
+            stop_all(&mut procs).await;
+            return Err(e);
+        }
+    };
+    wait_discoverable(&bootstrap, args.nodes).await;
+    let client_path = write_client_config(&args, &root, chain.as_ref(), bootstrap)?;
+    println!("devnet ready: {} nodes; client config {}", args.nodes, client_path.display());
+    println!("try: export BLACKBOX_CONFIG={}; blackbox put FILE", client_path.display());
+    supervise(&mut procs, &mut term).await;
+    if let Some(m) = miner {
+        m.abort();
+    }
+    Ok(ExitCode::SUCCESS)
+}

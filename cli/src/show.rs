@@ -1,0 +1,166 @@
+//! How the CLI prints the library's reports: tables, JSON lines and short peer ids.
+
+use blackbox_client::nodes::NodeRow;
+use blackbox_client::{AuditReport, CheckReport, UploadReport, Verdict};
+use blackbox_core::VerifyCap;
+use blackbox_util::ByteSize;
+
+/// A long id shortened to its first 8 and last 6 characters.
+pub(crate) fn short(s: &str) -> String {
+    if s.len() > 16 {
+        format!("{}…{}", &s[..8], &s[s.len() - 6..])
+    } else {
+        s.to_string()
+    }
+}
+
+/// Prints the ranking behind an upload's placement (on stderr).
+pub(crate) fn explain(report: &UploadReport) {
+    if report.ranking.is_empty() {
+        eprintln!("nodes come from the config (no discovery): shares were placed in the permuted order");
+    }
+    eprintln!(
+        "{:<18} {:>6} {:>9} {:>6} {:>6} {:>6} {:>6} {:>6}  {:<16} SHARES",
+        "NODE", "SCORE", "SAT/GB-MO", "PRICE", "REPUT", "RTT", "FREE", "AGE", "GROUP"
+    );
+    for r in &report.ranking {
+        let peer = r.candidate.node.peer;
+        let shares: Vec<String> =
+            report.placements.iter().filter(|(_, p)| *p == peer).map(|(s, _)| s.to_string()).collect();
+        let p = r.parts;
+        eprintln!(
+            "{:<18} {:>6.3} {:>9} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2}  {:<16} {}",
+            short(&peer.to_string()),
+            r.score,
+            r.candidate.offer.prices.storage_sat_per_gb_month,
+            p[0],
+            p[1],
+            p[2],
+            p[3],
+            p[4],
+            r.group,
+            if shares.is_empty() { "-".into() } else { shares.join(",") }
+        );
+    }
+    eprintln!("happiness {} (placement takes one node per group first, then the best remaining)", report.happiness);
+}
+
+/// Prints where a file's shares are.
+pub(crate) fn check(vcap: &VerifyCap, report: &CheckReport) {
+    println!("verify cap: {vcap}");
+    for (share, peers) in &report.holders {
+        let peers: Vec<String> = peers.iter().map(|p| short(&p.to_string())).collect();
+        println!("  share {share:>3}: {}", peers.join(", "));
+    }
+    for (peer, why) in &report.unreachable {
+        let why = why.replace(&format!("peer {peer} unreachable: "), "");
+        println!("  unreachable {}: {why}", short(&peer.to_string()));
+    }
+    println!(
+        "{} of {} shares found on {} of {} nodes (need {}), happiness {}",
+        report.distinct(),
+        vcap.n,
+        report.answered,
+        report.asked,
+        report.needed,
+        report.happiness
+    );
+}
+
+/// Prints an audit, one line per share and a summary.
+pub(crate) fn audit(cap: &VerifyCap, report: &AuditReport) {
+    println!("file {cap}");
+    for r in &report.results {
+        let what = match &r.verdict {
+            Verdict::Passed => format!("ok ({} ms)", r.millis),
+            Verdict::Missing => "FAIL: share missing".into(),
+            Verdict::BadProof(why) => format!("FAIL: bad proof: {why}"),
+            Verdict::Late => format!("FAIL: no answer within the deadline ({} ms)", r.millis),
+            Verdict::Unreachable(why) => format!("FAIL: unreachable: {why}"),
+        };
+        println!("  share {:>3} on {}: {what}", r.share, short(&r.peer.to_string()));
+    }
+    let list = |v: Vec<String>| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+    println!(
+        "  {} of {} shares healthy (need {}); missing shares: {}; failing nodes: {}",
+        report.healthy_shares().len(),
+        report.n,
+        report.k,
+        list(report.missing_shares().iter().map(ToString::to_string).collect()),
+        list(report.failed_nodes().iter().map(ToString::to_string).collect())
+    );
+}
+
+/// One node as a JSON object on one line.
+pub(crate) fn node_json(r: &NodeRow) -> String {
+    let addr = r.node.addrs.first().map(ToString::to_string).unwrap_or_default();
+    let mut line = format!(
+        "{{\"peer\":\"{}\",\"addr\":\"{addr}\",\"up\":{},\"reputation\":{:.3}",
+        r.node.peer,
+        r.problem.is_none(),
+        r.reputation
+    );
+    if let Some(score) = r.score {
+        line += &format!(",\"score\":{score:.3}");
+    }
+    if let Some(o) = &r.offer {
+        line += &format!(
+            ",\"storage_sat_per_gb_month\":{},\"egress_sat_per_gb\":{},\"region\":\"{}\"",
+            o.prices.storage_sat_per_gb_month,
+            o.prices.egress_sat_per_gb,
+            o.region.escape_default()
+        );
+    }
+    if let Some((s, rtt)) = &r.status {
+        line += &format!(
+            ",\"shares\":{},\"pending\":{},\"used\":{},\"quota\":{},\"rtt_ms\":{}",
+            s.shares,
+            s.pending,
+            s.used,
+            s.quota,
+            rtt.as_millis()
+        );
+    }
+    line + "}"
+}
+
+/// The node table.
+pub(crate) fn node_table(rows: &[NodeRow]) {
+    println!(
+        "{:<54} {:<24} {:>9} {:>8} {:<8} {:>5} {:>5} {:>6} {:>7} {:>22} {:>6}",
+        "PEER",
+        "ADDRESS",
+        "SAT/GB-MO",
+        "SAT/GB",
+        "REGION",
+        "REPUT",
+        "SCORE",
+        "SHARES",
+        "PENDING",
+        "USED / QUOTA",
+        "RTT"
+    );
+    for r in rows {
+        let addr = r.node.addrs.first().map(ToString::to_string).unwrap_or_default();
+        let peer = r.node.peer.to_string();
+        let (Some((s, rtt)), None) = (&r.status, &r.problem) else {
+            println!("{peer:<54} {addr:<24} {}", r.problem.clone().unwrap_or_default());
+            continue;
+        };
+        let (price, egress, region) = r.offer.as_ref().map_or(("-".into(), "-".into(), "-".into()), |o| {
+            (o.prices.storage_sat_per_gb_month.to_string(), o.prices.egress_sat_per_gb.to_string(), o.region.clone())
+        });
+        println!(
+            "{peer:<54} {addr:<24} {price:>9} {egress:>8} {:<8} {:>5.2} {:>5} {:>6} {:>7} {:>22} {:>4}ms",
+            if region.is_empty() { "-".into() } else { region },
+            r.reputation,
+            r.score.map_or("avoid".into(), |s| format!("{s:.2}")),
+            s.shares,
+            s.pending,
+            format!("{} / {}", ByteSize(s.used), ByteSize(s.quota)),
+            rtt.as_millis()
+        );
+    }
+    let up = rows.iter().filter(|r| r.problem.is_none()).count();
+    println!("{up} of {} nodes usable", rows.len());
+}

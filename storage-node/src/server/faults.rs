@@ -1,0 +1,79 @@
+//! TEST ONLY misbehaviour, compiled with the `faults` feature, to prove that clients and auditors
+//! catch it: corrupt blocks as a failing disk would, proofs from another share, late answers.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::StorageServer;
+use crate::error::NodeError;
+use crate::store::{ShareKey, ShareStore};
+
+/// What a test node does wrong on purpose.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Corrupt every block whose index is a multiple of this in reads and proofs (1 = every
+    /// block, 100 = 1% of blocks; 0 = off), as a failing disk would.
+    pub corrupt_every: u64,
+    /// Answer challenges with the data of another share the node holds.
+    pub proof_from_other_share: bool,
+    /// Wait this long before answering a challenge.
+    pub proof_delay: Duration,
+}
+
+impl Faults {
+    /// Whether any fault is switched on.
+    pub fn any(&self) -> bool {
+        self.corrupt_every > 0 || self.proof_from_other_share || !self.proof_delay.is_zero()
+    }
+}
+
+/// A block as a failing disk would return it: every 64th byte flipped.
+fn corrupt(block: &Bytes) -> Bytes {
+    let mut v = block.to_vec();
+    for b in v.iter_mut().step_by(64) {
+        *b ^= 0x20;
+    }
+    Bytes::from(v)
+}
+
+impl<S: ShareStore> StorageServer<S> {
+    /// Makes the node misbehave as `faults` says.
+    pub fn set_faults(&self, faults: Faults) {
+        *self.faults.lock().unwrap_or_else(|p| p.into_inner()) = faults;
+    }
+
+    fn faults(&self) -> Faults {
+        self.faults.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A block as this node serves it: corrupted where the faults say so.
+    pub(super) fn served(&self, index: u64, block: Bytes) -> Bytes {
+        let every = self.faults().corrupt_every;
+        if every > 0 && index.is_multiple_of(every) {
+            corrupt(&block)
+        } else {
+            block
+        }
+    }
+
+    /// The share a proof is made from: another one when the faults say so.
+    pub(super) fn proof_source(&self, asked: ShareKey) -> Result<ShareKey, NodeError> {
+        if !self.faults().proof_from_other_share {
+            return Ok(asked);
+        }
+        let same_file = self.store.list_shares(&asked.si)?;
+        if let Some(&share) = same_file.iter().find(|&&s| s != asked.share) {
+            return Ok(ShareKey { si: asked.si, share });
+        }
+        let all = self.store.expired(u64::MAX)?;
+        Ok(all.into_iter().find(|k| *k != asked).unwrap_or(asked))
+    }
+
+    pub(super) fn delay_proof(&self) {
+        let delay = self.faults().proof_delay;
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Unit tests of the request logic over the in-memory store.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use blackbox_core::{EncodingParams, FileEncoder, FileLayout, ShareHeader};
+use blackbox_net::wire::Si;
+use blackbox_net::{ErrorCode, PeerId, Request, RequestHandler, Response};
+use blackbox_proofs::Challenge;
+use blackbox_util::now_secs;
+
+use super::*;
+use crate::MemoryStore;
+
+fn server(quota: u64) -> StorageServer<MemoryStore> {
+    StorageServer::new(MemoryStore::new(), quota, Duration::from_secs(600)).unwrap()
+}
+
+fn err_code(r: Response) -> ErrorCode {
+    match r {
+        Response::Error { code, .. } => code,
+        other => panic!("expected error, got {other:?}"),
+    }
+}
+
+#[test]
+fn upload_verify_commit_read() {
+    let s = server(1 << 30);
+    let me = PeerId::random();
+    let params = EncodingParams::new(2, 3, 4096).unwrap();
+    let data = vec![3u8; 10_000];
+    let mut enc = FileEncoder::new([1; 32], params, data.len() as u64);
+    let mut share1 = Vec::new();
+    for chunk in data.chunks(4096) {
+        share1.push(enc.encode_next(chunk).unwrap().swap_remove(1).to_vec());
+    }
+    let (header, _) = enc.finish().unwrap();
+    let si = [9; 32];
+    let alloc = Request::Allocate { si, share: 1, k: 2, n: 3, segment_size: 4096, size: 10_000, lease_secs: 0 };
+    assert_eq!(s.handle(&me, alloc.clone()), Response::Allocated { already_have: false });
+    // Before commit nothing is visible.
+    assert_eq!(s.handle(&me, Request::ListShares { si }), Response::Shares(vec![]));
+    let header_bytes = Bytes::from(header.encode());
+    // Commit with missing blocks is refused.
+    let commit = Request::Commit { si, share: 1, header: header_bytes.clone() };
+    assert_eq!(err_code(s.handle(&me, commit.clone())), ErrorCode::Invalid);
+    assert_eq!(s.handle(&me, alloc.clone()), Response::Allocated { already_have: false });
+    // A wrong-size block and a foreign writer are refused.
+    let bad = Request::WriteBlocks { si, share: 1, start: 0, blocks: vec![Bytes::from_static(b"xx")] };
+    assert_eq!(err_code(s.handle(&me, bad)), ErrorCode::Invalid);
+    let foreign = Request::WriteBlocks { si, share: 1, start: 0, blocks: vec![share1[0].clone().into()] };
+    assert_eq!(err_code(s.handle(&PeerId::random(), foreign)), ErrorCode::Invalid);
+    for (i, b) in share1.iter().enumerate() {
+        let w = Request::WriteBlocks { si, share: 1, start: i as u64, blocks: vec![b.clone().into()] };
+        assert_eq!(s.handle(&me, w), Response::Ok);
+    }
+    assert_eq!(s.handle(&me, commit), Response::Ok);
+    assert_eq!(s.handle(&me, Request::ListShares { si }), Response::Shares(vec![1]));
+    assert_eq!(s.handle(&me, alloc), Response::Allocated { already_have: true });
+    match s.handle(&me, Request::ReadBlocks { si, share: 1, start: 1, count: 10 }) {
+        Response::Blocks(b) => assert_eq!(b, share1[1..].iter().cloned().map(Bytes::from).collect::<Vec<_>>()),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.status().shares, 1);
+}
+
+/// Uploads share `share` of a 3-of-4 file of `size` bytes with a `lease`; returns its header.
+fn put_share(s: &StorageServer<MemoryStore>, si: Si, share: u8, size: usize, lease: u32) -> ShareHeader {
+    let me = PeerId::random();
+    let params = EncodingParams::new(3, 4, 4096).unwrap();
+    let data: Vec<u8> = (0..size).map(|i| i as u8).collect();
+    let mut enc = FileEncoder::new([si[0]; 32], params, size as u64);
+    let mut blocks = Vec::new();
+    for chunk in data.chunks(4096) {
+        blocks.push(enc.encode_next(chunk).unwrap().swap_remove(share as usize));
+    }
+    let (header, _) = enc.finish().unwrap();
+    let alloc = Request::Allocate { si, share, k: 3, n: 4, segment_size: 4096, size: size as u64, lease_secs: lease };
+    assert_eq!(s.handle(&me, alloc), Response::Allocated { already_have: false });
+    for (i, b) in blocks.into_iter().enumerate() {
+        let w = Request::WriteBlocks { si, share, start: i as u64, blocks: vec![b] };
+        assert_eq!(s.handle(&me, w), Response::Ok);
+    }
+    assert_eq!(s.handle(&me, Request::Commit { si, share, header: header.encode().into() }), Response::Ok);
+    header
+}
+
+/// Whether the node's answer to a challenge of `share` verifies.
+fn proves(s: &StorageServer<MemoryStore>, header: &ShareHeader, si: Si, share: u8) -> bool {
+    let c = Challenge { storage_index: si, share, nonce: [7; 32], count: 64 };
+    match s.handle(&PeerId::random(), Request::Challenge { si, share, nonce: c.nonce, count: c.count }) {
+        Response::Proof(bytes) => blackbox_proofs::Proof::decode(&bytes)
+            .is_ok_and(|proof| blackbox_proofs::verify(&c, header, &proof).is_ok()),
+        _ => false,
+    }
+}
+
+#[test]
+fn challenges_are_answered_from_the_stored_blocks() {
+    let s = server(1 << 30);
+    let (a, b) = ([1; 32], [2; 32]);
+    let ha = put_share(&s, a, 0, 100_000, 0);
+    let hb = put_share(&s, b, 1, 50_000, 0);
+    assert!(proves(&s, &ha, a, 0));
+    assert!(proves(&s, &hb, b, 1));
+    // Not held, or a bad count: errors, not proofs.
+    assert_eq!(
+        err_code(s.handle(&PeerId::random(), Request::Challenge { si: a, share: 3, nonce: [0; 32], count: 1 })),
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        err_code(s.handle(&PeerId::random(), Request::Challenge { si: a, share: 0, nonce: [0; 32], count: 0 })),
+        ErrorCode::Malformed
+    );
+    // A disk that lost some blocks, or a node answering from another share, fails.
+    #[cfg(feature = "faults")]
+    faults_are_caught(&s, &ha, a);
+}
+
+#[cfg(feature = "faults")]
+fn faults_are_caught(s: &StorageServer<MemoryStore>, ha: &ShareHeader, a: Si) {
+    s.set_faults(Faults { corrupt_every: 5, ..Faults::default() });
+    assert!(!proves(s, ha, a, 0));
+    s.set_faults(Faults { proof_from_other_share: true, ..Faults::default() });
+    assert!(!proves(s, ha, a, 0));
+    s.set_faults(Faults::default());
+    assert!(proves(s, ha, a, 0));
+}
+
+#[test]
+fn expired_leases_are_collected_and_renewed_ones_survive() {
+    let s = server(1 << 30).with_leases(LeasePolicy { default_secs: 100, max_secs: 1000 });
+    let (a, b) = ([1; 32], [2; 32]);
+    put_share(&s, a, 0, 20_000, 50);
+    put_share(&s, b, 0, 20_000, 0);
+    let now = now_secs();
+    let used = s.status().used;
+    assert_eq!(
+        s.store().lease(&ShareKey { si: a, share: 0 }).unwrap().map(|e| e.saturating_sub(now) <= 50),
+        Some(true)
+    );
+    // Longer than the maximum is shortened to it.
+    match s.handle(&PeerId::random(), Request::Renew { si: b, lease_secs: 5000 }) {
+        Response::Renewed { shares: 1, expires } => assert!(expires <= now_secs() + 1000 && expires >= now + 999),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        err_code(s.handle(&PeerId::random(), Request::Renew { si: [3; 32], lease_secs: 10 })),
+        ErrorCode::NotFound
+    );
+    assert_eq!(s.collect_expired(now).unwrap(), (0, 0));
+    let (count, bytes) = s.collect_expired(now + 500).unwrap();
+    assert_eq!(count, 1);
+    assert_eq!(s.status().used, used - bytes);
+    assert_eq!(s.status().shares, 1);
+    assert_eq!(s.handle(&PeerId::random(), Request::ListShares { si: a }), Response::Shares(vec![]));
+    assert_eq!(s.handle(&PeerId::random(), Request::ListShares { si: b }), Response::Shares(vec![0]));
+}
+
+#[test]
+fn wrong_blocks_fail_commit_and_quota_is_enforced() {
+    let s = server(10_000);
+    let me = PeerId::random();
+    let si = [2; 32];
+    let alloc = Request::Allocate { si, share: 0, k: 1, n: 2, segment_size: 4096, size: 4096, lease_secs: 0 };
+    assert_eq!(s.handle(&me, alloc), Response::Allocated { already_have: false });
+    let len = FileLayout::new(EncodingParams::new(1, 2, 4096).unwrap(), 4096).block_len(0);
+    let w = Request::WriteBlocks { si, share: 0, start: 0, blocks: vec![vec![0u8; len].into()] };
+    assert_eq!(s.handle(&me, w), Response::Ok);
+    let header =
+        ShareHeader { params: EncodingParams::new(1, 2, 4096).unwrap(), size: 4096, share_roots: vec![[0; 32]; 2] };
+    let commit = Request::Commit { si, share: 0, header: header.encode().into() };
+    assert_eq!(err_code(s.handle(&me, commit)), ErrorCode::Invalid);
+    assert_eq!(s.status().used, 0, "rejected upload releases its reservation");
+    let big = Request::Allocate { si, share: 1, k: 1, n: 2, segment_size: 4096, size: 1 << 20, lease_secs: 0 };
+    assert_eq!(err_code(s.handle(&me, big)), ErrorCode::QuotaExceeded);
+    // However large the quota, uploads in progress cannot make the node hold unbounded state.
+    let roomy = server(u64::MAX);
+    let huge = Request::Allocate { si, share: 0, k: 1, n: 1, segment_size: 4096, size: 4096 << 22, lease_secs: 0 };
+    match roomy.handle(&me, huge) {
+        Response::Error { code: ErrorCode::QuotaExceeded, message } => assert!(message.contains("busy")),
+        other => panic!("unexpected {other:?}"),
+    }
+}
