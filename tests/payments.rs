@@ -148,17 +148,22 @@ fn killed_node_or_client_loses_no_payment_and_pays_nothing_twice() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Kill it once it has written part of the file.
-    let partial = tmp.path().join("back.blackbox-partial");
+    // Kill it once it has written part of the file (to a hidden temporary file beside it).
+    let partial = || {
+        std::fs::read_dir(tmp.path()).unwrap().flatten().map(|e| e.path()).find(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            name.starts_with(".back.") && name.ends_with(".tmp")
+        })
+    };
     for _ in 0..2000 {
-        if std::fs::metadata(&partial).is_ok_and(|m| m.len() > 2 << 20) {
+        if partial().is_some_and(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 2 << 20)) {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     let _ = get.kill();
     let _ = get.wait();
-    let killed_early = std::fs::metadata(&partial).is_ok();
+    let killed_early = partial().is_some();
     let out = net.run(&["get", &cap, "-o", back.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(same_file(&file, &back));

@@ -58,7 +58,7 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-fn swarm(key: Keypair, server: bool, parallelism: usize) -> Result<Swarm<Peer>, String> {
+fn swarm(key: Keypair, server: bool, parallelism: usize) -> Result<Swarm<Peer>, DhtError> {
     let peer = key.public().to_peer_id();
     let mut cfg = kad::Config::new(StreamProtocol::new("/blackbox/kad/1"));
     cfg.set_query_timeout(Duration::from_secs(60)).set_replication_factor(blackbox_net::DHT_REPLICATION);
@@ -71,7 +71,7 @@ fn swarm(key: Keypair, server: bool, parallelism: usize) -> Result<Swarm<Peer>, 
     let mut behaviour = kad::Behaviour::with_config(peer, kad::store::MemoryStore::with_config(peer, store_cfg), cfg);
     behaviour.set_mode(Some(if server { kad::Mode::Server } else { kad::Mode::Client }));
     let identify = identify::Behaviour::new(identify::Config::new("/blackbox/1".into(), key.public()));
-    let noise = noise::Config::new(&key).map_err(|e| e.to_string())?;
+    let noise = noise::Config::new(&key).map_err(|e| DhtError::Build(e.to_string()))?;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_other_transport(move |_| {
@@ -81,9 +81,9 @@ fn swarm(key: Keypair, server: bool, parallelism: usize) -> Result<Swarm<Peer>, 
                 .multiplex(yamux::Config::default())
                 .boxed()
         })
-        .map_err(|e| e.to_string())?
+        .map_err(|e| DhtError::Build(e.to_string()))?
         .with_behaviour(|_| Peer { kad: behaviour, identify })
-        .map_err(|e| e.to_string())?
+        .map_err(|e| DhtError::Build(e.to_string()))?
         // Connections close soon after their last query, as between real nodes; keeping every
         // connection a node ever opened costs ~15 GB at 1,000 nodes.
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(5)))
@@ -95,6 +95,23 @@ enum Cmd {
     Provide,
 }
 
+/// Why a simulation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DhtError {
+    /// A simulated node's transport or behaviour could not be built.
+    #[error("cannot build a simulated node: {0}")]
+    Build(String),
+    /// A simulated node could not listen on its memory address.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: String, reason: String },
+    /// The providers never all announced.
+    #[error("providers did not finish announcing")]
+    Announce,
+    /// A client's lookup made no progress for two minutes.
+    #[error("client lookup stalled")]
+    Stalled,
+}
+
 /// Peers each node keeps per k-bucket (Kademlia's k).
 const K: usize = 20;
 
@@ -104,7 +121,7 @@ const K: usize = 20;
 /// join, not what is measured); pre-filled tables make the 100- and 1,000-node runs comparable.
 /// `providers` nodes then announce the key and fresh clients look for `want` providers, all over
 /// the real libp2p-kad protocol (memory transport, noise, yamux).
-pub async fn simulate(nodes: usize, providers: usize, want: usize) -> Result<DhtReport, String> {
+pub async fn simulate(nodes: usize, providers: usize, want: usize) -> Result<DhtReport, DhtError> {
     let key = kad::RecordKey::new(&"blackbox/providers/storage/1");
     // Memory-transport ports are process-wide: each simulation takes a fresh range.
     static NEXT_PORT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_000_000);
@@ -117,8 +134,8 @@ pub async fn simulate(nodes: usize, providers: usize, want: usize) -> Result<Dht
         let k = Keypair::generate_ed25519();
         let peer = k.public().to_peer_id();
         let mut s = swarm(k, true, 3)?;
-        let addr: Multiaddr = format!("/memory/{}", base + i as u64).parse().map_err(|e| format!("{e}"))?;
-        s.listen_on(addr.clone()).map_err(|e| format!("cannot listen on {addr}: {e:?}"))?;
+        let addr: Multiaddr = Multiaddr::empty().with(libp2p::multiaddr::Protocol::Memory(base + i as u64));
+        s.listen_on(addr.clone()).map_err(|e| DhtError::Listen { addr: addr.to_string(), reason: format!("{e:?}") })?;
         // Provider records carry the provider's external addresses.
         s.add_external_address(addr.clone());
         peers.push((peer, addr));
@@ -186,7 +203,7 @@ pub async fn simulate(nodes: usize, providers: usize, want: usize) -> Result<Dht
     }
     while provided.load(Ordering::SeqCst) < chosen.len() {
         if Instant::now() > deadline {
-            return Err("providers did not finish announcing".into());
+            return Err(DhtError::Announce);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -218,7 +235,7 @@ async fn lookup(
     key: &kad::RecordKey,
     parallelism: usize,
     want: usize,
-) -> Result<(usize, f64, u32), String> {
+) -> Result<(usize, f64, u32), DhtError> {
     let mut client = swarm(Keypair::generate_ed25519(), false, parallelism)?;
     client.behaviour_mut().kad.add_address(entry, addr.clone());
     let began = Instant::now();
@@ -228,7 +245,7 @@ async fn lookup(
     loop {
         let ev = tokio::time::timeout(Duration::from_secs(120), client.select_next_some())
             .await
-            .map_err(|_| "client lookup stalled".to_string())?;
+            .map_err(|_| DhtError::Stalled)?;
         if let SwarmEvent::Behaviour(PeerEvent::Kad(kad::Event::OutboundQueryProgressed { id, result, step, stats })) =
             ev
         {

@@ -30,15 +30,7 @@ pub const SEG: usize = 1 << 20;
 
 /// Deterministic pseudo-random bytes.
 pub fn data(len: usize) -> Vec<u8> {
-    let mut x = 0x2545f4914f6cdd1du64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    blackbox_util::Xorshift::new(0x2545f4914f6cdd1d).bytes(len)
 }
 
 /// Runs `f` repeatedly for about `secs` seconds and returns bytes per second, given bytes per call.

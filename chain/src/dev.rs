@@ -54,8 +54,9 @@ pub struct DevChain {
     state: Mutex<State>,
 }
 
+/// Block time: the clock as bitcoin's 32-bit timestamps hold it.
 fn now_secs() -> u32 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32)
+    u32::try_from(blackbox_util::now_secs()).unwrap_or(u32::MAX)
 }
 
 impl DevChain {

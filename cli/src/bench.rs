@@ -158,16 +158,11 @@ fn run_measured(cmd: &mut Command) -> Result<Measured> {
 
 fn write_random(path: &Path, len: u64) -> Result<()> {
     let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
-    let mut x = 0x9e3779b97f4a7c15u64 ^ std::process::id() as u64;
+    let mut rng = blackbox_util::Xorshift::new(0x9e3779b97f4a7c15u64 ^ std::process::id() as u64);
     let mut buf = vec![0u8; 1 << 20];
     let mut left = len;
     while left > 0 {
-        for chunk in buf.chunks_exact_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            chunk.copy_from_slice(&x.to_le_bytes());
-        }
+        rng.fill(&mut buf);
         let n = left.min(buf.len() as u64) as usize;
         f.write_all(&buf[..n])?;
         left -= n as u64;

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use blackbox_net::offer::Offer;
+use blackbox_net::offer::{Offer, SignedOffer};
 use blackbox_net::NodeStatus;
 use blackbox_util::now_secs;
 
 use crate::reputation::Reputation;
-use crate::{NodeRef, Session};
+use crate::{ClientError, NodeRef, Session};
 
 /// One known node.
 #[derive(Debug, Clone)]
@@ -34,25 +34,22 @@ impl Session {
         let ranked = self.client.ranked();
         let reputation = Reputation::load(&self.cfg.data_dir);
         let now = now_secs();
-        let rows: Vec<(NodeRef, Option<Result<Offer, String>>)> = if self.offers.is_empty() {
+        let rows: Vec<(NodeRef, Option<&Result<SignedOffer, ClientError>>)> = if self.offers.is_empty() {
             self.client.nodes().iter().map(|n| (n.clone(), None)).collect()
         } else {
-            let offer = |o: &Result<_, crate::ClientError>| {
-                o.as_ref().map(|s: &blackbox_net::offer::SignedOffer| s.offer.clone()).map_err(|e| e.to_string())
-            };
-            self.offers.iter().map(|(n, o)| (n.clone(), Some(offer(o)))).collect()
+            self.offers.iter().map(|(n, o)| (n.clone(), Some(o))).collect()
         };
         rows.into_iter()
             .map(|(node, offer)| {
                 let status = statuses.iter().find(|(n, _)| n.peer == node.peer).map(|(_, s)| s);
                 let problem = match (&offer, status) {
-                    (Some(Err(e)), _) => Some(e.clone()),
+                    (Some(Err(e)), _) => Some(e.to_string()),
                     (_, Some(Err(e))) => Some(e.to_string()),
                     (_, None) => Some("not used".to_string()),
                     _ => None,
                 };
                 NodeRow {
-                    offer: offer.and_then(Result::ok),
+                    offer: offer.and_then(|o| o.as_ref().ok()).map(|o| o.offer.clone()),
                     status: status.and_then(|s| s.as_ref().ok().copied()),
                     problem,
                     reputation: reputation.score(&node.peer, now),

@@ -277,7 +277,8 @@ impl Payments {
     fn retire(&self, peer: &PeerId, l: &Live) {
         let f = l.ch.params.funding;
         let kept = self.cfg.dir.join(format!("{peer}-{}-{}.toml", f.txid, f.vout));
-        if let Err(e) = std::fs::rename(&l.path, &kept) {
+        let moved = std::fs::rename(&l.path, &kept).and_then(|()| blackbox_util::fs::sync_dir(&self.cfg.dir));
+        if let Err(e) = moved {
             warn!(error = %e, "cannot keep the old channel record");
         }
     }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use blackbox_core::{SegmentRebuilder, VerifyCap};
+use blackbox_core::{SegmentRebuilder, ShareHeader, StorageIndex, VerifyCap};
 use blackbox_net::{PeerId, Transport};
 
 use crate::audit::{AuditOptions, AuditReport, Verdict};
@@ -37,6 +37,14 @@ impl RepairReport {
         s.extend(self.rebuilt.iter().map(|(share, _)| *share));
         s.len()
     }
+}
+
+/// A node receiving one rebuilt share: the queue of its blocks and the task sending them.
+struct Worker {
+    share: u8,
+    node: NodeRef,
+    tx: Option<mpsc::Sender<(u64, Bytes)>>,
+    task: tokio::task::JoinHandle<Result<(), ClientError>>,
 }
 
 impl<T: Transport> Client<T> {
@@ -96,34 +104,62 @@ impl<T: Transport> Client<T> {
             }
             let (tx, rx) = mpsc::channel::<(u64, Bytes)>(QUEUE_PER_SHARE);
             let task = tokio::spawn(write_share(self.transport.clone(), node.clone(), si, share, rx));
-            workers.push((share, node, Some(tx), task));
+            workers.push(Worker { share, node, tx: Some(tx), task });
         }
-        let want: Vec<usize> = workers.iter().map(|(s, ..)| *s as usize).collect();
-        if !want.is_empty() {
-            let last = layout.num_segments() - 1;
-            let mut fetcher = Fetcher::new(self, si, &header, good.clone(), last);
-            let mut rebuilder = SegmentRebuilder::new();
-            for index in 0..=last {
-                let blocks = fetcher.segment(index).await?;
-                let refs: Vec<(usize, &[u8])> = blocks.iter().map(|(s, b)| (*s as usize, b.as_ref())).collect();
-                let fresh = rebuilder.rebuild(&layout, index, &refs, &want)?;
-                for ((_, _, tx, _), block) in workers.iter_mut().zip(fresh) {
-                    if let Some(sender) = tx {
-                        if sender.send((index, block)).await.is_err() {
-                            *tx = None; // that node failed; its worker reports why
-                        }
+        self.rebuild_into(si, &header, good, &mut workers).await?;
+        self.commit_rebuilt(si, &header, lease_secs, workers, &mut rebuilt, &mut failed).await;
+        rebuilt.sort_by_key(|(s, _)| *s);
+        Ok(RepairReport { audit, rebuilt, failed })
+    }
+
+    /// Fetches every segment from the `good` shares and streams the rebuilt blocks of each
+    /// worker's share to it.
+    async fn rebuild_into(
+        &self,
+        si: StorageIndex,
+        header: &ShareHeader,
+        good: Vec<(u8, NodeRef)>,
+        workers: &mut [Worker],
+    ) -> Result<(), ClientError> {
+        let want: Vec<usize> = workers.iter().map(|w| w.share as usize).collect();
+        if want.is_empty() {
+            return Ok(());
+        }
+        let layout = header.layout();
+        let last = layout.num_segments() - 1;
+        let mut fetcher = Fetcher::new(self, si, header, good, last);
+        let mut rebuilder = SegmentRebuilder::new();
+        for index in 0..=last {
+            let blocks = fetcher.segment(index).await?;
+            let refs: Vec<(usize, &[u8])> = blocks.iter().map(|(s, b)| (*s as usize, b.as_ref())).collect();
+            let fresh = rebuilder.rebuild(&layout, index, &refs, &want)?;
+            for (w, block) in workers.iter_mut().zip(fresh) {
+                if let Some(sender) = &w.tx {
+                    if sender.send((index, block)).await.is_err() {
+                        w.tx = None; // that node failed; its worker reports why
                     }
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Waits for every worker and commits its share (paying the rent); sorts the outcomes into
+    /// `rebuilt` and `failed` and notes them for reputation.
+    async fn commit_rebuilt(
+        &self,
+        si: StorageIndex,
+        header: &ShareHeader,
+        lease_secs: u32,
+        workers: Vec<Worker>,
+        rebuilt: &mut Vec<(u8, PeerId)>,
+        failed: &mut Vec<(u8, String)>,
+    ) {
         let header_bytes = Bytes::from(header.encode());
-        let rent = crate::upload::storage_rent(&layout, lease_secs);
-        for (share, node, tx, task) in workers {
+        let rent = crate::upload::storage_rent(&header.layout(), lease_secs);
+        for Worker { share, node, tx, task } in workers {
             drop(tx);
-            let sent = match task.await {
-                Ok(r) => r,
-                Err(e) => Err(ClientError::crashed("share sender")(e)),
-            };
+            let sent = task.await.map_err(ClientError::crashed("share sender")).and_then(|r| r);
             let committed = match sent {
                 Ok(()) => self.commit_share(&node, si, share, header_bytes.clone(), rent).await,
                 Err(e) => Err(e),
@@ -141,7 +177,5 @@ impl<T: Transport> Client<T> {
                 }
             }
         }
-        rebuilt.sort_by_key(|(s, _)| *s);
-        Ok(RepairReport { audit, rebuilt, failed })
     }
 }

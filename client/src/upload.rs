@@ -69,6 +69,45 @@ pub(crate) fn permuted(nodes: &[NodeRef], si: &StorageIndex) -> Vec<NodeRef> {
     keyed.into_iter().map(|(_, n)| n).collect()
 }
 
+/// Reads and encodes the whole input on a blocking thread, sending each segment's blocks to
+/// `seg_tx`; checks the input is exactly `size` bytes.
+fn encode<R: Read, F: Fn() -> std::io::Result<R>>(
+    open: Arc<F>,
+    key: FileKey,
+    params: EncodingParams,
+    size: u64,
+    progress: Option<Arc<AtomicU64>>,
+    seg_tx: mpsc::Sender<Vec<Bytes>>,
+) -> Result<(ShareHeader, ReadCap), ClientError> {
+    let mut input = open()?;
+    let mut enc = FileEncoder::new(key, params, size);
+    let layout = *enc.layout();
+    let mut buf = vec![0u8; params.segment_size() as usize];
+    while !enc.is_done() {
+        let len = layout.segment_len(enc.next_segment());
+        input.read_exact(&mut buf[..len]).map_err(ClientError::InputShort)?;
+        let blocks = enc.encode_next(&buf[..len])?;
+        if let Some(p) = &progress {
+            p.fetch_add(len as u64, Ordering::Relaxed);
+        }
+        if seg_tx.blocking_send(blocks).is_err() {
+            return Err(ClientError::Cancelled);
+        }
+    }
+    let mut extra = [0u8; 1];
+    if input.read(&mut extra)? != 0 {
+        return Err(ClientError::InputLong);
+    }
+    Ok(enc.finish()?)
+}
+
+/// A fresh random file key.
+fn random_key() -> FileKey {
+    let mut k = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut k);
+    k
+}
+
 struct Pass {
     cap: ReadCap,
     failed: Vec<(u8, NodeRef, ClientError)>,
@@ -97,11 +136,7 @@ impl<T: Transport> Client<T> {
         if self.nodes.is_empty() {
             return Err(ClientError::NoNodes);
         }
-        let key = opts.key.unwrap_or_else(|| {
-            let mut k = [0u8; 32];
-            rand::rngs::OsRng.fill_bytes(&mut k);
-            k
-        });
+        let key = opts.key.unwrap_or_else(random_key);
         let si = storage_index(&key);
         let (order, ranking) = self.placement_order(&si)?;
         let open = Arc::new(open);
@@ -132,16 +167,7 @@ impl<T: Transport> Client<T> {
             }
             let counter = if pass == 0 { Some(progress.clone()) } else { None };
             let p = self.stream_pass(open.clone(), key, si, params, size, opts.lease_secs, need_data, counter).await?;
-            for (share, node, err) in &p.failed {
-                warn!(share, peer = %node.peer, error = %err, "share upload failed; will place it elsewhere");
-                self.note(node.peer, Outcome::Failed);
-                bad.insert(node.peer);
-                last_error = err.to_string();
-            }
-            todo = p.failed.iter().map(|(s, _, _)| *s).collect();
-            for (_, node) in &p.ok {
-                self.note(node.peer, Outcome::Good);
-            }
+            todo = self.note_pass(&p, &mut bad, &mut last_error);
             placed.extend(p.ok);
             result = Some(p.cap);
             // Stop re-trying once happy and every share has been given a chance on a fresh node.
@@ -160,6 +186,21 @@ impl<T: Transport> Client<T> {
         };
         info!(happiness, shares = placed.len(), "upload complete");
         Ok(UploadReport { cap, placements: placed.iter().map(|(s, n)| (*s, n.peer)).collect(), happiness, ranking })
+    }
+
+    /// Notes a pass's outcomes for reputation, bars the nodes that failed, and returns the shares
+    /// to place again.
+    fn note_pass(&self, p: &Pass, bad: &mut HashSet<PeerId>, last_error: &mut String) -> Vec<u8> {
+        for (share, node, err) in &p.failed {
+            warn!(share, peer = %node.peer, error = %err, "share upload failed; will place it elsewhere");
+            self.note(node.peer, Outcome::Failed);
+            bad.insert(node.peer);
+            *last_error = err.to_string();
+        }
+        for (_, node) in &p.ok {
+            self.note(node.peer, Outcome::Good);
+        }
+        p.failed.iter().map(|(s, _, _)| *s).collect()
     }
 
     /// Nodes in the order shares of `si` should go to them: by ranking when the client has one
@@ -280,28 +321,7 @@ impl<T: Transport> Client<T> {
         R: Read + Send + 'static,
     {
         let (seg_tx, mut seg_rx) = mpsc::channel::<Vec<Bytes>>(SEGMENTS_BUFFERED);
-        let encoder = tokio::task::spawn_blocking(move || -> Result<(ShareHeader, ReadCap), ClientError> {
-            let mut input = open()?;
-            let mut enc = FileEncoder::new(key, params, size);
-            let layout = *enc.layout();
-            let mut buf = vec![0u8; params.segment_size() as usize];
-            while !enc.is_done() {
-                let len = layout.segment_len(enc.next_segment());
-                input.read_exact(&mut buf[..len]).map_err(ClientError::InputShort)?;
-                let blocks = enc.encode_next(&buf[..len])?;
-                if let Some(p) = &progress {
-                    p.fetch_add(len as u64, Ordering::Relaxed);
-                }
-                if seg_tx.blocking_send(blocks).is_err() {
-                    return Err(ClientError::Cancelled);
-                }
-            }
-            let mut extra = [0u8; 1];
-            if input.read(&mut extra)? != 0 {
-                return Err(ClientError::InputLong);
-            }
-            Ok(enc.finish()?)
-        });
+        let encoder = tokio::task::spawn_blocking(move || encode(open, key, params, size, progress, seg_tx));
 
         let mut workers = Vec::new();
         for (share, node) in targets {

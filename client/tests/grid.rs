@@ -71,15 +71,7 @@ impl Grid {
 }
 
 fn data(len: usize) -> Vec<u8> {
-    let mut x = 0x9e3779b97f4a7c15u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    blackbox_tests::random_bytes(len, 0x9e3779b97f4a7c15)
 }
 
 async fn put(

@@ -151,16 +151,8 @@ pub async fn serve<H: RequestHandler>(
     serve_with(keypair, listen, handler, &Discovery::default()).await
 }
 
-/// Like [`serve`], and also joins the DHT through `discovery.bootstrap` and announces the node as a
-/// storage provider (republished every [`PROVIDER_REPUBLISH`]).
-pub async fn serve_with<H: RequestHandler>(
-    keypair: Keypair,
-    listen: Multiaddr,
-    handler: Arc<H>,
-    discovery: &Discovery,
-) -> std::io::Result<ServeHandle> {
-    let peer_id = keypair.public().to_peer_id();
-    let mut swarm = build_swarm(keypair, ProtocolSupport::Inbound, Duration::from_secs(120), true)?;
+/// Starts listening on `listen`; returns the addresses once there is at least one.
+async fn listen_on(swarm: &mut Swarm<Behaviour>, listen: &Multiaddr) -> std::io::Result<Vec<Multiaddr>> {
     swarm.listen_on(listen.clone()).map_err(std::io::Error::other)?;
     let mut listen_addrs = Vec::new();
     while listen_addrs.is_empty() {
@@ -176,13 +168,17 @@ pub async fn serve_with<H: RequestHandler>(
             _ => {}
         }
     }
-    info!(%peer_id, addrs = ?listen_addrs, "listening");
+    Ok(listen_addrs)
+}
+
+/// Joins the DHT through the bootstrap peers and announces the node as a storage provider.
+fn join_dht(swarm: &mut Swarm<Behaviour>, me: PeerId, addrs: &[Multiaddr], discovery: &Discovery) {
     // Provider records carry these addresses, so clients can reach the node from the DHT alone.
-    for addr in &listen_addrs {
+    for addr in addrs {
         swarm.add_external_address(addr.clone());
     }
     for (peer, addr) in &discovery.bootstrap {
-        if *peer != peer_id {
+        if *peer != me {
             swarm.behaviour_mut().kad.add_address(peer, addr.clone());
         }
     }
@@ -192,6 +188,21 @@ pub async fn serve_with<H: RequestHandler>(
     if let Err(e) = swarm.behaviour_mut().kad.start_providing(storage_providers_key()) {
         warn!(error = %e, "cannot announce as a provider");
     }
+}
+
+/// Like [`serve`], and also joins the DHT through `discovery.bootstrap` and announces the node as a
+/// storage provider (republished every [`PROVIDER_REPUBLISH`]).
+pub async fn serve_with<H: RequestHandler>(
+    keypair: Keypair,
+    listen: Multiaddr,
+    handler: Arc<H>,
+    discovery: &Discovery,
+) -> std::io::Result<ServeHandle> {
+    let peer_id = keypair.public().to_peer_id();
+    let mut swarm = build_swarm(keypair, ProtocolSupport::Inbound, Duration::from_secs(120), true)?;
+    let listen_addrs = listen_on(&mut swarm, &listen).await?;
+    info!(%peer_id, addrs = ?listen_addrs, "listening");
+    join_dht(&mut swarm, peer_id, &listen_addrs, discovery);
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
         let (done_tx, mut done_rx) = mpsc::channel::<(request_response::ResponseChannel<Bytes>, Vec<u8>)>(MAX_STREAMS);

@@ -138,7 +138,7 @@ impl ShareStore for DiskStore {
         let path = self.share_path(key);
         File::open(&path).and_then(|f| f.sync_all()).map_err(io_err("syncing share file"))?;
         if let Some(dir) = path.parent() {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("syncing share directory"))?;
+            blackbox_util::fs::sync_dir(dir).map_err(io_err("syncing share directory"))?;
         }
         let mut batch = WriteBatch::default();
         batch.put(db_key(b'm', key), meta.encode());

@@ -153,6 +153,11 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `len` pseudo-random bytes from `seed` (the same on every run).
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    Xorshift::new(seed).bytes(len)
+}
+
 /// Writes `len` pseudo-random bytes (seeded) to `path`.
 pub fn random_file(path: &Path, len: usize, seed: u64) {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));

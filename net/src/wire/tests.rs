@@ -1,0 +1,140 @@
+//! Golden bytes, strict rejection and round-trip properties of the wire codec.
+
+use super::*;
+use proptest::prelude::*;
+
+/// Golden bytes pin the format of a request and a response.
+#[test]
+fn golden_bytes() {
+    let req = Request::ReadBlocks { si: [0x11; 32], share: 2, start: 5, count: 3 };
+    let mut want = vec![1u8, 8];
+    want.extend([0x11; 32]);
+    want.extend([2, 5, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0]);
+    assert_eq!(req.encode(), want);
+    let resp = Response::error(ErrorCode::NotFound, "no");
+    assert_eq!(resp.encode(), vec![1, 7, 2, 2, 0, 0, 0, b'n', b'o']);
+    let resp = Response::Blocks(vec![Bytes::from_static(b"ab")]);
+    assert_eq!(resp.encode(), vec![1, 6, 1, 0, 0, 0, 2, 0, 0, 0, b'a', b'b']);
+}
+
+#[test]
+fn rejects_bad_input() {
+    let good = Request::Status.encode();
+    assert_eq!(Request::decode(Bytes::from(vec![2, 0])), Err(WireError::Version(2)));
+    assert_eq!(Request::decode(Bytes::from(vec![1, 99])), Err(WireError::UnknownKind(99)));
+    let mut trailing = good.clone();
+    trailing.push(0);
+    assert_eq!(Request::decode(Bytes::from(trailing)), Err(WireError::Trailing));
+    assert_eq!(Request::decode(Bytes::new()), Err(WireError::Truncated));
+    let big = Request::ReadBlocks { si: [0; 32], share: 0, start: 0, count: MAX_BLOCKS + 1 };
+    assert!(matches!(Request::decode(Bytes::from(big.encode())), Err(WireError::Count(_))));
+    let huge = vec![0u8; MAX_MESSAGE + 1];
+    assert!(matches!(Request::decode(Bytes::from(huge)), Err(WireError::TooLarge(_))));
+}
+
+fn request() -> impl Strategy<Value = Request> {
+    let si = any::<[u8; 32]>();
+    prop_oneof![
+        Just(Request::Status),
+        Just(Request::GetOffer),
+        (si, any::<u8>(), any::<u8>(), any::<u8>(), any::<u32>(), any::<u64>(), any::<u32>()).prop_map(
+            |(si, share, k, n, segment_size, size, lease_secs)| Request::Allocate {
+                si,
+                share,
+                k,
+                n,
+                segment_size,
+                size,
+                lease_secs
+            }
+        ),
+        (si, any::<u8>(), any::<[u8; 32]>(), any::<u16>()).prop_map(|(si, share, nonce, count)| Request::Challenge {
+            si,
+            share,
+            nonce,
+            count
+        }),
+        (si, any::<u32>()).prop_map(|(si, lease_secs)| Request::Renew { si, lease_secs }),
+        proptest::collection::vec(any::<u8>(), 0..200).prop_map(|p| Request::OpenChannel { params: p.into() }),
+        (proptest::collection::vec(any::<u8>(), 0..120), si, any::<u8>()).prop_map(|(u, si, share)| {
+            Request::Paid { update: u.into(), inner: Box::new(Request::ReadBlocks { si, share, start: 1, count: 2 }) }
+        }),
+        (any::<[u8; 32]>(), any::<u32>()).prop_map(|(txid, vout)| Request::ChannelStatus { txid, vout }),
+        (any::<u32>(), any::<u32>()).prop_map(|(cores, secs)| Request::LeaseCpu { cores, secs }),
+        (
+            si,
+            any::<u8>(),
+            any::<u64>(),
+            proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..100), 0..4)
+        )
+            .prop_map(|(si, share, start, b)| Request::WriteBlocks {
+                si,
+                share,
+                start,
+                blocks: b.into_iter().map(Bytes::from).collect()
+            }),
+        (si, any::<u8>(), proptest::collection::vec(any::<u8>(), 0..300)).prop_map(|(si, share, h)| Request::Commit {
+            si,
+            share,
+            header: h.into()
+        }),
+        (si, any::<u8>()).prop_map(|(si, share)| Request::Abort { si, share }),
+        si.prop_map(|si| Request::ListShares { si }),
+        (si, any::<u8>(), any::<u64>(), 0..=MAX_LEAVES).prop_map(|(si, share, start, count)| Request::ReadLeaves {
+            si,
+            share,
+            start,
+            count
+        }),
+        (si, any::<u8>(), any::<u64>(), 0..=MAX_BLOCKS).prop_map(|(si, share, start, count)| Request::ReadBlocks {
+            si,
+            share,
+            start,
+            count
+        }),
+    ]
+}
+
+fn response() -> impl Strategy<Value = Response> {
+    prop_oneof![
+        Just(Response::Ok),
+        any::<[u64; 4]>().prop_map(|[shares, pending, used, quota]| Response::Status(NodeStatus {
+            shares,
+            pending,
+            used,
+            quota
+        })),
+        any::<bool>().prop_map(|already_have| Response::Allocated { already_have }),
+        proptest::collection::vec(any::<u8>(), 0..255).prop_map(Response::Shares),
+        proptest::collection::vec(any::<u8>(), 0..300).prop_map(|h| Response::Header(h.into())),
+        proptest::collection::vec(any::<[u8; 32]>(), 0..20).prop_map(Response::Leaves),
+        proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..100), 0..5)
+            .prop_map(|b| Response::Blocks(b.into_iter().map(Bytes::from).collect())),
+        "\\PC{0,100}".prop_map(|m| Response::error(ErrorCode::Invalid, m)),
+        proptest::collection::vec(any::<u8>(), 0..300).prop_map(|o| Response::Offer(o.into())),
+        proptest::collection::vec(any::<u8>(), 0..300).prop_map(|p| Response::Proof(p.into())),
+        (any::<u32>(), any::<u64>()).prop_map(|(shares, expires)| Response::Renewed { shares, expires }),
+        (any::<u64>(), any::<u64>(), any::<u128>(), any::<u64>(), any::<u64>())
+            .prop_map(|(paid, owed, stored, served, cpu)| Response::Channel { paid, owed, stored, served, cpu }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn requests_round_trip(req in request()) {
+        let parts: Vec<u8> = req.encode_parts().concat();
+        prop_assert_eq!(&parts, &req.encode());
+        prop_assert_eq!(Request::decode(Bytes::from(req.encode())).unwrap(), req);
+    }
+
+    #[test]
+    fn responses_round_trip(resp in response()) {
+        prop_assert_eq!(Response::decode(Bytes::from(resp.encode())).unwrap(), resp);
+    }
+
+    #[test]
+    fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = Request::decode(Bytes::from(bytes.clone()));
+        let _ = Response::decode(Bytes::from(bytes));
+    }
+}
