@@ -265,3 +265,33 @@ async fn lookup(
         }
     }
 }
+
+impl std::fmt::Display for DhtReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{} nodes, {} providers: setup {:.1} s", self.nodes, self.providers, self.setup_secs)?;
+        for (i, l) in self.lookups.iter().enumerate() {
+            writeln!(
+                f,
+                "  client {}: found {} providers, the first {} in {:.0} ms with {} DHT requests; \
+                 hops to the first provider record: {}",
+                i + 1,
+                l.found,
+                self.providers,
+                l.ms,
+                l.requests,
+                l.hops
+            )?;
+        }
+        let mut ms: Vec<f64> = self.lookups.iter().map(|l| l.ms).collect();
+        ms.sort_by(f64::total_cmp);
+        let hops = self.lookups.iter().map(|l| l.hops as f64).sum::<f64>() / self.lookups.len().max(1) as f64;
+        write!(
+            f,
+            "  median {:.0} ms to {} providers; mean {:.1} hops; peak RSS {}",
+            ms.get(ms.len() / 2).copied().unwrap_or(f64::NAN),
+            self.providers,
+            hops,
+            peak_rss_mib().map_or("?".into(), |m| format!("{m:.0} MiB"))
+        )
+    }
+}

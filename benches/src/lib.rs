@@ -2,6 +2,7 @@
 
 pub mod channel;
 pub mod dht;
+pub mod e2e;
 pub mod proofs;
 
 use std::hint::black_box;
@@ -11,19 +12,7 @@ use blackbox_core::{hashtree, EncodingParams, FileEncoder, FileLayout, SegmentDe
 use chacha20poly1305::aead::AeadInPlace;
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce};
 
-/// Allocator settings of the `blackbox` binary (and of the benches, so they measure the same).
-///
-/// Keeps segment-sized buffers on the heap instead of fresh mmaps: blocks are ~0.3-1 MiB, and glibc's
-/// default 128 KiB mmap threshold made the encoder spend most of its time in page faults zeroing new
-/// pages (3-of-10 encode measured 276 MB/s before, 650 MB/s after, with `blackbox bench pipeline`).
-pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator thresholds; called at start, before other threads.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
-    }
-}
+pub use blackbox_util::tune_allocator;
 
 /// Segment size of every measurement.
 pub const SEG: usize = 1 << 20;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use blackbox_client::{parse_any_cap, PutOptions, Session, ShareHealth};
+use blackbox_client::{parse_any_cap, ClientConfig, PutOptions, Session, ShareHealth};
 use blackbox_core::ReadCap;
 use blackbox_util::ByteSize;
 
@@ -73,12 +73,17 @@ pub struct NodesArgs {
     json: bool,
 }
 
-/// Connects the client of the config (`--config` or `BLACKBOX_CONFIG`).
-pub(crate) async fn session(config: Option<PathBuf>) -> Result<Session> {
+/// The client config (`--config` or `BLACKBOX_CONFIG`), loaded.
+pub(crate) fn client_config(config: Option<PathBuf>) -> Result<ClientConfig> {
     let Some(path) = config else {
         bail!("no client config: pass --config FILE or set BLACKBOX_CONFIG (`blackbox devnet up` writes one)");
     };
-    Ok(Session::open(&path).await?)
+    Ok(ClientConfig::load(&path)?)
+}
+
+/// Connects the client of the config.
+pub(crate) async fn session(config: Option<PathBuf>) -> Result<Session> {
+    Ok(Session::connect(client_config(config)?).await?)
 }
 
 /// Shows a byte progress bar on stderr while `work` runs, if stderr is a terminal.

@@ -105,7 +105,7 @@ fn init_logging(verbose: u8, default: &str) {
 }
 
 fn main() -> ExitCode {
-    blackbox_benches::tune_allocator();
+    blackbox_util::tune_allocator();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -10,10 +10,10 @@ use tokio_util::sync::CancellationToken;
 
 use blackbox_client::auditor::{Auditor, AuditorEvent, FileOutcome};
 use blackbox_client::watch::WatchList;
-use blackbox_client::{parse_any_cap, ClientConfig, RepairReport};
+use blackbox_client::{parse_any_cap, RepairReport};
 use blackbox_core::VerifyCap;
 
-use crate::commands::session;
+use crate::commands::{client_config, session};
 use crate::show;
 
 /// `audit` options.
@@ -154,8 +154,7 @@ pub async fn repair(config: Option<PathBuf>, args: RepairArgs) -> Result<ExitCod
 }
 
 pub async fn auditor(config: Option<PathBuf>, action: AuditorAction) -> Result<ExitCode> {
-    let Some(path) = config else { bail!("no client config: pass --config FILE or set BLACKBOX_CONFIG") };
-    let cfg = ClientConfig::load(&path)?;
+    let cfg = client_config(config)?;
     match action {
         AuditorAction::Add { cap } => {
             let cap = parse_any_cap(&cap)?;

@@ -1,8 +1,10 @@
 //! How the CLI prints the library's reports: tables, JSON lines and short peer ids.
 
 use blackbox_client::nodes::NodeRow;
+use blackbox_client::wallet::{ChannelState, WalletReport};
 use blackbox_client::{AuditReport, CheckReport, UploadReport, Verdict};
 use blackbox_core::VerifyCap;
+use blackbox_storage_node::earnings::{CloseState, Earnings};
 use blackbox_util::ByteSize;
 
 /// A long id shortened to its first 8 and last 6 characters.
@@ -163,4 +165,68 @@ pub(crate) fn node_table(rows: &[NodeRow]) {
     }
     let up = rows.iter().filter(|r| r.problem.is_none()).count();
     println!("{up} of {} nodes usable", rows.len());
+}
+
+/// The wallet, its refunds and its channels.
+pub(crate) fn wallet(w: &WalletReport, refund: bool) {
+    for (peer, txid) in &w.refunds {
+        println!("refund of the channel to {} broadcast: {txid}", short(peer));
+    }
+    if refund && w.refunds.is_empty() {
+        println!("no channel to refund (none past its timeout and still unspent)");
+    }
+    println!("address {}", w.address);
+    println!("balance {} sat in {} coins (chain height {})", w.balance, w.coins, w.height);
+    println!("{:<20} {:>10} {:>10} {:>10} {:>8}  STATE", "NODE", "CAPACITY", "PAID", "LEFT", "TIMEOUT");
+    for c in &w.channels {
+        let state = match &c.state {
+            ChannelState::Open => "open".to_string(),
+            ChannelState::Refundable => "timed out: refundable (`wallet --refund`)".to_string(),
+            ChannelState::ClosedByNode => "closed by the node".to_string(),
+            ChannelState::Refunded { txid, confirmations } => format!("refunded {txid} ({confirmations} conf)"),
+            ChannelState::Unknown(e) => format!("unknown ({e})"),
+        };
+        println!("{:<20} {:>10} {:>10} {:>10} {:>8}  {state}", short(&c.peer), c.capacity, c.paid, c.left, c.timeout);
+    }
+    println!("paid {} sat in all", w.paid());
+}
+
+/// A node's earnings per channel and in total.
+pub(crate) fn earnings(e: &Earnings) {
+    let p = e.prices;
+    println!(
+        "prices: {} sat/GB-month stored, {} sat/GB served, {} sat/core-hour",
+        p.storage_sat_per_gb_month, p.egress_sat_per_gb, p.cpu_sat_per_core_hour
+    );
+    println!(
+        "{:<14} {:>22} {:>14} {:>10} {:>9} {:>9}  CLOSE",
+        "CHANNEL", "STORED (byte-seconds)", "SERVED (bytes)", "CPU (c-s)", "EARNED", "RECEIVED"
+    );
+    for c in &e.channels {
+        let close = match &c.close {
+            CloseState::Open => "open".to_string(),
+            CloseState::BelowDust => "below dust: not closed".to_string(),
+            CloseState::Confirmed { txid, confirmations, .. } => {
+                format!("{} confirmed ({confirmations} conf)", short(&txid.to_string()))
+            }
+            CloseState::Mempool(txid) => format!("{} in mempool", short(&txid.to_string())),
+            CloseState::SpentOrUnknown(txid) => format!("{} (output spent or unknown)", short(&txid.to_string())),
+            CloseState::Unchecked { txid, why } => format!("{} ({why})", short(&txid.to_string())),
+        };
+        println!(
+            "{:<14} {:>22} {:>14} {:>10} {:>9} {:>9}  {close}",
+            short(&c.funding.to_string()),
+            c.usage.storage_byte_secs,
+            c.usage.egress_bytes,
+            c.usage.cpu_core_secs,
+            c.earned,
+            c.received
+        );
+    }
+    println!(
+        "earned {} sat; received {} sat in commitments; {} sat settled on chain",
+        e.earned(),
+        e.received(),
+        e.settled()
+    );
 }
