@@ -183,7 +183,10 @@ impl<T: Transport> Client<T> {
     }
 }
 
-/// Sends `req`, wrapped with a payment for `delta` when the node is paid.
+/// Sends `req`, wrapped with a payment for `delta` when the node is paid, and follows the node's
+/// receipt: a charge above what the request costs at the channel's prices is refused as
+/// overbilling; a request refused for want of payment (other processes of this client spent the
+/// credit meanwhile) is paid again from the owed the receipt reports, with more headroom each time.
 async fn call_billed<T: Transport>(
     transport: &T,
     payments: Option<&pay::Payments>,
@@ -192,19 +195,45 @@ async fn call_billed<T: Transport>(
     delta: blackbox_payments::Usage,
     ahead: blackbox_payments::Usage,
 ) -> Result<Response, ClientError> {
-    let update = match payments {
-        Some(p) => p.pay(transport, node, delta, ahead).await?,
-        None => None,
-    };
-    let Some(update) = update else { return call(transport, node, req).await };
-    match call(transport, node, Request::Paid { update, inner: Box::new(req) }).await {
-        // We paid what the node's signed prices make this cost; asking more is overbilling.
-        Err(ClientError::Node { code: ErrorCode::PaymentRequired, message, .. }) => {
-            Err(pay::PayError::Overbilled { peer: node.peer, message }.into())
+    let Some(payments) = payments else { return call(transport, node, req).await };
+    for attempt in 0..PAY_ATTEMPTS {
+        let Some(ticket) = payments.pay(transport, node, delta, ahead, attempt).await? else {
+            return call(transport, node, req).await;
+        };
+        let paid = Request::Paid { update: ticket.update.clone(), inner: Box::new(req.clone()) };
+        let (charged, inner) = match call(transport, node, paid).await {
+            Ok(Response::Receipt { charged, owed, inner }) => {
+                payments.settle(&node.peer, &ticket, Some(owed)).await;
+                (charged, *inner)
+            }
+            other => {
+                payments.settle(&node.peer, &ticket, None).await;
+                return match other {
+                    Ok(o) => Err(ClientError::unexpected(node, &o)),
+                    Err(e) => Err(e),
+                };
+            }
+        };
+        if charged > ticket.expected {
+            let message = format!("charged {charged} sat for a request that costs {} sat", ticket.expected);
+            return Err(pay::PayError::Overbilled { peer: node.peer, message }.into());
         }
-        other => other,
+        match inner {
+            Response::Error { code: ErrorCode::PaymentRequired, message } if attempt + 1 < PAY_ATTEMPTS => {
+                tracing::debug!(peer = %node.peer, %message, "paying again from the node's receipt");
+            }
+            Response::Error { code: ErrorCode::PaymentRequired, message } => {
+                return Err(pay::PayError::Overbilled { peer: node.peer, message }.into());
+            }
+            Response::Error { code, message } => return Err(ClientError::Node { peer: node.peer, code, message }),
+            other => return Ok(other),
+        }
     }
+    unreachable!("the loop returns on its last attempt")
 }
+
+/// Payments tried for one request before a refusal counts as overbilling.
+const PAY_ATTEMPTS: u32 = 5;
 
 async fn call<T: Transport>(transport: &T, node: &NodeRef, req: Request) -> Result<Response, ClientError> {
     match transport.request(node.peer, &node.addrs, req).await? {

@@ -105,6 +105,16 @@ pub struct ChannelRecord {
     pub cpu_core_secs: u64,
     /// The refund transaction's id, once broadcast.
     pub refunded: Option<String>,
+    /// The newest signed update (encoded, hex), resent while its credit lasts.
+    #[serde(default)]
+    pub signature: String,
+    /// Prices pinned when the channel opened (sat/GB-month, sat/GB, sat/core-hour); records
+    /// without them are from before pinning and are kept for refunds only.
+    #[serde(default)]
+    pub prices: Option<[u64; 3]>,
+    /// Satoshis the node reported owed on the channel, as of its newest receipt here.
+    #[serde(default)]
+    pub owed: u64,
 }
 
 impl ChannelRecord {
@@ -147,32 +157,45 @@ pub fn save_channel(path: &Path, r: &ChannelRecord) -> std::io::Result<()> {
     save_toml(path, r)
 }
 
+/// What this process knows of one channel: the shared record's terms and newest signature, the
+/// node's owed as its receipts report it, and the charges of requests it sent but has no receipt
+/// for yet.
 struct Live {
     ch: PayerChannel,
-    usage: Usage,
+    prices: Prices,
+    signature: Bytes,
+    owed: u64,
+    inflight: u64,
     synced: bool,
     path: PathBuf,
-    /// The newest update signed in this process (re-sent while prepaid credit lasts).
-    last: Option<Bytes>,
 }
 
-/// What the client knows of a node it may pay: prices and key from its verified offer.
-#[derive(Debug, Clone, Copy)]
+/// What the client knows of a node it may pay: prices, key and the signed offer they come from.
+#[derive(Debug, Clone)]
 pub struct Payee {
     /// Signed prices.
     pub prices: Prices,
     /// Its payment key.
     pub key: CompressedPublicKey,
+    /// The encoded signed offer (sent when opening a channel, which pins its prices).
+    pub offer: Bytes,
+}
+
+/// A payment attached to one request: the update to send and the charge expected for it.
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    /// Encoded channel update for the `Paid` envelope.
+    pub update: Bytes,
+    /// Satoshis the request costs at the channel's prices.
+    pub expected: u64,
 }
 
 /// The client's channels.
 pub struct Payments {
     cfg: PayConfig,
     payees: HashMap<PeerId, Payee>,
-    /// One lock per node, so channels to different nodes open and pay in parallel.
+    /// One lock per node in this process; the record's file lock orders processes.
     live: std::sync::Mutex<HashMap<PeerId, Arc<Mutex<Option<Live>>>>>,
-    /// Held while choosing coins and broadcasting a funding transaction.
-    wallet: Arc<std::sync::Mutex<()>>,
 }
 
 fn record(peer: &PeerId, l: &Live) -> ChannelRecord {
@@ -181,17 +204,28 @@ fn record(peer: &PeerId, l: &Live) -> ChannelRecord {
         peer: peer.to_string(),
         params: data_encoding::HEXLOWER.encode(&l.ch.params.encode()),
         paid: l.ch.paid,
-        storage_byte_secs: l.usage.storage_byte_secs.to_string(),
-        egress_bytes: l.usage.egress_bytes,
-        cpu_core_secs: l.usage.cpu_core_secs,
+        storage_byte_secs: "0".into(),
+        egress_bytes: 0,
+        cpu_core_secs: 0,
         refunded: None,
+        signature: data_encoding::HEXLOWER.encode(&l.signature),
+        prices: Some([l.prices.storage_sat_per_gb_month, l.prices.egress_sat_per_gb, l.prices.cpu_sat_per_core_hour]),
+        owed: l.owed,
     }
+}
+
+/// Waits (on a blocking thread) for the lock of a channel record shared by the client's processes.
+async fn lock_record(path: &Path) -> Result<blackbox_util::FileLock, ClientError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock = tokio::task::spawn_blocking(move || blackbox_util::lock(Path::new(&name)));
+    Ok(lock.await.map_err(ClientError::crashed("record lock"))?.map_err(PayError::Record)?)
 }
 
 impl Payments {
     /// Payments to `payees` (nodes with verified offers).
     pub fn new(cfg: PayConfig, payees: HashMap<PeerId, Payee>) -> Self {
-        Self { cfg, payees, live: Default::default(), wallet: Default::default() }
+        Self { cfg, payees, live: Default::default() }
     }
 
     /// Whether this node is paid (it has a verified offer with a payment key).
@@ -203,73 +237,86 @@ impl Payments {
         self.cfg.dir.join(format!("{peer}.toml"))
     }
 
-    /// The channel update to attach to a request that adds `delta` to what the node may bill;
-    /// `None` for nodes that are not paid. When a new signature is needed it also prepays
-    /// `ahead` (requests the caller is about to make), so a stream of small requests needs few
-    /// signatures; what is prepaid and never asked for stays as credit on the channel. Opens a
-    /// channel first if there is none (or it is spent).
+    fn slot(&self, peer: &PeerId) -> Arc<Mutex<Option<Live>>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).entry(*peer).or_default().clone()
+    }
+
+    /// The payment to attach to a request that the node may bill `delta` for, at the channel's
+    /// prices; `None` for nodes that are not paid. When the credit signed so far does not cover
+    /// what is owed, in flight and this request, it signs more, prepaying `ahead` too, under the
+    /// record's lock (so every process of the client signs on from the newest amount) and records
+    /// it durably before it is sent. `retry` counts refusals of this request so far: each adds
+    /// headroom of eight such requests, for credit that concurrent processes spend meanwhile.
+    /// Opens a channel first if there is none.
     pub async fn pay<T: Transport>(
         &self,
         transport: &T,
         node: &NodeRef,
         delta: Usage,
         ahead: Usage,
-    ) -> Result<Option<Bytes>, ClientError> {
-        let Some(payee) = self.payees.get(&node.peer).copied() else { return Ok(None) };
-        let slot = self.live.lock().unwrap_or_else(|p| p.into_inner()).entry(node.peer).or_default().clone();
+        retry: u32,
+    ) -> Result<Option<Ticket>, ClientError> {
+        let Some(payee) = self.payees.get(&node.peer).cloned() else { return Ok(None) };
+        let slot = self.slot(&node.peer);
         let mut slot = slot.lock().await;
-        if slot.is_none() {
-            let loaded = match self.load(&node.peer, &payee) {
-                // Nodes close channels 6 blocks before their timeout: stop using one well before.
-                Some(l) if self.height().await? + RETIRE_BLOCKS < l.ch.params.timeout => Some(l),
-                Some(l) => {
-                    info!(peer = %node.peer, timeout = l.ch.params.timeout, "channel near its timeout; opening a new one");
-                    self.retire(&node.peer, &l);
-                    None
-                }
-                None => None,
-            };
-            *slot = Some(match loaded {
-                Some(l) => l,
-                None => self.open(transport, node, &payee).await?,
-            });
-        }
-        let Some(l) = slot.as_mut() else { unreachable!("the slot was filled above") };
-        if !l.synced {
-            self.sync(transport, node, l).await?;
-        }
-        let mut usage = l.usage.plus(delta);
-        let mut owed = usage.owed(&payee.prices);
-        if owed > l.ch.params.max_payable() {
-            info!(peer = %node.peer, "channel exhausted; opening a new one");
-            self.retire(&node.peer, l);
-            *l = self.open(transport, node, &payee).await?;
-            usage = delta;
-            owed = usage.owed(&payee.prices);
-            if owed > l.ch.params.max_payable() {
-                return Err(PayError::TooExpensive { owed }.into());
+        if let Some(l) = slot.as_mut().filter(|l| l.synced && retry == 0) {
+            let expected = delta.owed(&l.prices);
+            if l.owed + l.inflight + expected <= l.ch.paid {
+                l.inflight += expected;
+                return Ok(Some(Ticket { update: l.signature.clone(), expected }));
             }
         }
-        let update = match &l.last {
-            // Covered by credit already signed over: resend that update (it binds this
-            // connection to the channel); nothing new to record.
-            Some(last) if owed <= l.ch.paid => {
-                l.usage = usage;
-                return Ok(Some(last.clone()));
-            }
-            _ => {
-                let want = usage.plus(ahead).owed(&payee.prices).min(l.ch.params.max_payable()).max(owed);
-                let paid = want.max(l.ch.paid);
-                let u = l.ch.sign(paid, &self.cfg.key).map_err(PayError::Channel)?;
-                l.ch.paid = paid;
-                Bytes::from(u.encode())
-            }
+        let path = self.path(&node.peer);
+        let _shared = lock_record(&path).await?;
+        let mut l = match self.load(&node.peer, &payee).await? {
+            Some(l) => l,
+            None => self.open(transport, node, &payee).await?,
         };
-        l.usage = usage;
-        // Recorded before the new signature is sent.
-        save_channel(&l.path, &record(&node.peer, l)).map_err(PayError::Record)?;
-        l.last = Some(update.clone());
-        Ok(Some(update))
+        if let Some(mine) = slot.as_ref() {
+            l.inflight = mine.inflight;
+            l.owed = l.owed.max(mine.owed);
+            l.synced = mine.synced && mine.ch.params == l.ch.params;
+        }
+        if !l.synced {
+            self.sync(transport, node, &mut l).await?;
+        }
+        let expected = delta.owed(&l.prices);
+        let need = l.owed + l.inflight + expected;
+        if need > l.ch.params.max_payable() {
+            info!(peer = %node.peer, "channel exhausted; opening a new one");
+            self.retire(&node.peer, &l);
+            l = self.open(transport, node, &payee).await?;
+            if expected > l.ch.params.max_payable() {
+                return Err(PayError::TooExpensive { owed: expected }.into());
+            }
+        }
+        let headroom = expected.saturating_mul(8 * u64::from(retry));
+        let need = (l.owed + l.inflight + expected).saturating_add(headroom).min(l.ch.params.max_payable());
+        if need > l.ch.paid {
+            let want = (need + ahead.owed(&l.prices)).min(l.ch.params.max_payable()).max(need);
+            let u = l.ch.sign(want, &self.cfg.key).map_err(PayError::Channel)?;
+            l.ch.paid = want;
+            l.signature = Bytes::from(u.encode());
+            // Recorded before the new signature is sent.
+            save_channel(&l.path, &record(&node.peer, &l)).map_err(PayError::Record)?;
+        }
+        l.inflight += expected;
+        let ticket = Ticket { update: l.signature.clone(), expected };
+        *slot = Some(l);
+        Ok(Some(ticket))
+    }
+
+    /// Closes the books of one paid request: its charge is no longer in flight, and the node's
+    /// owed (from the receipt, if one came) is the new floor.
+    pub async fn settle(&self, peer: &PeerId, ticket: &Ticket, receipt_owed: Option<u64>) {
+        let slot = self.slot(peer);
+        let mut slot = slot.lock().await;
+        if let Some(l) = slot.as_mut() {
+            l.inflight = l.inflight.saturating_sub(ticket.expected);
+            if let Some(owed) = receipt_owed {
+                l.owed = l.owed.max(owed);
+            }
+        }
     }
 
     /// Keeps a channel's record under a name of its own (for `wallet` and refunds) so a new
@@ -290,43 +337,66 @@ impl Payments {
         Ok(height.map_err(PayError::Chain)?)
     }
 
-    fn load(&self, peer: &PeerId, payee: &Payee) -> Option<Live> {
+    /// The shared record of the channel to `peer`, if it is usable: ours, to this key, with
+    /// pinned prices, not refunded, and far enough from its timeout (else it is retired).
+    async fn load(&self, peer: &PeerId, payee: &Payee) -> Result<Option<Live>, ClientError> {
         let path = self.path(peer);
-        let r: ChannelRecord = load_toml(&path)?;
-        let params = r.channel_params().ok()?;
+        let Some(r) = load_toml::<ChannelRecord>(&path) else { return Ok(None) };
+        let Ok(params) = r.channel_params() else { return Ok(None) };
+        let (Some([storage, egress, cpu]), Ok(signature)) =
+            (r.prices, data_encoding::HEXLOWER.decode(r.signature.as_bytes()))
+        else {
+            return Ok(None);
+        };
         if params.provider != payee.key || params.payer != public_key(&self.cfg.key) || r.refunded.is_some() {
-            return None;
+            return Ok(None);
         }
-        Some(Live { ch: PayerChannel { params, paid: r.paid }, usage: r.usage(), synced: false, path, last: None })
+        let prices =
+            Prices { storage_sat_per_gb_month: storage, egress_sat_per_gb: egress, cpu_sat_per_core_hour: cpu };
+        let live = Live {
+            ch: PayerChannel { params, paid: r.paid },
+            prices,
+            signature: Bytes::from(signature),
+            owed: r.owed,
+            inflight: 0,
+            synced: false,
+            path,
+        };
+        // Nodes close channels 6 blocks before their timeout: stop using one well before.
+        if self.height().await? + RETIRE_BLOCKS >= params.timeout {
+            info!(%peer, timeout = params.timeout, "channel near its timeout; opening a new one");
+            self.retire(peer, &live);
+            return Ok(None);
+        }
+        Ok(Some(live))
     }
 
-    /// Learns what the node accepted (a restart may have lost nothing on our side, but the node
-    /// may have closed the channel); reopens it at the node if the node does not know it.
+    /// Learns what the node accepted and billed (a payment inside the envelope proves we are the
+    /// payer); reopens the channel at the node if the node does not know it.
     async fn sync<T: Transport>(&self, transport: &T, node: &NodeRef, l: &mut Live) -> Result<(), ClientError> {
         let f = l.ch.params.funding;
-        let req = Request::ChannelStatus { txid: f.txid.to_byte_array(), vout: f.vout };
-        match call(transport, node, req).await {
-            Ok(Response::Channel { paid, stored, served, cpu, .. }) => {
-                // Our record is written when we sign, so the node may have billed requests made
-                // after it; its usage is accepted when what we already paid covers it (a node
-                // can at most consume credit we prepaid).
-                l.ch.paid = l.ch.paid.max(paid);
-                let theirs = Usage { storage_byte_secs: stored, egress_bytes: served, cpu_core_secs: cpu };
-                let merged = Usage {
-                    storage_byte_secs: l.usage.storage_byte_secs.max(stored),
-                    egress_bytes: l.usage.egress_bytes.max(served),
-                    cpu_core_secs: l.usage.cpu_core_secs.max(cpu),
-                };
-                if let Some(payee) = self.payees.get(&node.peer) {
-                    if theirs.owed(&payee.prices) <= l.ch.paid {
-                        l.usage = merged;
+        let status = Request::ChannelStatus { txid: f.txid.to_byte_array(), vout: f.vout };
+        let req = Request::Paid { update: l.signature.clone(), inner: Box::new(status) };
+        let answer = if l.signature.is_empty() {
+            Err(ClientError::Unexpected { peer: node.peer })
+        } else {
+            call(transport, node, req).await
+        };
+        match answer {
+            Ok(Response::Receipt { inner, .. }) => match *inner {
+                Response::Channel { paid, owed, .. } => {
+                    l.owed = l.owed.max(owed);
+                    if paid > l.ch.paid {
+                        warn!(peer = %node.peer, paid, ours = l.ch.paid, "node holds a newer payment than our record");
                     }
                 }
-            }
-            Err(ClientError::Node { code: blackbox_net::ErrorCode::NotFound, .. }) => {
+                other => return Err(ClientError::unexpected(node, &other)),
+            },
+            Ok(other) => return Err(ClientError::unexpected(node, &other)),
+            Err(ClientError::Node { code: blackbox_net::ErrorCode::NotFound, .. })
+            | Err(ClientError::Unexpected { .. }) => {
                 self.announce(transport, node, &l.ch.params).await?;
             }
-            Ok(other) => return Err(ClientError::unexpected(node, &other)),
             Err(e) => return Err(e),
         }
         l.synced = true;
@@ -339,7 +409,8 @@ impl Payments {
         node: &NodeRef,
         p: &ChannelParams,
     ) -> Result<(), ClientError> {
-        match call(transport, node, Request::OpenChannel { params: Bytes::from(p.encode()) }).await? {
+        let offer = self.payees.get(&node.peer).map(|p| p.offer.clone()).unwrap_or_default();
+        match call(transport, node, Request::OpenChannel { params: Bytes::from(p.encode()), offer }).await? {
             Response::Channel { .. } => Ok(()),
             other => Err(ClientError::unexpected(node, &other)),
         }
@@ -347,55 +418,7 @@ impl Payments {
 
     /// Funds a new channel to `node` from the wallet, waits for confirmation and opens it there.
     async fn open<T: Transport>(&self, transport: &T, node: &NodeRef, payee: &Payee) -> Result<Live, ClientError> {
-        let (chain, key) = (self.cfg.chain.clone(), self.cfg.key);
-        let (capacity, blocks, fee) = (self.cfg.capacity, self.cfg.blocks, self.cfg.fee);
-        let provider = payee.key;
-        let path = self.path(&node.peer);
-        let peer = node.peer;
-        let wallet = self.wallet.clone();
-        let params = tokio::task::spawn_blocking(move || -> Result<ChannelParams, ClientError> {
-            let _one_funding_at_a_time = wallet.lock().unwrap_or_else(|p| p.into_inner());
-            let chain_err = PayError::Chain;
-            let height = chain.height().map_err(chain_err)?;
-            let mut p = ChannelParams {
-                funding: OutPoint::null(),
-                capacity,
-                payer: public_key(&key),
-                provider,
-                timeout: height + blocks,
-                fee,
-            };
-            // Change of an earlier funding is spendable once confirmed: wait a few blocks for it.
-            let deadline = Instant::now() + Duration::from_secs(60);
-            let tx = loop {
-                let coins: Vec<_> = chain
-                    .unspent(&receive_script(&key))
-                    .map_err(chain_err)?
-                    .into_iter()
-                    .map(|u| (u.outpoint, u.txout))
-                    .collect();
-                match spend(&coins, &key, vec![p.funding_output()]) {
-                    Ok(tx) => break tx,
-                    Err(e) if Instant::now() > deadline => return Err(PayError::Wallet(e).into()),
-                    Err(_) => std::thread::sleep(Duration::from_millis(250)),
-                }
-            };
-            p.funding = OutPoint { txid: tx.compute_txid(), vout: 0 };
-            // Recorded before broadcast: the refund path needs these parameters.
-            let l = Live {
-                ch: PayerChannel::new(p).map_err(PayError::Channel)?,
-                usage: Usage::default(),
-                synced: true,
-                path: path.clone(),
-                last: None,
-            };
-            save_channel(&path, &record(&peer, &l)).map_err(PayError::Record)?;
-            chain.broadcast(&tx).map_err(chain_err)?;
-            Ok(p)
-        })
-        .await
-        .map_err(ClientError::crashed("channel funding"))??;
-        // Wait for the funding output to confirm.
+        let params = self.fund(node, payee).await?;
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let (chain, funding) = (self.cfg.chain.clone(), params.funding);
@@ -415,11 +438,98 @@ impl Payments {
         info!(peer = %node.peer, funding = %params.funding, capacity = params.capacity, "payment channel opened");
         Ok(Live {
             ch: PayerChannel::new(params).map_err(PayError::Channel)?,
-            usage: Usage::default(),
+            prices: payee.prices,
+            signature: Bytes::new(),
+            owed: 0,
+            inflight: 0,
             synced: true,
             path: self.path(&node.peer),
-            last: None,
         })
+    }
+
+    /// Builds, records (before broadcast: the refund path needs the parameters) and broadcasts
+    /// the funding transaction, one funding at a time over all of the client's processes.
+    async fn fund(&self, node: &NodeRef, payee: &Payee) -> Result<ChannelParams, ClientError> {
+        let (chain, key) = (self.cfg.chain.clone(), self.cfg.key);
+        let (capacity, blocks, fee) = (self.cfg.capacity, self.cfg.blocks, self.cfg.fee);
+        let (provider, prices, path, peer) = (payee.key, payee.prices, self.path(&node.peer), node.peer);
+        let wallet_lock = self.cfg.dir.join("wallet.lock");
+        let spent_file = self.cfg.dir.join("wallet-spent.toml");
+        tokio::task::spawn_blocking(move || -> Result<ChannelParams, ClientError> {
+            let _one_funding_at_a_time = blackbox_util::lock(&wallet_lock).map_err(PayError::Record)?;
+            let height = chain.height().map_err(PayError::Chain)?;
+            let mut p = ChannelParams {
+                funding: OutPoint::null(),
+                capacity,
+                payer: public_key(&key),
+                provider,
+                timeout: height + blocks,
+                fee,
+            };
+            let mut spent = SpentCoins::load(&spent_file);
+            // Change of an earlier funding is spendable once confirmed: wait a few blocks for it.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let tx = loop {
+                let coins: Vec<_> = chain.unspent(&receive_script(&key)).map_err(PayError::Chain)?;
+                spent.forget_confirmed(&coins);
+                let coins: Vec<_> =
+                    coins.into_iter().filter(|u| !spent.contains(&u.outpoint)).map(|u| (u.outpoint, u.txout)).collect();
+                match spend(&coins, &key, vec![p.funding_output()]) {
+                    Ok(tx) => break tx,
+                    Err(e) if Instant::now() > deadline => return Err(PayError::Wallet(e).into()),
+                    Err(_) => std::thread::sleep(Duration::from_millis(250)),
+                }
+            };
+            p.funding = OutPoint { txid: tx.compute_txid(), vout: 0 };
+            let l = Live {
+                ch: PayerChannel::new(p).map_err(PayError::Channel)?,
+                prices,
+                signature: Bytes::new(),
+                owed: 0,
+                inflight: 0,
+                synced: true,
+                path: path.clone(),
+            };
+            save_channel(&path, &record(&peer, &l)).map_err(PayError::Record)?;
+            spent.add(tx.input.iter().map(|i| i.previous_output));
+            spent.save(&spent_file).map_err(PayError::Record)?;
+            chain.broadcast(&tx).map_err(PayError::Chain)?;
+            Ok(p)
+        })
+        .await
+        .map_err(ClientError::crashed("channel funding"))?
+    }
+}
+
+/// Wallet coins spent by a funding transaction that the chain may not show as spent yet (a
+/// `scantxoutset` sees only confirmed state), shared by the client's processes.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpentCoins {
+    version: u32,
+    coins: Vec<String>,
+}
+
+impl SpentCoins {
+    fn load(path: &Path) -> Self {
+        load_toml(path).unwrap_or(Self { version: VERSION, coins: Vec::new() })
+    }
+
+    fn contains(&self, o: &OutPoint) -> bool {
+        self.coins.contains(&o.to_string())
+    }
+
+    /// Drops coins the chain no longer lists (their spend confirmed).
+    fn forget_confirmed(&mut self, unspent: &[blackbox_chain::Unspent]) {
+        self.coins.retain(|c| unspent.iter().any(|u| u.outpoint.to_string() == *c));
+    }
+
+    fn add(&mut self, spent: impl Iterator<Item = OutPoint>) {
+        self.coins.extend(spent.map(|o| o.to_string()));
+    }
+
+    fn save(&self, path: &Path) -> std::io::Result<()> {
+        save_toml(path, self)
     }
 }
 

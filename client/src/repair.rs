@@ -43,6 +43,7 @@ impl RepairReport {
 struct Worker {
     share: u8,
     node: NodeRef,
+    upload: blackbox_net::wire::UploadId,
     tx: Option<mpsc::Sender<(u64, Bytes)>>,
     task: tokio::task::JoinHandle<Result<(), ClientError>>,
 }
@@ -97,14 +98,14 @@ impl<T: Transport> Client<T> {
         }
         let mut rebuilt: Vec<(u8, PeerId)> = Vec::new();
         let mut workers = Vec::new();
-        for (share, node, already) in targets {
-            if already {
+        for (share, node, upload) in targets {
+            let Some(upload) = upload else {
                 rebuilt.push((share, node.peer));
                 continue;
-            }
+            };
             let (tx, rx) = mpsc::channel::<(u64, Bytes)>(QUEUE_PER_SHARE);
-            let task = tokio::spawn(write_share(self.transport.clone(), node.clone(), si, share, rx));
-            workers.push(Worker { share, node, tx: Some(tx), task });
+            let task = tokio::spawn(write_share(self.transport.clone(), node.clone(), si, share, upload, rx));
+            workers.push(Worker { share, node, upload, tx: Some(tx), task });
         }
         self.rebuild_into(si, &header, good, &mut workers).await?;
         self.commit_rebuilt(si, &header, lease_secs, workers, &mut rebuilt, &mut failed).await;
@@ -157,11 +158,11 @@ impl<T: Transport> Client<T> {
     ) {
         let header_bytes = Bytes::from(header.encode());
         let rent = crate::upload::storage_rent(&header.layout(), lease_secs);
-        for Worker { share, node, tx, task } in workers {
+        for Worker { share, node, upload, tx, task } in workers {
             drop(tx);
             let sent = task.await.map_err(ClientError::crashed("share sender")).and_then(|r| r);
             let committed = match sent {
-                Ok(()) => self.commit_share(&node, si, share, header_bytes.clone(), rent).await,
+                Ok(()) => self.commit_share(&node, si, (share, upload), header_bytes.clone(), rent).await,
                 Err(e) => Err(e),
             };
             match committed {

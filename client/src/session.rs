@@ -176,9 +176,9 @@ fn payees(offers: &Offers) -> HashMap<blackbox_net::PeerId, Payee> {
     offers
         .iter()
         .filter_map(|(node, offer)| {
-            let o = &offer.as_ref().ok()?.offer;
-            let key = bitcoin::CompressedPublicKey::from_slice(&o.bitcoin_pubkey).ok()?;
-            Some((node.peer, Payee { prices: o.prices, key }))
+            let signed = offer.as_ref().ok()?;
+            let key = bitcoin::CompressedPublicKey::from_slice(&signed.offer.bitcoin_pubkey).ok()?;
+            Some((node.peer, Payee { prices: signed.offer.prices, key, offer: signed.encode().into() }))
         })
         .collect()
 }

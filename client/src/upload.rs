@@ -14,6 +14,7 @@ use tracing::{debug, info, warn};
 use blackbox_core::{
     storage_index, EncodingParams, FileEncoder, FileKey, FileLayout, ReadCap, ShareHeader, StorageIndex,
 };
+use blackbox_net::wire::UploadId;
 use blackbox_net::wire::{MAX_BLOCKS, MAX_MESSAGE};
 use blackbox_net::{PeerId, Request, Response, Transport};
 
@@ -155,10 +156,12 @@ impl<T: Transport> Client<T> {
             if let Some(e) = refusals.last() {
                 last_error = e.to_string();
             }
-            let (have, need_data): (Vec<_>, Vec<_>) = targets.into_iter().partition(|(_, _, already)| *already);
+            let (have, need_data): (Vec<_>, Vec<_>) = targets.into_iter().partition(|(_, _, id)| id.is_none());
             placed.extend(have.into_iter().map(|(s, n, _)| (s, n)));
-            let need_data: Vec<(u8, NodeRef)> = need_data.into_iter().map(|(s, n, _)| (s, n)).collect();
-            let reachable = servers_of_happiness(&with_targets(&placed, &need_data));
+            let need_data: Vec<(u8, NodeRef, UploadId)> =
+                need_data.into_iter().filter_map(|(s, n, id)| Some((s, n, id?))).collect();
+            let pairs: Vec<(u8, NodeRef)> = need_data.iter().map(|(s, n, _)| (*s, n.clone())).collect();
+            let reachable = servers_of_happiness(&with_targets(&placed, &pairs));
             if reachable < opts.happy {
                 return Err(ClientError::NotHappy { achieved: reachable, happy: opts.happy, detail: last_error });
             }
@@ -236,8 +239,8 @@ impl<T: Transport> Client<T> {
         todo: &[u8],
         placed: &[(u8, NodeRef)],
         bad: &mut HashSet<PeerId>,
-    ) -> (Vec<(u8, NodeRef, bool)>, Vec<ClientError>) {
-        let mut targets: Vec<(u8, NodeRef, bool)> = Vec::new();
+    ) -> (Vec<(u8, NodeRef, Option<UploadId>)>, Vec<ClientError>) {
+        let mut targets: Vec<(u8, NodeRef, Option<UploadId>)> = Vec::new();
         let mut errors = Vec::new();
         let mut pending: Vec<u8> = todo.to_vec();
         while !pending.is_empty() {
@@ -276,7 +279,9 @@ impl<T: Transport> Client<T> {
             pending.clear();
             for (share, node, r) in futures::future::join_all(asks).await {
                 match r {
-                    Ok(Response::Allocated { already_have }) => targets.push((share, node, already_have)),
+                    Ok(Response::Allocated { already_have, upload }) => {
+                        targets.push((share, node, (!already_have).then_some(upload)))
+                    }
                     Ok(other) => {
                         self.note(node.peer, Outcome::Failed);
                         bad.insert(node.peer);
@@ -313,7 +318,7 @@ impl<T: Transport> Client<T> {
         params: EncodingParams,
         size: u64,
         lease_secs: u32,
-        targets: Vec<(u8, NodeRef)>,
+        targets: Vec<(u8, NodeRef, UploadId)>,
         progress: Option<Arc<AtomicU64>>,
     ) -> Result<Pass, ClientError>
     where
@@ -324,14 +329,14 @@ impl<T: Transport> Client<T> {
         let encoder = tokio::task::spawn_blocking(move || encode(open, key, params, size, progress, seg_tx));
 
         let mut workers = Vec::new();
-        for (share, node) in targets {
+        for (share, node, id) in targets {
             let (tx, rx) = mpsc::channel::<(u64, Bytes)>(QUEUE_PER_SHARE);
-            let task = tokio::spawn(write_share(self.transport.clone(), node.clone(), si, share, rx));
-            workers.push((share, node, Some(tx), task));
+            let task = tokio::spawn(write_share(self.transport.clone(), node.clone(), si, share, id, rx));
+            workers.push((share, node, id, Some(tx), task));
         }
         let mut index = 0u64;
         while let Some(blocks) = seg_rx.recv().await {
-            for (share, _, tx, _) in workers.iter_mut() {
+            for (share, _, _, tx, _) in workers.iter_mut() {
                 let Some(sender) = tx else { continue };
                 let block = blocks.get(*share as usize).cloned().unwrap_or_default();
                 if sender.send((index, block)).await.is_err() {
@@ -343,20 +348,20 @@ impl<T: Transport> Client<T> {
         let (header, cap) = encoder.await.map_err(ClientError::crashed("encoder"))??;
         let mut failed = Vec::new();
         let mut sent = Vec::new();
-        for (share, node, tx, task) in workers {
+        for (share, node, id, tx, task) in workers {
             drop(tx);
             match task.await {
-                Ok(Ok(())) => sent.push((share, node)),
+                Ok(Ok(())) => sent.push((share, node, id)),
                 Ok(Err(e)) => failed.push((share, node, e)),
                 Err(e) => failed.push((share, node, ClientError::crashed("share sender")(e))),
             }
         }
         let header_bytes = Bytes::from(header.encode());
         let rent = storage_rent(&header.layout(), lease_secs);
-        let commits = sent.into_iter().map(|(share, node)| {
+        let commits = sent.into_iter().map(|(share, node, id)| {
             let header = header_bytes.clone();
             async move {
-                let r = self.commit_share(&node, si, share, header, rent).await;
+                let r = self.commit_share(&node, si, (share, id), header, rent).await;
                 (share, node, r)
             }
         });
@@ -375,11 +380,11 @@ impl<T: Transport> Client<T> {
         &self,
         node: &NodeRef,
         si: StorageIndex,
-        share: u8,
+        (share, upload): (u8, UploadId),
         header: Bytes,
         rent: blackbox_payments::Usage,
     ) -> Result<(), ClientError> {
-        match self.call_billed(node, Request::Commit { si, share, header }, rent).await? {
+        match self.call_billed(node, Request::Commit { si, share, upload, header }, rent).await? {
             Response::Ok => Ok(()),
             other => Err(ClientError::unexpected(node, &other)),
         }
@@ -393,6 +398,7 @@ pub(crate) async fn write_share<T: Transport>(
     node: NodeRef,
     si: StorageIndex,
     share: u8,
+    upload: UploadId,
     rx: mpsc::Receiver<(u64, Bytes)>,
 ) -> Result<(), ClientError> {
     let batches = futures::stream::unfold((rx, None), |(mut rx, held)| async move {
@@ -417,7 +423,7 @@ pub(crate) async fn write_share<T: Transport>(
     let writes = batches
         .map(|(start, blocks)| {
             let (transport, node) = (&transport, &node);
-            async move { call(transport, node, Request::WriteBlocks { si, share, start, blocks }).await }
+            async move { call(transport, node, Request::WriteBlocks { si, share, upload, start, blocks }).await }
         })
         .buffer_unordered(WRITES_IN_FLIGHT);
     let mut writes = std::pin::pin!(writes);

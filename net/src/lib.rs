@@ -26,7 +26,7 @@ pub use swarm::{
 pub use wire::{ErrorCode, NodeStatus, Request, Response, WireError};
 
 /// Name of the storage protocol as negotiated by libp2p.
-pub const PROTOCOL: &str = "/blackbox/storage/1";
+pub const PROTOCOL: &str = "/blackbox/storage/2";
 
 /// Why a request got no response.
 #[derive(Debug, thiserror::Error)]

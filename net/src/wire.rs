@@ -10,7 +10,7 @@ use thiserror::Error;
 use crate::bin::{Reader, Writer};
 
 /// Version byte of every message.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 /// Largest payload accepted: one full block (≤ 1 MiB + padding) plus framing.
 pub const MAX_MESSAGE: usize = (1 << 20) + (64 << 10);
 /// Most leaf hashes in one response.
@@ -21,6 +21,11 @@ pub const MAX_BLOCKS: u32 = 64;
 pub const MAX_ERROR_TEXT: usize = 1024;
 /// Longest encoded channel parameters or update carried.
 pub const MAX_PAYMENT_FIELD: u32 = 256;
+/// Longest signed offer carried when opening a channel.
+pub const MAX_OFFER_FIELD: u32 = crate::offer::MAX_OFFER_LEN as u32;
+
+/// Names one upload in progress at a node (given by the node at allocation).
+pub type UploadId = u64;
 
 /// 32-byte storage index of a file.
 pub type Si = [u8; 32];
@@ -33,12 +38,12 @@ pub enum Request {
     /// Reserve space for one share of a file with these parameters, leased for `lease_secs` from
     /// its commit (the node may shorten it to its own maximum).
     Allocate { si: Si, share: u8, k: u8, n: u8, segment_size: u32, size: u64, lease_secs: u32 },
-    /// Consecutive blocks `start..start+blocks.len()` of an allocated share.
-    WriteBlocks { si: Si, share: u8, start: u64, blocks: Vec<Bytes> },
-    /// Finish a share: the node checks every block against the header's root for it.
-    Commit { si: Si, share: u8, header: Bytes },
+    /// Consecutive blocks `start..start+blocks.len()` of upload `upload` of a share.
+    WriteBlocks { si: Si, share: u8, upload: UploadId, start: u64, blocks: Vec<Bytes> },
+    /// Finish an upload: the node checks every block against the header's root for the share.
+    Commit { si: Si, share: u8, upload: UploadId, header: Bytes },
     /// Drop an unfinished upload.
-    Abort { si: Si, share: u8 },
+    Abort { si: Si, share: u8, upload: UploadId },
     /// Which shares of `si` the node holds.
     ListShares { si: Si },
     /// The share header stored with a share.
@@ -51,14 +56,18 @@ pub enum Request {
     GetOffer,
     /// Prove possession of the pieces of a share that `nonce` selects (see `blackbox_proofs`).
     Challenge { si: Si, share: u8, nonce: [u8; 32], count: u16 },
-    /// Extend the leases of every share of `si` the node holds to `lease_secs` from now.
+    /// Extend the leases of every share of `si` the node holds to `lease_secs` from now (leases
+    /// only grow: a shorter one leaves them as they are; the extension is billed).
     Renew { si: Si, lease_secs: u32 },
-    /// Open a payment channel (encoded `blackbox_payments::ChannelParams`) funded on chain.
-    OpenChannel { params: Bytes },
-    /// `inner`, paid for by a channel update (encoded `blackbox_payments::ChannelUpdate`) that
-    /// raises the cumulative payment to at least what the node may bill for it.
+    /// Open a payment channel (encoded `blackbox_payments::ChannelParams`) funded on chain, at the
+    /// prices of `offer` (a signed offer of this node, as the client verified it).
+    OpenChannel { params: Bytes, offer: Bytes },
+    /// `inner`, paid for by the channel of an update (encoded `blackbox_payments::ChannelUpdate`)
+    /// signed by its payer, which proves the sender pays that channel; answered with a
+    /// [`Response::Receipt`] of what the node charged the channel for `inner`.
     Paid { update: Bytes, inner: Box<Request> },
     /// The node's view of a channel (funding txid and output index): what it accepted and billed.
+    /// Answered only inside a `Paid` envelope of that channel (to its payer).
     ChannelStatus { txid: [u8; 32], vout: u32 },
     /// Lease `cores` CPU cores for `secs` seconds (billed per core-second).
     LeaseCpu { cores: u32, secs: u32 },
@@ -126,8 +135,9 @@ pub enum Response {
     Ok,
     /// Answer to [`Request::Status`].
     Status(NodeStatus),
-    /// Space reserved; `already_have` when the complete share is already stored.
-    Allocated { already_have: bool },
+    /// Space reserved for upload `upload`; `already_have` when the complete share is already
+    /// stored (then nothing is reserved and `upload` is 0).
+    Allocated { already_have: bool, upload: UploadId },
     /// Share numbers held.
     Shares(Vec<u8>),
     /// An encoded share header.
@@ -147,6 +157,9 @@ pub enum Response {
     /// A channel's state at the node: cumulative satoshis accepted and billed, and the usage
     /// billed (byte-seconds stored, bytes served, core-seconds).
     Channel { paid: u64, owed: u64, stored: u128, served: u64, cpu: u64 },
+    /// The answer to a `Paid` request: the satoshis charged to the channel for it (0 when the
+    /// request failed) and the channel's total owed after it.
+    Receipt { charged: u64, owed: u64, inner: Box<Response> },
 }
 
 impl Response {
@@ -219,9 +232,9 @@ impl Request {
                 w.raw(si).u8(*share).u8(*k).u8(*n).u32(*segment_size).u64(*size).u32(*lease_secs);
                 w
             }
-            Request::WriteBlocks { si, share, start, blocks } => {
+            Request::WriteBlocks { si, share, upload, start, blocks } => {
                 let mut w = Writer::new(2);
-                w.raw(si).u8(*share).u64(*start).u32(blocks.len() as u32);
+                w.raw(si).u8(*share).u64(*upload).u64(*start).u32(blocks.len() as u32);
                 let mut parts = Vec::with_capacity(2 * blocks.len() + 1);
                 for block in blocks {
                     w.u32(block.len() as u32);
@@ -233,14 +246,14 @@ impl Request {
                 }
                 return parts;
             }
-            Request::Commit { si, share, header } => {
+            Request::Commit { si, share, upload, header } => {
                 let mut w = Writer::new(3);
-                w.raw(si).u8(*share).bytes(header);
+                w.raw(si).u8(*share).u64(*upload).bytes(header);
                 w
             }
-            Request::Abort { si, share } => {
+            Request::Abort { si, share, upload } => {
                 let mut w = Writer::new(4);
-                w.raw(si).u8(*share);
+                w.raw(si).u8(*share).u64(*upload);
                 w
             }
             Request::ListShares { si } => {
@@ -274,9 +287,9 @@ impl Request {
                 w.raw(si).u32(*lease_secs);
                 w
             }
-            Request::OpenChannel { params } => {
+            Request::OpenChannel { params, offer } => {
                 let mut w = Writer::new(12);
-                w.bytes(params);
+                w.bytes(params).bytes(offer);
                 w
             }
             Request::Paid { update, inner } => {
@@ -315,16 +328,16 @@ impl Request {
                 lease_secs: r.u32()?,
             },
             2 => {
-                let (si, share, start) = (r.array()?, r.u8()?, r.u64()?);
+                let (si, share, upload, start) = (r.array()?, r.u8()?, r.u64()?, r.u64()?);
                 let count = r.count(MAX_BLOCKS)?;
                 let mut blocks = Vec::with_capacity(count as usize);
                 for _ in 0..count {
                     blocks.push(r.bytes()?);
                 }
-                Request::WriteBlocks { si, share, start, blocks }
+                Request::WriteBlocks { si, share, upload, start, blocks }
             }
-            3 => Request::Commit { si: r.array()?, share: r.u8()?, header: r.bytes()? },
-            4 => Request::Abort { si: r.array()?, share: r.u8()? },
+            3 => Request::Commit { si: r.array()?, share: r.u8()?, upload: r.u64()?, header: r.bytes()? },
+            4 => Request::Abort { si: r.array()?, share: r.u8()?, upload: r.u64()? },
             5 => Request::ListShares { si: r.array()? },
             6 => Request::ReadHeader { si: r.array()?, share: r.u8()? },
             7 => Request::ReadLeaves { si: r.array()?, share: r.u8()?, start: r.u64()?, count: r.count(MAX_LEAVES)? },
@@ -332,7 +345,7 @@ impl Request {
             9 => Request::GetOffer,
             10 => Request::Challenge { si: r.array()?, share: r.u8()?, nonce: r.array()?, count: r.u16()? },
             11 => Request::Renew { si: r.array()?, lease_secs: r.u32()? },
-            12 => Request::OpenChannel { params: r.bounded(MAX_PAYMENT_FIELD)? },
+            12 => Request::OpenChannel { params: r.bounded(MAX_PAYMENT_FIELD)?, offer: r.bounded(MAX_OFFER_FIELD)? },
             13 => {
                 let update = r.bounded(MAX_PAYMENT_FIELD)?;
                 let inner = Request::decode_inner(r.rest())?;
@@ -365,9 +378,9 @@ impl Response {
                 w.u64(s.shares).u64(s.pending).u64(s.used).u64(s.quota);
                 w
             }
-            Response::Allocated { already_have } => {
+            Response::Allocated { already_have, upload } => {
                 let mut w = Writer::new(2);
-                w.u8(*already_have as u8);
+                w.u8(*already_have as u8).u64(*upload);
                 w
             }
             Response::Shares(list) => {
@@ -421,6 +434,13 @@ impl Response {
                 w.u64(*paid).u64(*owed).u64(*stored as u64).u64((*stored >> 64) as u64).u64(*served).u64(*cpu);
                 w
             }
+            Response::Receipt { charged, owed, inner } => {
+                let mut w = Writer::new(12);
+                w.u64(*charged).u64(*owed);
+                let mut out = w.0;
+                out.extend_from_slice(&inner.encode());
+                return out;
+            }
         };
         w.0
     }
@@ -431,11 +451,14 @@ impl Response {
         let resp = match kind {
             0 => Response::Ok,
             1 => Response::Status(NodeStatus { shares: r.u64()?, pending: r.u64()?, used: r.u64()?, quota: r.u64()? }),
-            2 => match r.u8()? {
-                0 => Response::Allocated { already_have: false },
-                1 => Response::Allocated { already_have: true },
-                other => return Err(WireError::UnknownKind(other)),
-            },
+            2 => {
+                let already_have = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    other => return Err(WireError::UnknownKind(other)),
+                };
+                Response::Allocated { already_have, upload: r.u64()? }
+            }
             3 => Response::Shares(r.bytes()?.to_vec()),
             4 => Response::Header(r.bytes()?),
             5 => {
@@ -475,6 +498,14 @@ impl Response {
                     served: r.u64()?,
                     cpu: r.u64()?,
                 }
+            }
+            12 => {
+                let (charged, owed) = (r.u64()?, r.u64()?);
+                let inner = Response::decode(r.rest())?;
+                if matches!(inner, Response::Receipt { .. }) {
+                    return Err(WireError::UnknownKind(12));
+                }
+                return Ok(Response::Receipt { charged, owed, inner: Box::new(inner) });
             }
             other => return Err(WireError::UnknownKind(other)),
         };

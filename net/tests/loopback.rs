@@ -30,7 +30,7 @@ async fn request_response_over_tcp() {
 
     // A block near the size limit travels whole.
     let data = Bytes::from(vec![7u8; 1 << 20]);
-    let req = Request::WriteBlocks { si: [0; 32], share: 0, start: 0, blocks: vec![data.clone()] };
+    let req = Request::WriteBlocks { si: [0; 32], share: 0, upload: 1, start: 0, blocks: vec![data.clone()] };
     assert_eq!(client.request(peer, &addrs, req).await.unwrap(), Response::Blocks(vec![data]));
 
     // Garbage gets an error response, not a dropped connection or a crash.

@@ -288,6 +288,29 @@ impl ProviderChannel {
         self.complete(tx, msg, &update.signature, provider_key).map_err(|_| PaymentError::BadSignature)
     }
 
+    /// Whether `update` proves its sender is this channel's payer without raising the payment:
+    /// the newest accepted update itself (byte for byte), or an older one carrying the payer's
+    /// valid signature over the commitment for its amount (requests paid in parallel may arrive
+    /// out of order). Nothing is applied.
+    pub fn proves_payer(&self, update: &ChannelUpdate) -> Result<(), PaymentError> {
+        if update.channel != self.params.funding {
+            return Err(PaymentError::WrongChannel);
+        }
+        if update.paid > self.paid {
+            return Err(PaymentError::Invalid("an update raising the payment must be checked in full"));
+        }
+        if update.paid == self.paid {
+            return if update.signature == self.signature { Ok(()) } else { Err(PaymentError::BadSignature) };
+        }
+        let tx = self.params.commitment(update.paid)?;
+        let sig = Signature::from_slice(&update.signature).map_err(|_| PaymentError::BadSignature)?;
+        if sig.sighash_type != EcdsaSighashType::All {
+            return Err(PaymentError::BadSignature);
+        }
+        let msg = self.params.sighash(&tx)?;
+        secp().verify_ecdsa(&msg, &sig.signature, &self.params.payer.0).map_err(|_| PaymentError::BadSignature)
+    }
+
     /// Applies an update that [`ProviderChannel::check`] accepted; returns the satoshis it added.
     pub fn accept(&mut self, update: &ChannelUpdate) -> u64 {
         let added = update.paid.saturating_sub(self.paid);

@@ -49,6 +49,35 @@ fn payments_close_and_refund_are_valid_spends() {
     assert_eq!(refund.output[0].value.to_sat(), 99_000);
 }
 
+/// Only the payer can prove it pays a channel: the newest update byte for byte, or an older
+/// update with the payer's valid signature; another key, a doctored amount or another channel
+/// proves nothing.
+#[test]
+fn only_the_payers_signatures_prove_the_payer() {
+    let (pk, vk, thief) = (key(1), key(2), key(3));
+    let p = params(&pk, &vk);
+    let payer = PayerChannel::new(p).unwrap();
+    let mut provider = ProviderChannel::new(p).unwrap();
+    let old = payer.sign(2_000, &pk).unwrap();
+    let new = payer.sign(5_000, &pk).unwrap();
+    provider.check(&new, &vk).unwrap();
+    provider.accept(&new);
+    provider.proves_payer(&new).unwrap();
+    provider.proves_payer(&old).unwrap();
+    let forged = PayerChannel::new(p).unwrap().sign(5_000, &thief).unwrap();
+    assert_eq!(provider.proves_payer(&forged), Err(PaymentError::BadSignature));
+    let forged_old = PayerChannel::new(p).unwrap().sign(1_000, &thief).unwrap();
+    assert_eq!(provider.proves_payer(&forged_old), Err(PaymentError::BadSignature));
+    let mut doctored = old.clone();
+    doctored.paid = 1_999;
+    assert_eq!(provider.proves_payer(&doctored), Err(PaymentError::BadSignature));
+    let mut elsewhere = new.clone();
+    elsewhere.channel.vout = 9;
+    assert_eq!(provider.proves_payer(&elsewhere), Err(PaymentError::WrongChannel));
+    let higher = payer.sign(6_000, &pk).unwrap();
+    assert!(provider.proves_payer(&higher).is_err(), "a raise must go through check()");
+}
+
 #[test]
 fn replayed_lower_and_over_capacity_updates_are_refused() {
     let (pk, vk) = (key(1), key(2));

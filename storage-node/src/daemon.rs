@@ -105,10 +105,11 @@ struct Node {
     handle: ServeHandle,
 }
 
-fn open_billing(cfg: &NodeConfig) -> Result<Option<Arc<Billing>>, DaemonError> {
+fn open_billing(cfg: &NodeConfig, node: blackbox_net::PeerId) -> Result<Option<Arc<Billing>>, DaemonError> {
     let Some(pc) = &cfg.payments else { return Ok(None) };
     let chain = blackbox_chain::BitcoindRpc::new(pc.chain.clone())?;
     let billing = Billing::open(BillingConfig {
+        node,
         prices: cfg.offer.prices(),
         key: load_payment_secret(&cfg.data_dir)?,
         chain: Arc::new(chain),
@@ -148,7 +149,7 @@ async fn start(cfg: &NodeConfig, keypair: &Keypair, bitcoin_pubkey: [u8; 33]) ->
     })?;
     let discovery = Discovery { bootstrap: parse_bootstrap(&cfg.bootstrap)? };
     let offer = sign_offer(cfg, keypair, bitcoin_pubkey, now_secs())?;
-    let billing = open_billing(cfg)?;
+    let billing = open_billing(cfg, keypair.public().to_peer_id())?;
     let server = Arc::new(open_server(cfg, &billing)?);
     server.set_offer(offer.encode().into());
     let handle = serve_with(keypair.clone(), listen, server.clone(), &discovery).await.map_err(DaemonError::Network)?;

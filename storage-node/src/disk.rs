@@ -6,13 +6,15 @@
 //! the rest of a node's work together (perf, `blackbox bench e2e`). Block integrity is already
 //! covered end to end by the BLAKE3 hash trees, so the share file needs no second checksum.
 //!
-//! RocksDB keys: `u si share` unfinished-upload markers, `m si share` share metadata (versioned,
-//! see `ShareMeta`), `l si share` leaf hashes (version byte, then 32 bytes per block), `e si share`
-//! lease expiry (version byte, Unix seconds u64 LE). Share files:
-//! `shares/<first si byte, hex>/<si hex>.<share>`. A commit fsyncs the share file and its
-//! directory, then writes `m` and `l` and deletes `u` in one synced batch; a share is visible only
-//! through its `m` record, so a crash at any point leaves no partial share, and the `u` marker
-//! tells the next start which file to delete.
+//! RocksDB keys: `u id` unfinished-upload markers (value: the share it is for), `d si share`
+//! deletions in progress, `m si share` share metadata (versioned, see `ShareMeta`), `l si share`
+//! leaf hashes (version byte, then 32 bytes per block), `e si share` lease expiry (version byte,
+//! Unix seconds u64 LE). Uploads are staged in `uploads/<id hex>`, one file per upload; share
+//! files are `shares/<first si byte, hex>/<si hex>.<share>`. A commit fsyncs the staged file,
+//! renames it into place (only if the share is not stored yet: committed shares are never
+//! replaced or truncated), fsyncs both directories, then writes `m`, `l`, `e` and deletes `u` in
+//! one synced batch; a share is visible only through its `m` record, so a crash at any point
+//! leaves no partial share, and the `u` marker tells the next start which file to delete.
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
@@ -40,6 +42,23 @@ fn db_key(tag: u8, key: &ShareKey) -> Vec<u8> {
     k.extend_from_slice(&key.si);
     k.push(key.share);
     k
+}
+
+/// Marker of upload `id` (value: the `s`-tagged share key it is for).
+fn upload_key(id: u64) -> Vec<u8> {
+    let mut k = vec![b'u'];
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// The share key of a `tag si share` record key.
+fn share_key(k: &[u8], tag: u8) -> Result<ShareKey, StoreError> {
+    if k.len() != 34 || k[0] != tag {
+        return Err(StoreError::Corrupt("share key"));
+    }
+    let mut si = [0u8; 32];
+    si.copy_from_slice(&k[1..33]);
+    Ok(ShareKey { si, share: k[33] })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -80,6 +99,7 @@ fn decode_lease(v: &[u8]) -> Result<u64, StoreError> {
 pub struct DiskStore {
     db: DB,
     shares: PathBuf,
+    uploads: PathBuf,
 }
 
 impl DiskStore {
@@ -87,13 +107,32 @@ impl DiskStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let shares = path.join("shares");
         std::fs::create_dir_all(&shares).map_err(io_err("creating share directory"))?;
+        let uploads = path.join("uploads");
+        std::fs::create_dir_all(&uploads).map_err(io_err("creating upload directory"))?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_compression_type(DBCompressionType::None);
         opts.set_max_background_jobs(2);
         opts.set_max_open_files(512);
         let db = DB::open(&opts, path.join("meta")).map_err(db_err)?;
-        Ok(Self { db, shares })
+        let store = Self { db, shares, uploads };
+        store.finish_deletions()?;
+        Ok(store)
+    }
+
+    /// Deletes the files of shares whose deletion a crash interrupted (`d` markers).
+    fn finish_deletions(&self) -> Result<(), StoreError> {
+        let pending: Vec<ShareKey> = self.scan(b"d").map(|r| share_key(&r?.0, b'd')).collect::<Result<_, _>>()?;
+        for key in pending {
+            self.remove_file(&key)?;
+            self.db.delete(db_key(b'd', &key)).map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    /// Path of upload `id`'s staging file.
+    fn staging_path(&self, id: u64) -> PathBuf {
+        self.uploads.join(format!("{id:016x}"))
     }
 
     /// Path of the file holding a share's bytes.
@@ -118,28 +157,42 @@ impl DiskStore {
 }
 
 impl ShareStore for DiskStore {
-    fn begin_upload(&self, key: &ShareKey) -> Result<(), StoreError> {
+    fn begin_upload(&self, id: u64, key: &ShareKey) -> Result<(), StoreError> {
         // The marker is durable before the file exists, so a crash never leaves an unknown file.
-        self.db.put_opt(db_key(b'u', key), b"", &synced()).map_err(db_err)?;
-        let path = self.share_path(key);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io_err("creating share directory"))?;
-        }
-        File::create(&path).map_err(io_err("creating share file"))?;
+        self.db.put_opt(upload_key(id), db_key(b's', key), &synced()).map_err(db_err)?;
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(self.staging_path(id))
+            .map_err(io_err("creating upload file"))?;
         Ok(())
     }
 
-    fn write_at(&self, key: &ShareKey, offset: u64, data: &[u8]) -> Result<(), StoreError> {
-        let file = OpenOptions::new().write(true).open(self.share_path(key)).map_err(io_err("opening share file"))?;
-        file.write_all_at(data, offset).map_err(io_err("writing share file"))
+    fn write_at(&self, id: u64, offset: u64, data: &[u8]) -> Result<(), StoreError> {
+        let file = OpenOptions::new().write(true).open(self.staging_path(id)).map_err(io_err("opening upload file"))?;
+        file.write_all_at(data, offset).map_err(io_err("writing upload file"))
     }
 
-    fn commit(&self, key: &ShareKey, meta: &ShareMeta, leaves: &[Hash], lease_expires: u64) -> Result<(), StoreError> {
-        let path = self.share_path(key);
-        File::open(&path).and_then(|f| f.sync_all()).map_err(io_err("syncing share file"))?;
-        if let Some(dir) = path.parent() {
-            blackbox_util::fs::sync_dir(dir).map_err(io_err("syncing share directory"))?;
+    fn commit(
+        &self,
+        id: u64,
+        key: &ShareKey,
+        meta: &ShareMeta,
+        leaves: &[Hash],
+        lease_expires: u64,
+    ) -> Result<bool, StoreError> {
+        if self.meta(key)?.is_some() {
+            self.abort_upload(id)?;
+            return Ok(false);
         }
+        let staged = self.staging_path(id);
+        File::open(&staged).and_then(|f| f.sync_all()).map_err(io_err("syncing upload file"))?;
+        let path = self.share_path(key);
+        let dir = path.parent().unwrap_or(&self.shares);
+        std::fs::create_dir_all(dir).map_err(io_err("creating share directory"))?;
+        std::fs::rename(&staged, &path).map_err(io_err("moving the upload into place"))?;
+        blackbox_util::fs::sync_dir(dir).map_err(io_err("syncing share directory"))?;
+        blackbox_util::fs::sync_dir(&self.uploads).map_err(io_err("syncing upload directory"))?;
         let mut batch = WriteBatch::default();
         batch.put(db_key(b'm', key), meta.encode());
         let mut record = Vec::with_capacity(1 + 32 * leaves.len());
@@ -147,27 +200,36 @@ impl ShareStore for DiskStore {
         record.extend(leaves.iter().flatten());
         batch.put(db_key(b'l', key), record);
         batch.put(db_key(b'e', key), lease_record(lease_expires));
-        batch.delete(db_key(b'u', key));
-        self.db.write_opt(batch, &synced()).map_err(db_err)
+        batch.delete(upload_key(id));
+        self.db.write_opt(batch, &synced()).map_err(db_err)?;
+        Ok(true)
     }
 
-    fn abort_upload(&self, key: &ShareKey) -> Result<(), StoreError> {
-        if self.meta(key)?.is_none() {
-            self.remove_file(key)?;
+    fn abort_upload(&self, id: u64) -> Result<(), StoreError> {
+        // A crash between moving an upload into place and its commit batch left the file at the
+        // share's path without metadata: it belongs to this upload, and goes with it.
+        if let Some(target) = self.db.get(upload_key(id)).map_err(db_err)? {
+            let key = share_key(&target, b's')?;
+            if self.meta(&key)?.is_none() && !self.staging_path(id).exists() {
+                self.remove_file(&key)?;
+            }
         }
-        self.db.delete(db_key(b'u', key)).map_err(db_err)
+        match std::fs::remove_file(self.staging_path(id)) {
+            Err(e) if e.kind() != ErrorKind::NotFound => {
+                return Err(StoreError::Io(format!("removing upload file: {e}")))
+            }
+            _ => {}
+        }
+        self.db.delete(upload_key(id)).map_err(db_err)
     }
 
-    fn unfinished_uploads(&self) -> Result<Vec<ShareKey>, StoreError> {
+    fn unfinished_uploads(&self) -> Result<Vec<u64>, StoreError> {
         self.scan(b"u")
             .map(|r| {
                 let (k, _) = r?;
-                if k.len() != 34 {
-                    return Err(StoreError::Corrupt("upload marker key"));
-                }
-                let mut si = [0u8; 32];
-                si.copy_from_slice(&k[1..33]);
-                Ok(ShareKey { si, share: k[33] })
+                let id: [u8; 8] =
+                    k.get(1..).and_then(|b| b.try_into().ok()).ok_or(StoreError::Corrupt("upload key"))?;
+                Ok(u64::from_be_bytes(id))
             })
             .collect()
     }
@@ -272,16 +334,16 @@ impl ShareStore for DiskStore {
         let Some(meta) = self.meta(key)? else {
             return Ok(None);
         };
-        // Invisible first, with an upload marker so that a crash before the file is gone lets
-        // the next start delete it (as it does for any unfinished upload).
+        // Invisible first, with a deletion marker so that a crash before the file is gone lets
+        // the next start delete it.
         let mut batch = WriteBatch::default();
         for tag in [b'm', b'l', b'e'] {
             batch.delete(db_key(tag, key));
         }
-        batch.put(db_key(b'u', key), b"");
+        batch.put(db_key(b'd', key), b"");
         self.db.write_opt(batch, &synced()).map_err(db_err)?;
         self.remove_file(key)?;
-        self.db.delete(db_key(b'u', key)).map_err(db_err)?;
+        self.db.delete(db_key(b'd', key)).map_err(db_err)?;
         Ok(Some(meta.share_len))
     }
 
@@ -309,17 +371,18 @@ mod tests {
         let (a, b) = (ShareKey { si: [1; 32], share: 0 }, ShareKey { si: [1; 32], share: 1 });
         {
             let s = DiskStore::open(&path).unwrap();
-            s.begin_upload(&a).unwrap();
-            s.write_at(&a, 0, b"x").unwrap();
-            s.begin_upload(&b).unwrap();
-            s.write_at(&b, 0, b"y").unwrap();
-            s.commit(&b, &ShareMeta { header: vec![], num_blocks: 1, share_len: 1 }, &[[0; 32]], 9).unwrap();
+            s.begin_upload(1, &a).unwrap();
+            s.write_at(1, 0, b"x").unwrap();
+            s.begin_upload(2, &b).unwrap();
+            s.write_at(2, 0, b"y").unwrap();
+            s.commit(2, &b, &ShareMeta { header: vec![], num_blocks: 1, share_len: 1 }, &[[0; 32]], 9).unwrap();
         }
         let s = DiskStore::open(&path).unwrap();
-        assert_eq!(s.unfinished_uploads().unwrap(), vec![a]);
+        assert_eq!(s.unfinished_uploads().unwrap(), vec![1]);
         assert_eq!(s.list_shares(&[1; 32]).unwrap(), vec![1]);
-        s.abort_upload(&a).unwrap();
+        s.abort_upload(1).unwrap();
         assert!(!s.share_path(&a).exists());
+        assert!(!s.staging_path(1).exists());
         assert!(s.read_at(&a, 0, 1).unwrap().is_none());
         assert_eq!(s.read_at(&b, 0, 1).unwrap().unwrap().as_ref(), b"y");
     }

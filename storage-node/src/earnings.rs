@@ -47,7 +47,7 @@ pub struct ChannelEarnings {
 /// The node's earnings, per channel and in total.
 #[derive(Debug, Clone)]
 pub struct Earnings {
-    /// The prices billed at.
+    /// The node's prices now (each channel keeps those it was opened at).
     pub prices: Prices,
     /// Every channel, by funding output.
     pub channels: Vec<ChannelEarnings>,
@@ -87,7 +87,7 @@ pub enum EarningsError {
 /// Reads the node's channel records and asks the chain how each close stands (blocking).
 pub fn earnings(cfg: &NodeConfig) -> Result<Earnings, EarningsError> {
     let prices = cfg.offer.prices();
-    let accounts = load_accounts(&cfg.data_dir.join("channels"))?;
+    let accounts = load_accounts(&cfg.data_dir.join("channels"), prices)?;
     let chain = cfg.payments.as_ref().map(|p| BitcoindRpc::new(p.chain.clone())).transpose()?;
     let channels = accounts
         .iter()
@@ -101,7 +101,7 @@ pub fn earnings(cfg: &NodeConfig) -> Result<Earnings, EarningsError> {
             ChannelEarnings {
                 funding: a.channel.params.funding,
                 usage: a.usage,
-                earned: a.usage.owed(&prices),
+                earned: a.owed,
                 received: a.channel.paid,
                 close,
             }

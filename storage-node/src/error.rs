@@ -66,6 +66,18 @@ pub enum NodeError {
     /// The node's own store failed.
     #[error("storage failure: {0}")]
     Store(#[from] StoreError),
+    /// A `Paid` envelope inside another.
+    #[error("payments do not nest")]
+    NestedPayment,
+    /// The sender has as many uploads in progress as a peer may.
+    #[error("too many uploads in progress from this peer ({have}, limit {limit}); finish or abort some")]
+    PeerUploads { have: usize, limit: usize },
+    /// The sender's uploads in progress reserve as much space as a peer may.
+    #[error("uploads in progress from this peer reserve {reserved} bytes; limit {limit}")]
+    PeerReserved { reserved: u64, limit: u64 },
+    /// A second commit of a share that is already stored.
+    #[error("share already stored")]
+    AlreadyStored,
     /// Payment requests to a node that serves for free.
     #[error("this node takes no payments")]
     NoPayments,
@@ -78,7 +90,9 @@ impl NodeError {
     /// The wire error code clients see.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Busy { .. } | Self::Full { .. } => ErrorCode::QuotaExceeded,
+            Self::Busy { .. } | Self::Full { .. } | Self::PeerUploads { .. } | Self::PeerReserved { .. } => {
+                ErrorCode::QuotaExceeded
+            }
             Self::NoSuchUpload | Self::NoSuchShare | Self::NoSharesOfFile | Self::NoOffer => ErrorCode::NotFound,
             Self::BadChallenge(_) => ErrorCode::Malformed,
             Self::Store(_) => ErrorCode::Internal,

@@ -1,6 +1,6 @@
 //! In-memory share store: same contract as the disk store, nothing survives the process.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -12,7 +12,7 @@ use crate::store::{ShareKey, ShareMeta, ShareStore, StoreError};
 #[derive(Default)]
 struct Inner {
     data: BTreeMap<ShareKey, Vec<u8>>,
-    uploads: BTreeSet<ShareKey>,
+    uploads: BTreeMap<u64, (ShareKey, Vec<u8>)>,
     metas: BTreeMap<ShareKey, (ShareMeta, Vec<Hash>)>,
     leases: BTreeMap<ShareKey, u64>,
 }
@@ -33,16 +33,14 @@ impl MemoryStore {
 }
 
 impl ShareStore for MemoryStore {
-    fn begin_upload(&self, key: &ShareKey) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        inner.data.remove(key);
-        inner.uploads.insert(*key);
+    fn begin_upload(&self, id: u64, key: &ShareKey) -> Result<(), StoreError> {
+        self.lock().uploads.insert(id, (*key, Vec::new()));
         Ok(())
     }
 
-    fn write_at(&self, key: &ShareKey, offset: u64, data: &[u8]) -> Result<(), StoreError> {
+    fn write_at(&self, id: u64, offset: u64, data: &[u8]) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        let buf = inner.data.entry(*key).or_default();
+        let (_, buf) = inner.uploads.get_mut(&id).ok_or(StoreError::Io(format!("no upload {id}")))?;
         let start = usize::try_from(offset).map_err(|_| StoreError::Corrupt("offset"))?;
         let end = start + data.len();
         if buf.len() < end {
@@ -52,25 +50,32 @@ impl ShareStore for MemoryStore {
         Ok(())
     }
 
-    fn commit(&self, key: &ShareKey, meta: &ShareMeta, leaves: &[Hash], lease_expires: u64) -> Result<(), StoreError> {
+    fn commit(
+        &self,
+        id: u64,
+        key: &ShareKey,
+        meta: &ShareMeta,
+        leaves: &[Hash],
+        lease_expires: u64,
+    ) -> Result<bool, StoreError> {
         let mut inner = self.lock();
-        inner.uploads.remove(key);
+        let (_, bytes) = inner.uploads.remove(&id).ok_or(StoreError::Io(format!("no upload {id}")))?;
+        if inner.metas.contains_key(key) {
+            return Ok(false);
+        }
+        inner.data.insert(*key, bytes);
         inner.metas.insert(*key, (meta.clone(), leaves.to_vec()));
         inner.leases.insert(*key, lease_expires);
+        Ok(true)
+    }
+
+    fn abort_upload(&self, id: u64) -> Result<(), StoreError> {
+        self.lock().uploads.remove(&id);
         Ok(())
     }
 
-    fn abort_upload(&self, key: &ShareKey) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        inner.uploads.remove(key);
-        if !inner.metas.contains_key(key) {
-            inner.data.remove(key);
-        }
-        Ok(())
-    }
-
-    fn unfinished_uploads(&self) -> Result<Vec<ShareKey>, StoreError> {
-        Ok(self.lock().uploads.iter().copied().collect())
+    fn unfinished_uploads(&self) -> Result<Vec<u64>, StoreError> {
+        Ok(self.lock().uploads.keys().copied().collect())
     }
 
     fn meta(&self, key: &ShareKey) -> Result<Option<ShareMeta>, StoreError> {

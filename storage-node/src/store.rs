@@ -71,22 +71,32 @@ impl ShareMeta {
 
 /// Durable storage of shares: each share is a byte string (its blocks back to back) plus metadata.
 ///
-/// Contract: bytes written with `write_at` belong to an unfinished upload and are never listed
-/// until `commit` makes the share visible, atomically and durably (fsync) with its metadata. After
-/// a crash, every upload that was not committed is reported by `unfinished_uploads`, so the node can
-/// drop it; no reader can ever see a partial share.
+/// Contract: every upload has its own id and staging area; bytes written with `write_at` belong to
+/// that upload only and are never listed until `commit` makes the share visible, atomically and
+/// durably (fsync) with its metadata. A committed share is immutable: a second commit of the same
+/// share is refused and nothing of the stored share changes. After a crash, every upload that was
+/// not committed is reported by `unfinished_uploads`, so the node can drop it; no reader can ever
+/// see a partial share.
 pub trait ShareStore: Send + Sync + 'static {
-    /// Starts an upload; bytes of an earlier unfinished upload of this share are dropped.
-    fn begin_upload(&self, key: &ShareKey) -> Result<(), StoreError>;
-    /// Writes bytes of an upload at `offset` within the share.
-    fn write_at(&self, key: &ShareKey, offset: u64, data: &[u8]) -> Result<(), StoreError>;
-    /// Makes the share visible with its metadata, leaf hashes and lease expiry (Unix seconds),
-    /// atomically and durably.
-    fn commit(&self, key: &ShareKey, meta: &ShareMeta, leaves: &[Hash], lease_expires: u64) -> Result<(), StoreError>;
+    /// Starts upload `id` of share `key` in a staging area of its own.
+    fn begin_upload(&self, id: u64, key: &ShareKey) -> Result<(), StoreError>;
+    /// Writes bytes of upload `id` at `offset` within the share.
+    fn write_at(&self, id: u64, offset: u64, data: &[u8]) -> Result<(), StoreError>;
+    /// Makes upload `id` the share `key`, visible with its metadata, leaf hashes and lease expiry
+    /// (Unix seconds), atomically and durably; `false` (and the upload dropped) if the share is
+    /// already stored.
+    fn commit(
+        &self,
+        id: u64,
+        key: &ShareKey,
+        meta: &ShareMeta,
+        leaves: &[Hash],
+        lease_expires: u64,
+    ) -> Result<bool, StoreError>;
     /// Drops an unfinished upload and its staged blocks.
-    fn abort_upload(&self, key: &ShareKey) -> Result<(), StoreError>;
+    fn abort_upload(&self, id: u64) -> Result<(), StoreError>;
     /// Uploads begun and neither committed nor aborted.
-    fn unfinished_uploads(&self) -> Result<Vec<ShareKey>, StoreError>;
+    fn unfinished_uploads(&self) -> Result<Vec<u64>, StoreError>;
     /// Metadata of a committed share.
     fn meta(&self, key: &ShareKey) -> Result<Option<ShareMeta>, StoreError>;
     /// Leaf hashes `start..start+count` (clipped to the share) of a committed share.
@@ -127,36 +137,42 @@ pub(crate) mod suite {
     pub fn run(open: &dyn Fn() -> Box<dyn ShareStore>) {
         let s = open();
         let k = key(1, 3);
-        s.begin_upload(&k).unwrap();
-        s.write_at(&k, 4, b"bbbb").unwrap();
-        s.write_at(&k, 0, b"aaaa").unwrap();
+        s.begin_upload(7, &k).unwrap();
+        s.write_at(7, 4, b"bbbb").unwrap();
+        s.write_at(7, 0, b"aaaa").unwrap();
         // Unfinished: invisible.
         assert!(s.meta(&k).unwrap().is_none());
         assert!(s.list_shares(&k.si).unwrap().is_empty());
-        assert_eq!(s.unfinished_uploads().unwrap(), vec![k]);
-        s.commit(&k, &meta(2), &[[1; 32], [2; 32]], 1000).unwrap();
+        assert!(s.read_at(&k, 0, 4).unwrap().is_none());
+        assert_eq!(s.unfinished_uploads().unwrap(), vec![7]);
+        // A second upload of the same share has its own staging area.
+        s.begin_upload(8, &k).unwrap();
+        s.write_at(8, 0, b"zzzzzzzz").unwrap();
+        assert!(s.commit(7, &k, &meta(2), &[[1; 32], [2; 32]], 1000).unwrap());
         assert_eq!(s.meta(&k).unwrap(), Some(meta(2)));
         assert_eq!(s.list_shares(&k.si).unwrap(), vec![3]);
+        assert_eq!(s.unfinished_uploads().unwrap(), vec![8]);
+        // Committed shares are immutable: the other upload cannot replace it.
+        assert!(!s.commit(8, &k, &meta(2), &[[9; 32], [9; 32]], 9).unwrap());
         assert!(s.unfinished_uploads().unwrap().is_empty());
         assert_eq!(s.read_at(&k, 4, 4).unwrap().unwrap().as_ref(), b"bbbb");
         assert_eq!(s.read_at(&k, 2, 4).unwrap().unwrap().as_ref(), b"aabb");
         assert!(s.read_at(&k, 6, 4).unwrap().is_none(), "read past the end");
         assert_eq!(s.leaves(&k, 1, 5).unwrap(), vec![[2; 32]]);
         assert_eq!(s.leaves(&k, 7, 5).unwrap(), Vec::<Hash>::new());
+        assert_eq!(s.lease(&k).unwrap(), Some(1000));
         assert_eq!(s.totals().unwrap(), (1, 8));
 
-        // An aborted upload leaves nothing behind.
+        // An aborted upload leaves nothing behind, and never touches the committed share.
         let k2 = key(1, 4);
-        s.begin_upload(&k2).unwrap();
-        s.write_at(&k2, 0, b"cccc").unwrap();
-        s.abort_upload(&k2).unwrap();
+        s.begin_upload(9, &k2).unwrap();
+        s.write_at(9, 0, b"cccc").unwrap();
+        s.abort_upload(9).unwrap();
         assert!(s.read_at(&k2, 0, 4).unwrap().is_none());
-        // Restarting an upload drops what the earlier attempt wrote.
-        s.begin_upload(&k2).unwrap();
-        s.write_at(&k2, 0, b"dddd").unwrap();
-        s.begin_upload(&k2).unwrap();
-        assert!(s.read_at(&k2, 0, 4).unwrap().is_none());
-        s.abort_upload(&k2).unwrap();
+        s.begin_upload(10, &k).unwrap();
+        s.write_at(10, 0, b"xxxx").unwrap();
+        s.abort_upload(10).unwrap();
+        assert_eq!(s.read_at(&k, 0, 4).unwrap().unwrap().as_ref(), b"aaaa");
         assert!(s.unfinished_uploads().unwrap().is_empty());
         assert_eq!(s.list_shares(&k.si).unwrap(), vec![3]);
         // Other storage indexes do not leak into listings.
@@ -164,9 +180,9 @@ pub(crate) mod suite {
 
         // Leases: renewed ones survive, expired ones are listed and deleted with their bytes.
         let k3 = key(5, 0);
-        s.begin_upload(&k3).unwrap();
-        s.write_at(&k3, 0, b"eeee").unwrap();
-        s.commit(&k3, &meta(1), &[[3; 32]], 500).unwrap();
+        s.begin_upload(11, &k3).unwrap();
+        s.write_at(11, 0, b"eeee").unwrap();
+        assert!(s.commit(11, &k3, &meta(1), &[[3; 32]], 500).unwrap());
         assert_eq!(s.lease(&k3).unwrap(), Some(500));
         assert_eq!(s.expired(600).unwrap(), vec![k3]);
         assert!(s.set_lease(&k, 2000).unwrap());

@@ -1,7 +1,8 @@
 //! Property test of the storage server's upload state machine against a simple model: random
-//! sequences of allocate / write / commit / abort / read never panic, only fully and correctly
-//! written shares become visible, reads return exactly what was committed, and the space
-//! accounting always equals committed bytes plus reservations.
+//! sequences of allocate / write / commit / abort / read, from the owner and from a second,
+//! hostile peer, never panic; only fully and correctly written uploads become visible; the other
+//! peer can never write, commit or abort the owner's uploads; reads return exactly what was
+//! committed, and the space accounting always equals committed bytes plus reservations.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -31,6 +32,8 @@ enum Op {
     Commit(u8),
     Abort(u8),
     Read(u8),
+    /// The other peer writes garbage into, commits or aborts the owner's newest upload of a share.
+    Foreign(u8, u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -45,7 +48,8 @@ fn op() -> impl Strategy<Value = Op> {
         share.clone().prop_map(Op::WriteAll),
         share.clone().prop_map(Op::Commit),
         share.clone().prop_map(Op::Abort),
-        share.prop_map(Op::Read),
+        share.clone().prop_map(Op::Read),
+        (share, 0u8..3).prop_map(|(s, what)| Op::Foreign(s, what)),
     ]
 }
 
@@ -83,11 +87,13 @@ proptest! {
         let layout = FileLayout::new(header.params, SIZE);
         let share_len = layout.share_len();
         let server = StorageServer::new(MemoryStore::new(), 3 * share_len, Duration::from_secs(600)).unwrap();
-        let me = PeerId::random();
+        let (me, thief) = (PeerId::random(), PeerId::random());
         let header_bytes = Bytes::from(header.encode());
-        // Model: committed shares; pending uploads with, per block, whether its last write was good.
+        // Model: committed shares; uploads in progress by id, each with its share and, per block,
+        // whether its last write was good; the newest upload of each share.
         let mut committed: BTreeSet<u8> = BTreeSet::new();
-        let mut pending: BTreeMap<u8, BTreeMap<u64, bool>> = BTreeMap::new();
+        let mut pending: BTreeMap<u64, (u8, BTreeMap<u64, bool>)> = BTreeMap::new();
+        let mut newest: BTreeMap<u8, u64> = BTreeMap::new();
 
         for op in ops {
             match op {
@@ -96,15 +102,16 @@ proptest! {
                         si: SI, share: s, k: K as u8, n: N as u8, segment_size: SEG, size: SIZE, lease_secs: 0,
                     });
                     if committed.contains(&s) {
-                        prop_assert_eq!(r, Response::Allocated { already_have: true });
+                        prop_assert_eq!(r, Response::Allocated { already_have: true, upload: 0 });
+                    } else if (committed.len() + pending.len() + 1) as u64 * share_len > 3 * share_len {
+                        prop_assert!(is_error(&r, Some(ErrorCode::QuotaExceeded)), "got {:?}", r);
                     } else {
-                        let others = committed.len() + pending.keys().filter(|&&p| p != s).count();
-                        if (others as u64 + 1) * share_len > 3 * share_len {
-                            prop_assert!(is_error(&r, Some(ErrorCode::QuotaExceeded)), "got {:?}", r);
-                        } else {
-                            prop_assert_eq!(r, Response::Allocated { already_have: false });
-                            pending.insert(s, BTreeMap::new());
-                        }
+                        let Response::Allocated { already_have: false, upload } = r else {
+                            return Err(TestCaseError::fail(format!("got {r:?}")));
+                        };
+                        prop_assert!(!pending.contains_key(&upload));
+                        pending.insert(upload, (s, BTreeMap::new()));
+                        newest.insert(s, upload);
                     }
                 }
                 Op::Write { share, index, corrupt } => {
@@ -112,11 +119,12 @@ proptest! {
                     if corrupt {
                         block[0] ^= 1;
                     }
+                    let upload = newest.get(&share).copied().unwrap_or(0);
                     let r = server.handle(&me, Request::WriteBlocks {
-                        si: SI, share, start: index, blocks: vec![Bytes::from(block)],
+                        si: SI, share, upload, start: index, blocks: vec![Bytes::from(block)],
                     });
-                    match pending.get_mut(&share) {
-                        Some(p) => {
+                    match pending.get_mut(&upload) {
+                        Some((_, p)) => {
                             prop_assert_eq!(r, Response::Ok);
                             p.insert(index, !corrupt);
                         }
@@ -125,9 +133,10 @@ proptest! {
                 }
                 Op::WriteAll(share) => {
                     let blocks = shares[share as usize].clone();
-                    let r = server.handle(&me, Request::WriteBlocks { si: SI, share, start: 0, blocks });
-                    match pending.get_mut(&share) {
-                        Some(p) => {
+                    let upload = newest.get(&share).copied().unwrap_or(0);
+                    let r = server.handle(&me, Request::WriteBlocks { si: SI, share, upload, start: 0, blocks });
+                    match pending.get_mut(&upload) {
+                        Some((_, p)) => {
                             prop_assert_eq!(r, Response::Ok);
                             for i in 0..layout.num_segments() {
                                 p.insert(i, true);
@@ -137,24 +146,43 @@ proptest! {
                     }
                 }
                 Op::Commit(s) => {
-                    let r = server.handle(&me, Request::Commit { si: SI, share: s, header: header_bytes.clone() });
-                    match pending.remove(&s) {
-                        Some(p) if p.len() as u64 == layout.num_segments() && p.values().all(|&good| good) => {
+                    let upload = newest.get(&s).copied().unwrap_or(0);
+                    let r = server.handle(&me, Request::Commit { si: SI, share: s, upload, header: header_bytes.clone() });
+                    match pending.remove(&upload) {
+                        // The share is stored with this very header already: a retry, answered Ok.
+                        Some(_) if committed.contains(&s) => prop_assert_eq!(r, Response::Ok),
+                        Some((_, p)) if p.len() as u64 == layout.num_segments() && p.values().all(|&good| good) => {
                             prop_assert_eq!(r, Response::Ok);
                             committed.insert(s);
                         }
+                        _ if committed.contains(&s) => prop_assert_eq!(r, Response::Ok),
                         _ => prop_assert!(is_error(&r, None), "got {:?}", r),
                     }
                 }
                 Op::Abort(s) => {
-                    let r = server.handle(&me, Request::Abort { si: SI, share: s });
-                    prop_assert_eq!(r == Response::Ok, pending.remove(&s).is_some());
+                    let upload = newest.get(&s).copied().unwrap_or(0);
+                    let r = server.handle(&me, Request::Abort { si: SI, share: s, upload });
+                    prop_assert_eq!(r == Response::Ok, pending.remove(&upload).is_some());
                 }
                 Op::Read(s) => {
                     let r = server.handle(&me, Request::ReadBlocks { si: SI, share: s, start: 0, count: 3 });
                     if committed.contains(&s) {
                         prop_assert_eq!(r, Response::Blocks(shares[s as usize].clone()));
                     } else {
+                        prop_assert!(is_error(&r, Some(ErrorCode::NotFound)), "got {:?}", r);
+                    }
+                }
+                Op::Foreign(s, what) => {
+                    let upload = newest.get(&s).copied().unwrap_or(0);
+                    let garbage = vec![Bytes::from(vec![0u8; shares[s as usize][0].len()])];
+                    let req = match what {
+                        0 => Request::WriteBlocks { si: SI, share: s, upload, start: 0, blocks: garbage },
+                        1 => Request::Commit { si: SI, share: s, upload, header: header_bytes.clone() },
+                        _ => Request::Abort { si: SI, share: s, upload },
+                    };
+                    let r = server.handle(&thief, req);
+                    // Refused, unless it is a commit of a share stored with this header already.
+                    if !(what == 1 && committed.contains(&s)) {
                         prop_assert!(is_error(&r, Some(ErrorCode::NotFound)), "got {:?}", r);
                     }
                 }

@@ -7,21 +7,40 @@ use proptest::prelude::*;
 #[test]
 fn golden_bytes() {
     let req = Request::ReadBlocks { si: [0x11; 32], share: 2, start: 5, count: 3 };
-    let mut want = vec![1u8, 8];
+    let mut want = vec![2u8, 8];
     want.extend([0x11; 32]);
     want.extend([2, 5, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0]);
     assert_eq!(req.encode(), want);
     let resp = Response::error(ErrorCode::NotFound, "no");
-    assert_eq!(resp.encode(), vec![1, 7, 2, 2, 0, 0, 0, b'n', b'o']);
+    assert_eq!(resp.encode(), vec![2, 7, 2, 2, 0, 0, 0, b'n', b'o']);
     let resp = Response::Blocks(vec![Bytes::from_static(b"ab")]);
-    assert_eq!(resp.encode(), vec![1, 6, 1, 0, 0, 0, 2, 0, 0, 0, b'a', b'b']);
+    assert_eq!(resp.encode(), vec![2, 6, 1, 0, 0, 0, 2, 0, 0, 0, b'a', b'b']);
+    let req = Request::Abort { si: [0x22; 32], share: 1, upload: 7 };
+    let mut want = vec![2u8, 4];
+    want.extend([0x22; 32]);
+    want.extend([1, 7, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(req.encode(), want);
+    let resp = Response::Receipt { charged: 5, owed: 6, inner: Box::new(Response::Ok) };
+    assert_eq!(resp.encode(), vec![2, 12, 5, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 2, 0]);
+}
+
+/// Version 1 messages (before upload ids, receipts and priced channels) are refused by name.
+#[test]
+fn version_one_is_refused_clearly() {
+    let mut v1 = vec![1u8, 8];
+    v1.extend([0x11; 32]);
+    v1.extend([2, 5, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0]);
+    let e = Request::decode(Bytes::from(v1)).unwrap_err();
+    assert_eq!(e, WireError::Version(1));
+    assert_eq!(e.to_string(), "unsupported wire version 1");
+    assert_eq!(Response::decode(Bytes::from(vec![1, 7, 2, 2, 0, 0, 0, b'n', b'o'])), Err(WireError::Version(1)));
 }
 
 #[test]
 fn rejects_bad_input() {
     let good = Request::Status.encode();
-    assert_eq!(Request::decode(Bytes::from(vec![2, 0])), Err(WireError::Version(2)));
-    assert_eq!(Request::decode(Bytes::from(vec![1, 99])), Err(WireError::UnknownKind(99)));
+    assert_eq!(Request::decode(Bytes::from(vec![3, 0])), Err(WireError::Version(3)));
+    assert_eq!(Request::decode(Bytes::from(vec![2, 99])), Err(WireError::UnknownKind(99)));
     let mut trailing = good.clone();
     trailing.push(0);
     assert_eq!(Request::decode(Bytes::from(trailing)), Err(WireError::Trailing));
@@ -55,7 +74,8 @@ fn request() -> impl Strategy<Value = Request> {
             count
         }),
         (si, any::<u32>()).prop_map(|(si, lease_secs)| Request::Renew { si, lease_secs }),
-        proptest::collection::vec(any::<u8>(), 0..200).prop_map(|p| Request::OpenChannel { params: p.into() }),
+        (proptest::collection::vec(any::<u8>(), 0..200), proptest::collection::vec(any::<u8>(), 0..400))
+            .prop_map(|(p, o)| Request::OpenChannel { params: p.into(), offer: o.into() }),
         (proptest::collection::vec(any::<u8>(), 0..120), si, any::<u8>()).prop_map(|(u, si, share)| {
             Request::Paid { update: u.into(), inner: Box::new(Request::ReadBlocks { si, share, start: 1, count: 2 }) }
         }),
@@ -65,20 +85,19 @@ fn request() -> impl Strategy<Value = Request> {
             si,
             any::<u8>(),
             any::<u64>(),
+            any::<u64>(),
             proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..100), 0..4)
         )
-            .prop_map(|(si, share, start, b)| Request::WriteBlocks {
+            .prop_map(|(si, share, upload, start, b)| Request::WriteBlocks {
                 si,
                 share,
+                upload,
                 start,
                 blocks: b.into_iter().map(Bytes::from).collect()
             }),
-        (si, any::<u8>(), proptest::collection::vec(any::<u8>(), 0..300)).prop_map(|(si, share, h)| Request::Commit {
-            si,
-            share,
-            header: h.into()
-        }),
-        (si, any::<u8>()).prop_map(|(si, share)| Request::Abort { si, share }),
+        (si, any::<u8>(), any::<u64>(), proptest::collection::vec(any::<u8>(), 0..300))
+            .prop_map(|(si, share, upload, h)| Request::Commit { si, share, upload, header: h.into() }),
+        (si, any::<u8>(), any::<u64>()).prop_map(|(si, share, upload)| Request::Abort { si, share, upload }),
         si.prop_map(|si| Request::ListShares { si }),
         (si, any::<u8>(), any::<u64>(), 0..=MAX_LEAVES).prop_map(|(si, share, start, count)| Request::ReadLeaves {
             si,
@@ -104,7 +123,12 @@ fn response() -> impl Strategy<Value = Response> {
             used,
             quota
         })),
-        any::<bool>().prop_map(|already_have| Response::Allocated { already_have }),
+        (any::<bool>(), any::<u64>()).prop_map(|(already_have, upload)| Response::Allocated { already_have, upload }),
+        (any::<u64>(), any::<u32>()).prop_map(|(charged, shares)| Response::Receipt {
+            charged,
+            owed: charged / 2,
+            inner: Box::new(Response::Renewed { shares, expires: 9 })
+        }),
         proptest::collection::vec(any::<u8>(), 0..255).prop_map(Response::Shares),
         proptest::collection::vec(any::<u8>(), 0..300).prop_map(|h| Response::Header(h.into())),
         proptest::collection::vec(any::<[u8; 32]>(), 0..20).prop_map(Response::Leaves),

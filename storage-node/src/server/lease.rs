@@ -4,10 +4,11 @@
 use tracing::info;
 
 use blackbox_net::wire::Si;
-use blackbox_net::{PeerId, Response};
+use blackbox_net::Response;
 use blackbox_payments::Usage;
 use blackbox_util::now_secs;
 
+use super::pay::Bill;
 use super::{hex_prefix, Reply, StorageServer};
 use crate::error::NodeError;
 use crate::store::{ShareKey, ShareStore, StoreError};
@@ -46,10 +47,15 @@ impl<S: ShareStore> StorageServer<S> {
     }
 
     /// Deletes every share whose lease expired before `now` and releases its space; returns how
-    /// many shares and bytes were collected.
+    /// many shares and bytes were collected. Each lease is checked again under its share's lock,
+    /// so a renewal racing the sweep always wins.
     pub fn collect_expired(&self, now: u64) -> Result<(u64, u64), StoreError> {
         let (mut count, mut bytes) = (0, 0);
         for key in self.store.expired(now)? {
+            let _share = self.key_lock(&key);
+            if self.store.lease(&key)?.is_none_or(|e| e >= now) {
+                continue;
+            }
             if let Some(len) = self.store.delete_share(&key)? {
                 let mut st = self.lock();
                 st.committed = st.committed.saturating_sub(len);
@@ -62,26 +68,34 @@ impl<S: ShareStore> StorageServer<S> {
         Ok((count, bytes))
     }
 
-    /// Extends the lease of every share of a file held here, billed for the time granted.
-    pub(super) fn renew(&self, from: &PeerId, si: Si, lease: u32) -> Reply {
+    /// Extends the lease of every share of a file held here to `lease` seconds from now; leases
+    /// only grow (a shorter one leaves a share as it is), and only the extension is billed.
+    pub(super) fn renew(&self, si: Si, lease: u32, bill: &Bill) -> Reply {
         let shares = self.store.list_shares(&si)?;
         if shares.is_empty() {
             return Err(NodeError::NoSharesOfFile);
         }
-        let granted = self.leases.grant(lease);
+        let target = now_secs().saturating_add(self.leases.grant(lease));
+        let keys: Vec<ShareKey> = shares.iter().map(|&share| ShareKey { si, share }).collect();
+        let _locks: Vec<_> = keys.iter().map(|k| (k, self.key_lock(k))).collect::<Vec<_>>();
         let mut rent = Usage::default();
-        for share in &shares {
-            let meta = self.committed_meta(&ShareKey { si, share: *share })?;
-            rent = rent.with_storage(meta.share_len, granted);
+        let mut grow = Vec::new();
+        let mut latest = 0;
+        for key in &keys {
+            let (meta, old) = (self.committed_meta(key)?, self.store.lease(key)?.unwrap_or(0));
+            latest = latest.max(old.max(target));
+            if target > old {
+                rent = rent.with_storage(meta.share_len, target - old);
+                grow.push(*key);
+            }
         }
-        self.charge(from, rent, "renewing these leases")?;
-        let expires = now_secs().saturating_add(granted);
-        for share in &shares {
-            if let Err(e) = self.store.set_lease(&ShareKey { si, share: *share }, expires) {
-                self.uncharge(from, rent);
+        let charge = self.charge(bill, rent, "renewing these leases")?;
+        for key in &grow {
+            if let Err(e) = self.store.set_lease(key, target) {
+                self.uncharge(bill, charge);
                 return Err(e.into());
             }
         }
-        Ok(Response::Renewed { shares: shares.len() as u32, expires })
+        Ok(Response::Renewed { shares: shares.len() as u32, expires: latest })
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tracing::info;
 
-use blackbox_net::wire::Si;
+use blackbox_net::wire::{Si, UploadId};
 use blackbox_net::{NodeStatus, PeerId, Request, RequestHandler, Response};
 
 use crate::error::NodeError;
@@ -25,10 +25,12 @@ use crate::store::{ShareKey, ShareMeta, ShareStore, StoreError};
 #[cfg(feature = "faults")]
 pub use faults::Faults;
 pub use lease::LeasePolicy;
+use pay::Bill;
 use upload::Upload;
+pub use upload::UploadLimits;
 
 struct State {
-    uploads: HashMap<ShareKey, Upload>,
+    uploads: HashMap<UploadId, Upload>,
     /// Bytes of committed shares.
     committed: u64,
     shares: u64,
@@ -49,6 +51,10 @@ pub struct StorageServer<S> {
     /// The node's current signed offer, as served to clients.
     offer: Mutex<Option<Bytes>>,
     leases: LeasePolicy,
+    limits: UploadLimits,
+    /// Striped locks per share key: commit, renew and the lease sweep of one share never
+    /// interleave (bounded memory, whatever the number of shares).
+    key_locks: Vec<Mutex<()>>,
     #[cfg(feature = "faults")]
     faults: Mutex<Faults>,
     /// Payment channels and billing; `None`: the node serves for free.
@@ -62,8 +68,8 @@ impl<S: ShareStore> StorageServer<S> {
     /// Wraps `store`; drops uploads a crash left unfinished and counts committed bytes.
     pub fn new(store: S, quota: u64, upload_timeout: Duration) -> Result<Self, StoreError> {
         let unfinished = store.unfinished_uploads()?;
-        for key in &unfinished {
-            store.abort_upload(key)?;
+        for id in &unfinished {
+            store.abort_upload(*id)?;
         }
         if !unfinished.is_empty() {
             info!(count = unfinished.len(), "discarded unfinished uploads left by a previous run");
@@ -77,6 +83,8 @@ impl<S: ShareStore> StorageServer<S> {
             state: Mutex::new(state),
             offer: Mutex::new(None),
             leases: LeasePolicy::default(),
+            limits: UploadLimits::default(),
+            key_locks: (0..KEY_LOCKS).map(|_| Mutex::new(())).collect(),
             #[cfg(feature = "faults")]
             faults: Mutex::new(Faults::default()),
             billing: None,
@@ -95,6 +103,12 @@ impl<S: ShareStore> StorageServer<S> {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The lock of one share key, striped by share number: whoever takes several (a renewal of
+    /// a file's shares) takes them in ascending share order, so lockers never deadlock.
+    fn key_lock(&self, key: &ShareKey) -> MutexGuard<'_, ()> {
+        self.key_locks[key.share as usize % self.key_locks.len()].lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Counters for `Status`.
@@ -117,43 +131,44 @@ impl<S: ShareStore> StorageServer<S> {
         offer.map(Response::Offer).ok_or(NodeError::NoOffer)
     }
 
-    fn dispatch(&self, from: &PeerId, req: Request) -> Reply {
+    fn dispatch(&self, from: &PeerId, req: Request, bill: &Bill) -> Reply {
         let key = |si: Si, share: u8| ShareKey { si, share };
         match req {
             Request::Status => Ok(Response::Status(self.status())),
             Request::Allocate { si, share, k, n, segment_size, size, lease_secs } => {
                 self.allocate(from, key(si, share), (k, n, segment_size), size, lease_secs)
             }
-            Request::WriteBlocks { si, share, start, blocks } => {
-                self.write_blocks(from, key(si, share), start, &blocks)
+            Request::WriteBlocks { si, share, upload, start, blocks } => {
+                self.write_blocks(from, key(si, share), upload, start, &blocks)
             }
-            Request::Commit { si, share, header } => self.commit(from, key(si, share), &header),
-            Request::Abort { si, share } => self.abort(from, key(si, share)),
+            Request::Commit { si, share, upload, header } => self.commit(from, key(si, share), upload, &header, bill),
+            Request::Abort { si, share, upload } => self.abort(from, key(si, share), upload),
             Request::ListShares { si } => Ok(Response::Shares(self.store.list_shares(&si)?)),
             Request::ReadHeader { si, share } => {
                 Ok(Response::Header(self.committed_meta(&key(si, share))?.header.into()))
             }
             Request::ReadLeaves { si, share, start, count } => self.read_leaves(key(si, share), start, count),
-            Request::ReadBlocks { si, share, start, count } => self.read_blocks(from, key(si, share), start, count),
+            Request::ReadBlocks { si, share, start, count } => self.read_blocks(key(si, share), start, count, bill),
             Request::GetOffer => self.offer(),
             Request::Challenge { si, share, nonce, count } => self.challenge(si, share, nonce, count),
-            Request::Renew { si, lease_secs } => self.renew(from, si, lease_secs),
-            Request::OpenChannel { params } => Ok(self.billing_or_free()?.open_channel(from, &params)?),
-            Request::Paid { update, inner } => {
-                if let Some(b) = &self.billing {
-                    b.pay(from, &update)?;
-                }
-                self.dispatch(from, *inner)
+            Request::Renew { si, lease_secs } => self.renew(si, lease_secs, bill),
+            Request::OpenChannel { params, offer } => {
+                Ok(self.billing_or_free()?.open_channel(&params, &offer, blackbox_util::now_secs())?)
             }
-            Request::ChannelStatus { txid, vout } => self.channel_status(txid, vout),
-            Request::LeaseCpu { cores, secs } => self.lease_cpu(from, cores, secs),
+            Request::Paid { .. } if bill.channel.is_some() => Err(NodeError::NestedPayment),
+            Request::Paid { update, inner } => self.paid(from, &update, *inner),
+            Request::ChannelStatus { txid, vout } => self.channel_status(bill, txid, vout),
+            Request::LeaseCpu { cores, secs } => self.lease_cpu(bill, cores, secs),
         }
     }
 }
 
+/// Stripes of the per-share-key locks.
+const KEY_LOCKS: usize = 256;
+
 impl<S: ShareStore> RequestHandler for StorageServer<S> {
     fn handle(&self, from: &PeerId, req: Request) -> Response {
-        self.dispatch(from, req).unwrap_or_else(|e| e.to_response())
+        self.dispatch(from, req, &Bill::default()).unwrap_or_else(|e| e.to_response())
     }
 
     /// Block writes only hash and copy into the page cache (durability comes at commit, on a

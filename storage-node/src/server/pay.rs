@@ -1,17 +1,35 @@
-//! The glue between requests and billing: charges at the offer's prices, channel status, and
-//! CPU leases.
+//! The glue between requests and billing: the channel a `Paid` envelope proves, charges at that
+//! channel's prices recorded on the request's bill (its receipt), channel status, CPU leases.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
+use bitcoin::OutPoint;
 use tracing::info;
 
-use blackbox_net::{PeerId, Response};
+use blackbox_net::Response;
 use blackbox_payments::Usage;
 
 use super::{Reply, StorageServer};
-use crate::billing::Billing;
+use crate::billing::{Billing, BillingError};
 use crate::error::NodeError;
 use crate::store::ShareStore;
+
+/// What one request is paid from and what it was charged.
+#[derive(Debug, Default)]
+pub(super) struct Bill {
+    /// The channel whose payer signed the request's envelope.
+    pub(super) channel: Option<OutPoint>,
+    /// Satoshis charged so far for the request.
+    pub(super) charged: Cell<u64>,
+}
+
+/// One charge, to take back if the work then fails.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Charge {
+    delta: Usage,
+    cost: u64,
+}
 
 impl<S: ShareStore> StorageServer<S> {
     /// Bills storage, egress and CPU through payment channels.
@@ -25,26 +43,28 @@ impl<S: ShareStore> StorageServer<S> {
         self.billing.as_ref()
     }
 
-    /// Bills `delta` to `from`'s channel (nothing without billing).
-    pub(super) fn charge(&self, from: &PeerId, delta: Usage, what: &'static str) -> Result<(), NodeError> {
-        match &self.billing {
-            Some(b) => Ok(b.charge(from, delta, what)?),
-            None => Ok(()),
-        }
+    /// Bills `delta` to the request's channel (nothing without billing).
+    pub(super) fn charge(&self, bill: &Bill, delta: Usage, what: &'static str) -> Result<Charge, NodeError> {
+        let Some(b) = &self.billing else { return Ok(Charge::default()) };
+        let channel = bill.channel.ok_or(BillingError::NoChannel { what })?;
+        let cost = b.charge(&channel, delta, what)?;
+        bill.charged.set(bill.charged.get() + cost);
+        Ok(Charge { delta, cost })
     }
 
-    /// Whether `from`'s channel covers `delta`, billing nothing yet.
-    pub(super) fn covers(&self, from: &PeerId, delta: Usage, what: &'static str) -> Result<(), NodeError> {
-        match &self.billing {
-            Some(b) => Ok(b.covers(from, delta, what)?),
-            None => Ok(()),
-        }
+    /// Whether the request's channel covers `delta`, billing nothing yet.
+    pub(super) fn covers(&self, bill: &Bill, delta: Usage, what: &'static str) -> Result<(), NodeError> {
+        let Some(b) = &self.billing else { return Ok(()) };
+        let channel = bill.channel.ok_or(BillingError::NoChannel { what })?;
+        b.covers(&channel, delta, what)?;
+        Ok(())
     }
 
     /// Takes back a charge for work that then failed.
-    pub(super) fn uncharge(&self, from: &PeerId, delta: Usage) {
-        if let Some(b) = &self.billing {
-            b.uncharge(from, delta);
+    pub(super) fn uncharge(&self, bill: &Bill, charge: Charge) {
+        if let (Some(b), Some(channel)) = (&self.billing, &bill.channel) {
+            b.refund(channel, charge.delta, charge.cost);
+            bill.charged.set(bill.charged.get().saturating_sub(charge.cost));
         }
     }
 
@@ -52,15 +72,25 @@ impl<S: ShareStore> StorageServer<S> {
         self.billing.as_deref().ok_or(NodeError::NoPayments)
     }
 
-    pub(super) fn channel_status(&self, txid: [u8; 32], vout: u32) -> Reply {
-        use bitcoin::hashes::Hash;
-        let funding = bitcoin::OutPoint { txid: bitcoin::Txid::from_byte_array(txid), vout };
-        Ok(self.billing_or_free()?.status(funding)?)
+    /// Serves `inner` paid from the channel whose payer signed `update`; the answer is a receipt
+    /// of what was charged (0 when `inner` failed) and what the channel owes now.
+    pub(super) fn paid(&self, from: &blackbox_net::PeerId, update: &[u8], inner: blackbox_net::Request) -> Reply {
+        let billing = self.billing_or_free()?;
+        let channel = billing.payer(update)?;
+        let bill = Bill { channel: Some(channel), charged: Cell::new(0) };
+        let answer = self.dispatch(from, inner, &bill).unwrap_or_else(|e| e.to_response());
+        Ok(Response::Receipt { charged: bill.charged.get(), owed: billing.owed(&channel), inner: Box::new(answer) })
     }
 
-    pub(super) fn lease_cpu(&self, from: &PeerId, cores: u32, secs: u32) -> Reply {
+    pub(super) fn channel_status(&self, bill: &Bill, txid: [u8; 32], vout: u32) -> Reply {
+        use bitcoin::hashes::Hash;
+        let funding = OutPoint { txid: bitcoin::Txid::from_byte_array(txid), vout };
+        Ok(self.billing_or_free()?.status(bill.channel.as_ref(), funding)?)
+    }
+
+    pub(super) fn lease_cpu(&self, bill: &Bill, cores: u32, secs: u32) -> Reply {
         let core_secs = u64::from(cores) * u64::from(secs);
-        self.charge(from, Usage::default().with_cpu(core_secs), "this CPU lease")?;
+        self.charge(bill, Usage::default().with_cpu(core_secs), "this CPU lease")?;
         info!(cores, secs, "CPU lease granted");
         Ok(Response::Ok)
     }

@@ -2,9 +2,10 @@
 
 use blackbox_core::ShareHeader;
 use blackbox_net::wire::{MAX_BLOCKS, MAX_LEAVES, MAX_MESSAGE};
-use blackbox_net::{PeerId, Response};
+use blackbox_net::Response;
 use blackbox_payments::Usage;
 
+use super::pay::Bill;
 use super::{Reply, StorageServer};
 use crate::store::{ShareKey, ShareStore, StoreError};
 
@@ -14,7 +15,7 @@ impl<S: ShareStore> StorageServer<S> {
         Ok(Response::Leaves(self.store.leaves(&key, start, count.min(MAX_LEAVES))?))
     }
 
-    pub(super) fn read_blocks(&self, from: &PeerId, key: ShareKey, start: u64, count: u32) -> Reply {
+    pub(super) fn read_blocks(&self, key: ShareKey, start: u64, count: u32, bill: &Bill) -> Reply {
         let meta = self.committed_meta(&key)?;
         if start >= meta.num_blocks || count == 0 {
             return Err(crate::NodeError::BlockRange);
@@ -32,11 +33,11 @@ impl<S: ShareStore> StorageServer<S> {
         let offset = layout.block_offset(start);
         let len = (layout.block_offset(stop - 1) - offset) as usize + layout.block_len(stop - 1);
         let egress = Usage::default().with_egress(len as u64);
-        self.covers(from, egress, "serving these blocks")?;
+        self.covers(bill, egress, "serving these blocks")?;
         let bytes =
             self.store.read_at(&key, offset, len)?.ok_or(StoreError::Io("share data is missing on disk".into()))?;
         // Billed once the bytes are in hand, so a failed read costs the payer nothing.
-        self.charge(from, egress, "serving these blocks")?;
+        self.charge(bill, egress, "serving these blocks")?;
         let mut blocks = Vec::with_capacity((stop - start) as usize);
         let mut at = 0;
         for index in start..stop {

@@ -17,6 +17,14 @@ fn server(quota: u64) -> StorageServer<MemoryStore> {
     StorageServer::new(MemoryStore::new(), quota, Duration::from_secs(600)).unwrap()
 }
 
+/// The upload id of a fresh allocation.
+fn allocated(r: Response) -> u64 {
+    match r {
+        Response::Allocated { already_have: false, upload } => upload,
+        other => panic!("expected an allocation, got {other:?}"),
+    }
+}
+
 fn err_code(r: Response) -> ErrorCode {
     match r {
         Response::Error { code, .. } => code,
@@ -38,26 +46,29 @@ fn upload_verify_commit_read() {
     let (header, _) = enc.finish().unwrap();
     let si = [9; 32];
     let alloc = Request::Allocate { si, share: 1, k: 2, n: 3, segment_size: 4096, size: 10_000, lease_secs: 0 };
-    assert_eq!(s.handle(&me, alloc.clone()), Response::Allocated { already_have: false });
+    let upload = allocated(s.handle(&me, alloc.clone()));
     // Before commit nothing is visible.
     assert_eq!(s.handle(&me, Request::ListShares { si }), Response::Shares(vec![]));
     let header_bytes = Bytes::from(header.encode());
-    // Commit with missing blocks is refused.
-    let commit = Request::Commit { si, share: 1, header: header_bytes.clone() };
+    // Commit with missing blocks is refused (and drops the upload).
+    let commit = Request::Commit { si, share: 1, upload, header: header_bytes.clone() };
     assert_eq!(err_code(s.handle(&me, commit.clone())), ErrorCode::Invalid);
-    assert_eq!(s.handle(&me, alloc.clone()), Response::Allocated { already_have: false });
+    let upload = allocated(s.handle(&me, alloc.clone()));
     // A wrong-size block and a foreign writer are refused.
-    let bad = Request::WriteBlocks { si, share: 1, start: 0, blocks: vec![Bytes::from_static(b"xx")] };
+    let bad = Request::WriteBlocks { si, share: 1, upload, start: 0, blocks: vec![Bytes::from_static(b"xx")] };
     assert_eq!(err_code(s.handle(&me, bad)), ErrorCode::Invalid);
-    let foreign = Request::WriteBlocks { si, share: 1, start: 0, blocks: vec![share1[0].clone().into()] };
-    assert_eq!(err_code(s.handle(&PeerId::random(), foreign)), ErrorCode::Invalid);
+    let foreign = Request::WriteBlocks { si, share: 1, upload, start: 0, blocks: vec![share1[0].clone().into()] };
+    assert_eq!(err_code(s.handle(&PeerId::random(), foreign)), ErrorCode::NotFound);
     for (i, b) in share1.iter().enumerate() {
-        let w = Request::WriteBlocks { si, share: 1, start: i as u64, blocks: vec![b.clone().into()] };
+        let w = Request::WriteBlocks { si, share: 1, upload, start: i as u64, blocks: vec![b.clone().into()] };
         assert_eq!(s.handle(&me, w), Response::Ok);
     }
+    let commit = Request::Commit { si, share: 1, upload, header: header_bytes.clone() };
+    assert_eq!(s.handle(&me, commit.clone()), Response::Ok);
+    // A retried commit is answered Ok (nothing changes, nothing is billed again).
     assert_eq!(s.handle(&me, commit), Response::Ok);
     assert_eq!(s.handle(&me, Request::ListShares { si }), Response::Shares(vec![1]));
-    assert_eq!(s.handle(&me, alloc), Response::Allocated { already_have: true });
+    assert_eq!(s.handle(&me, alloc), Response::Allocated { already_have: true, upload: 0 });
     match s.handle(&me, Request::ReadBlocks { si, share: 1, start: 1, count: 10 }) {
         Response::Blocks(b) => assert_eq!(b, share1[1..].iter().cloned().map(Bytes::from).collect::<Vec<_>>()),
         other => panic!("{other:?}"),
@@ -77,12 +88,12 @@ fn put_share(s: &StorageServer<MemoryStore>, si: Si, share: u8, size: usize, lea
     }
     let (header, _) = enc.finish().unwrap();
     let alloc = Request::Allocate { si, share, k: 3, n: 4, segment_size: 4096, size: size as u64, lease_secs: lease };
-    assert_eq!(s.handle(&me, alloc), Response::Allocated { already_have: false });
+    let upload = allocated(s.handle(&me, alloc));
     for (i, b) in blocks.into_iter().enumerate() {
-        let w = Request::WriteBlocks { si, share, start: i as u64, blocks: vec![b] };
+        let w = Request::WriteBlocks { si, share, upload, start: i as u64, blocks: vec![b] };
         assert_eq!(s.handle(&me, w), Response::Ok);
     }
-    assert_eq!(s.handle(&me, Request::Commit { si, share, header: header.encode().into() }), Response::Ok);
+    assert_eq!(s.handle(&me, Request::Commit { si, share, upload, header: header.encode().into() }), Response::Ok);
     header
 }
 
@@ -164,13 +175,13 @@ fn wrong_blocks_fail_commit_and_quota_is_enforced() {
     let me = PeerId::random();
     let si = [2; 32];
     let alloc = Request::Allocate { si, share: 0, k: 1, n: 2, segment_size: 4096, size: 4096, lease_secs: 0 };
-    assert_eq!(s.handle(&me, alloc), Response::Allocated { already_have: false });
+    let upload = allocated(s.handle(&me, alloc));
     let len = FileLayout::new(EncodingParams::new(1, 2, 4096).unwrap(), 4096).block_len(0);
-    let w = Request::WriteBlocks { si, share: 0, start: 0, blocks: vec![vec![0u8; len].into()] };
+    let w = Request::WriteBlocks { si, share: 0, upload, start: 0, blocks: vec![vec![0u8; len].into()] };
     assert_eq!(s.handle(&me, w), Response::Ok);
     let header =
         ShareHeader { params: EncodingParams::new(1, 2, 4096).unwrap(), size: 4096, share_roots: vec![[0; 32]; 2] };
-    let commit = Request::Commit { si, share: 0, header: header.encode().into() };
+    let commit = Request::Commit { si, share: 0, upload, header: header.encode().into() };
     assert_eq!(err_code(s.handle(&me, commit)), ErrorCode::Invalid);
     assert_eq!(s.status().used, 0, "rejected upload releases its reservation");
     let big = Request::Allocate { si, share: 1, k: 1, n: 2, segment_size: 4096, size: 1 << 20, lease_secs: 0 };
@@ -182,4 +193,49 @@ fn wrong_blocks_fail_commit_and_quota_is_enforced() {
         Response::Error { code: ErrorCode::QuotaExceeded, message } => assert!(message.contains("busy")),
         other => panic!("unexpected {other:?}"),
     }
+}
+
+/// Leases only grow: anyone may extend a lease, nobody can shorten it.
+#[test]
+fn renewals_never_shorten_a_lease() {
+    let s = server(1 << 30).with_leases(LeasePolicy { default_secs: 1000, max_secs: 100_000 });
+    let si = [4; 32];
+    put_share(&s, si, 0, 20_000, 50_000);
+    let key = ShareKey { si, share: 0 };
+    let before = s.store().lease(&key).unwrap().unwrap();
+    match s.handle(&PeerId::random(), Request::Renew { si, lease_secs: 1 }) {
+        Response::Renewed { shares: 1, expires } => assert_eq!(expires, before, "a shorter lease changes nothing"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.store().lease(&key).unwrap(), Some(before));
+    // The sweep re-checks under the share's lock: a share renewed past `now` is never collected.
+    assert_eq!(s.collect_expired(before - 1).unwrap(), (0, 0));
+    match s.handle(&PeerId::random(), Request::Renew { si, lease_secs: 90_000 }) {
+        Response::Renewed { shares: 1, expires } => assert!(expires > before),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Another peer cannot write into, commit or abort an upload, and a second allocation of the
+/// same share gets an upload of its own: nothing of the first changes.
+#[test]
+fn uploads_belong_to_their_owner() {
+    let s = server(1 << 30);
+    let (owner, thief) = (PeerId::random(), PeerId::random());
+    let si = [6; 32];
+    let alloc = Request::Allocate { si, share: 0, k: 1, n: 2, segment_size: 4096, size: 4096, lease_secs: 0 };
+    let mine = allocated(s.handle(&owner, alloc.clone()));
+    let theirs = allocated(s.handle(&thief, alloc));
+    assert_ne!(mine, theirs);
+    let len = FileLayout::new(EncodingParams::new(1, 2, 4096).unwrap(), 4096).block_len(0);
+    for req in [
+        Request::WriteBlocks { si, share: 0, upload: mine, start: 0, blocks: vec![vec![1u8; len].into()] },
+        Request::Abort { si, share: 0, upload: mine },
+        Request::Commit { si, share: 0, upload: mine, header: Bytes::from_static(b"x") },
+    ] {
+        assert_eq!(err_code(s.handle(&thief, req)), ErrorCode::NotFound);
+    }
+    assert_eq!(s.status().pending, 2);
+    assert_eq!(s.handle(&owner, Request::Abort { si, share: 0, upload: mine }), Response::Ok);
+    assert_eq!(s.status().pending, 1);
 }

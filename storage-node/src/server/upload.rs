@@ -1,16 +1,19 @@
-//! Uploads: allocation within quota, block writes by the upload's owner only, and the commit that
-//! verifies every block against the header's share root before the share becomes visible.
+//! Uploads: allocation within quota and per-peer limits, each upload with an id and a staging
+//! file of its own; only the peer that allocated it can write, commit or abort it; the commit
+//! verifies every block against the header's share root, and a committed share is immutable.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tracing::{info, warn};
 
 use blackbox_core::{hashtree, EncodingParams, FileLayout, Hash, ShareHeader};
+use blackbox_net::wire::UploadId;
 use blackbox_net::{PeerId, Response};
 use blackbox_payments::Usage;
 use blackbox_util::now_secs;
 
+use super::pay::Bill;
 use super::{Reply, StorageServer};
 use crate::error::NodeError;
 use crate::store::{ShareKey, ShareMeta, ShareStore};
@@ -19,36 +22,87 @@ use crate::store::{ShareKey, ShareMeta, ShareStore};
 /// allocations can make a node hold, whatever the quota. 2^21 blocks is 2 TiB of 3-of-10 file data.
 const MAX_PENDING_BLOCKS: usize = 1 << 21;
 
-/// An upload in progress: who owns it, its expected layout and the leaf hashes received so far.
+/// What one peer may hold of a node's uploads in progress.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadLimits {
+    /// Uploads in progress per peer.
+    pub per_peer: usize,
+    /// Bytes reserved by one peer's uploads in progress.
+    pub reserved_per_peer: u64,
+    /// Longest an upload may stay unfinished, however busy it keeps itself.
+    pub max_age: Duration,
+}
+
+impl Default for UploadLimits {
+    fn default() -> Self {
+        Self { per_peer: 256, reserved_per_peer: 64 << 30, max_age: Duration::from_secs(6 * 3600) }
+    }
+}
+
+/// An upload in progress: who owns it, its share, layout and the leaf hashes received so far.
 pub(super) struct Upload {
     owner: PeerId,
+    key: ShareKey,
     layout: FileLayout,
     leaves: Vec<Option<Hash>>,
     pub(super) reserved: u64,
-    touched: Instant,
+    started: Instant,
+    /// Last time a block not written before arrived (rewrites do not keep an upload alive).
+    progressed: Instant,
     /// Lease length asked for at allocation (already clamped).
     lease_secs: u64,
 }
 
 impl<S: ShareStore> StorageServer<S> {
-    /// Drops uploads idle for longer than the upload timeout.
+    /// Sets the per-peer limits of uploads in progress.
+    pub fn with_upload_limits(mut self, limits: UploadLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Drops uploads that made no progress for the upload timeout, or outlived the longest age.
     pub fn expire_idle_uploads(&self) {
-        let expired: Vec<ShareKey> = {
+        let expired: Vec<UploadId> = {
             let mut st = self.lock();
-            let timeout = self.upload_timeout;
-            let keys: Vec<ShareKey> =
-                st.uploads.iter().filter(|(_, u)| u.touched.elapsed() > timeout).map(|(k, _)| *k).collect();
-            for k in &keys {
-                st.uploads.remove(k);
+            let (idle, old) = (self.upload_timeout, self.limits.max_age);
+            let ids: Vec<UploadId> = st
+                .uploads
+                .iter()
+                .filter(|(_, u)| u.progressed.elapsed() > idle || u.started.elapsed() > old)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in &ids {
+                st.uploads.remove(id);
             }
-            keys
+            ids
         };
-        for key in expired {
-            info!(share = key.share, "dropping idle upload");
-            if let Err(e) = self.store.abort_upload(&key) {
+        for id in expired {
+            info!(upload = id, "dropping idle upload");
+            if let Err(e) = self.store.abort_upload(id) {
                 warn!(error = %e, "failed to drop idle upload");
             }
         }
+    }
+
+    /// Refuses an allocation that would take more than this node or this peer may hold.
+    fn check_room(&self, st: &super::State, from: &PeerId, blocks: usize, need: u64) -> Result<(), NodeError> {
+        let in_flight = st.uploads.values().map(|u| u.leaves.len()).sum::<usize>();
+        if in_flight.saturating_add(blocks) > MAX_PENDING_BLOCKS {
+            return Err(NodeError::Busy { in_flight, limit: MAX_PENDING_BLOCKS });
+        }
+        let mine: Vec<&Upload> = st.uploads.values().filter(|u| u.owner == *from).collect();
+        if mine.len() >= self.limits.per_peer {
+            return Err(NodeError::PeerUploads { have: mine.len(), limit: self.limits.per_peer });
+        }
+        let reserved = mine.iter().map(|u| u.reserved).sum::<u64>();
+        if reserved.saturating_add(need) > self.limits.reserved_per_peer {
+            return Err(NodeError::PeerReserved { reserved, limit: self.limits.reserved_per_peer });
+        }
+        let used = st.committed + st.reserved();
+        if used.saturating_add(need) > self.quota {
+            return Err(NodeError::Full { used, quota: self.quota, need });
+        }
+        Ok(())
     }
 
     /// Reserves space for one share of a file of `size` bytes coded with `(k, n, segment size)`.
@@ -65,90 +119,112 @@ impl<S: ShareStore> StorageServer<S> {
             return Err(NodeError::ShareOutOfRange);
         }
         if self.store.meta(&key)?.is_some() {
-            return Ok(Response::Allocated { already_have: true });
+            return Ok(Response::Allocated { already_have: true, upload: 0 });
         }
         self.expire_idle_uploads();
         let layout = FileLayout::new(params, size);
         let need = layout.share_len();
         let blocks = usize::try_from(layout.num_segments()).map_err(|_| NodeError::FileTooLarge)?;
-        {
-            let mut st = self.lock();
-            let (previous, previous_blocks) = st.uploads.get(&key).map_or((0, 0), |u| (u.reserved, u.leaves.len()));
-            let in_flight = st.uploads.values().map(|u| u.leaves.len()).sum::<usize>() - previous_blocks;
-            if in_flight.saturating_add(blocks) > MAX_PENDING_BLOCKS {
-                return Err(NodeError::Busy { in_flight, limit: MAX_PENDING_BLOCKS });
+        let id = loop {
+            let id: u64 = secp256k1::rand::random();
+            if id != 0 && !self.lock().uploads.contains_key(&id) {
+                break id;
             }
-            let used = st.committed + st.reserved() - previous;
-            if used.saturating_add(need) > self.quota {
-                return Err(NodeError::Full { used, quota: self.quota, need });
-            }
-            let upload = Upload {
-                owner: *from,
-                layout,
-                leaves: vec![None; blocks],
-                reserved: need,
-                touched: Instant::now(),
-                lease_secs: self.leases.grant(lease),
-            };
-            st.uploads.insert(key, upload);
+        };
+        self.store.begin_upload(id, &key)?;
+        let mut st = self.lock();
+        if let Err(e) = self.check_room(&st, from, blocks, need) {
+            drop(st);
+            let _ = self.store.abort_upload(id);
+            return Err(e);
         }
-        if let Err(e) = self.store.begin_upload(&key) {
-            self.lock().uploads.remove(&key);
-            return Err(e.into());
-        }
-        Ok(Response::Allocated { already_have: false })
+        let now = Instant::now();
+        let upload = Upload {
+            owner: *from,
+            key,
+            layout,
+            leaves: vec![None; blocks],
+            reserved: need,
+            started: now,
+            progressed: now,
+            lease_secs: self.leases.grant(lease),
+        };
+        st.uploads.insert(id, upload);
+        Ok(Response::Allocated { already_have: false, upload: id })
     }
 
-    pub(super) fn write_blocks(&self, from: &PeerId, key: ShareKey, start: u64, blocks: &[Bytes]) -> Reply {
-        // Hash before taking the lock; check, write and record under it, so an upload replaced
-        // in between can never receive bytes meant for the old one.
+    pub(super) fn write_blocks(
+        &self,
+        from: &PeerId,
+        key: ShareKey,
+        id: UploadId,
+        start: u64,
+        blocks: &[Bytes],
+    ) -> Reply {
+        // Hash before taking the lock; check and record under it; write the bytes outside it.
         let leaves: Vec<Hash> = blocks.iter().map(|b| hashtree::leaf(b)).collect();
-        let mut st = self.lock();
-        let up = st.uploads.get_mut(&key).ok_or(NodeError::NoSuchUpload)?;
-        if up.owner != *from {
-            return Err(NodeError::NotOwner);
-        }
-        let end = start.checked_add(blocks.len() as u64).filter(|&e| e <= up.layout.num_segments());
-        if end.is_none() || blocks.is_empty() {
-            return Err(NodeError::BlockRange);
-        }
-        for (i, block) in blocks.iter().enumerate() {
-            let index = start + i as u64;
-            let want = up.layout.block_len(index);
-            if block.len() != want {
-                return Err(NodeError::BlockSize { index, want });
+        let offsets: Vec<u64> = {
+            let st = self.lock();
+            let up = owned(st.uploads.get(&id), from, &key)?;
+            let end = start.checked_add(blocks.len() as u64).filter(|&e| e <= up.layout.num_segments());
+            if end.is_none() || blocks.is_empty() {
+                return Err(NodeError::BlockRange);
             }
+            for (i, block) in blocks.iter().enumerate() {
+                let index = start + i as u64;
+                let want = up.layout.block_len(index);
+                if block.len() != want {
+                    return Err(NodeError::BlockSize { index, want });
+                }
+            }
+            (0..blocks.len() as u64).map(|i| up.layout.block_offset(start + i)).collect()
+        };
+        for (block, offset) in blocks.iter().zip(&offsets) {
+            self.store.write_at(id, *offset, block)?;
         }
-        for (i, (block, leaf)) in blocks.iter().zip(leaves).enumerate() {
-            let index = start + i as u64;
-            self.store.write_at(&key, up.layout.block_offset(index), block)?;
-            up.leaves[index as usize] = Some(leaf);
+        let mut st = self.lock();
+        let up = st.uploads.get_mut(&id).ok_or(NodeError::NoSuchUpload)?;
+        let mut fresh = false;
+        for (i, leaf) in leaves.into_iter().enumerate() {
+            let slot = &mut up.leaves[start as usize + i];
+            fresh |= slot.is_none();
+            *slot = Some(leaf);
         }
-        up.touched = Instant::now();
+        if fresh {
+            up.progressed = Instant::now();
+        }
         Ok(Response::Ok)
     }
 
-    pub(super) fn commit(&self, from: &PeerId, key: ShareKey, header: &Bytes) -> Reply {
+    pub(super) fn commit(&self, from: &PeerId, key: ShareKey, id: UploadId, header: &Bytes, bill: &Bill) -> Reply {
+        let _share = self.key_lock(&key);
         let upload = {
             let mut st = self.lock();
-            match st.uploads.get(&key) {
-                Some(up) if up.owner == *from => {}
-                Some(_) => return Err(NodeError::NotOwner),
-                None => return Err(NodeError::NoSuchUpload),
+            if let Err(e) = owned(st.uploads.get(&id), from, &key) {
+                drop(st);
+                // A retry of a commit that went through: the same share is there; nothing billed.
+                return self.stored_as(&key, header)?.ok_or(e);
             }
-            st.uploads.remove(&key).ok_or(NodeError::NoSuchUpload)?
+            st.uploads.remove(&id).ok_or(NodeError::NoSuchUpload)?
         };
+        if let Some(answer) = self.stored_as(&key, header)? {
+            let _ = self.store.abort_upload(id);
+            return Ok(answer);
+        }
         // Storage rent for the whole lease, billed before the share becomes visible.
         let rent = Usage::default().with_storage(upload.reserved, upload.lease_secs);
-        if let Err(e) = self.charge(from, rent, "storing this share") {
-            self.lock().uploads.insert(key, upload);
-            return Err(e);
-        }
-        let result = self.verify_and_store(key, &upload, header);
+        let charge = match self.charge(bill, rent, "storing this share") {
+            Ok(c) => c,
+            Err(e) => {
+                self.lock().uploads.insert(id, upload);
+                return Err(e);
+            }
+        };
+        let result = self.verify_and_store(id, key, &upload, header);
         match &result {
             Err(_) => {
-                self.uncharge(from, rent);
-                if let Err(e) = self.store.abort_upload(&key) {
+                self.uncharge(bill, charge);
+                if let Err(e) = self.store.abort_upload(id) {
                     warn!(error = %e, "failed to drop rejected upload");
                 }
             }
@@ -161,7 +237,17 @@ impl<S: ShareStore> StorageServer<S> {
         result
     }
 
-    fn verify_and_store(&self, key: ShareKey, up: &Upload, header: &Bytes) -> Reply {
+    /// `Ok` if the share is stored with this header already, an error if with another one,
+    /// `None` if it is not stored.
+    fn stored_as(&self, key: &ShareKey, header: &Bytes) -> Result<Option<Response>, NodeError> {
+        match self.store.meta(key)? {
+            Some(m) if m.header == header.as_ref() => Ok(Some(Response::Ok)),
+            Some(_) => Err(NodeError::AlreadyStored),
+            None => Ok(None),
+        }
+    }
+
+    fn verify_and_store(&self, id: UploadId, key: ShareKey, up: &Upload, header: &Bytes) -> Reply {
         let leaves: Vec<Hash> =
             up.leaves.iter().enumerate().map(|(i, l)| l.ok_or(NodeError::BlockMissing(i))).collect::<Result<_, _>>()?;
         let parsed = ShareHeader::decode(header).map_err(NodeError::BadHeader)?;
@@ -173,20 +259,28 @@ impl<S: ShareStore> StorageServer<S> {
         }
         let meta = ShareMeta { header: header.to_vec(), num_blocks: leaves.len() as u64, share_len: up.reserved };
         let expires = now_secs().saturating_add(up.lease_secs);
-        self.store.commit(&key, &meta, &leaves, expires)?;
+        if !self.store.commit(id, &key, &meta, &leaves, expires)? {
+            return Err(NodeError::AlreadyStored);
+        }
         Ok(Response::Ok)
     }
 
-    pub(super) fn abort(&self, from: &PeerId, key: ShareKey) -> Reply {
-        let mut st = self.lock();
-        match st.uploads.get(&key) {
-            Some(up) if up.owner == *from => {
-                st.uploads.remove(&key);
-                drop(st);
-                self.store.abort_upload(&key)?;
-                Ok(Response::Ok)
-            }
-            _ => Err(NodeError::NoSuchUpload),
+    pub(super) fn abort(&self, from: &PeerId, key: ShareKey, id: UploadId) -> Reply {
+        {
+            let mut st = self.lock();
+            owned(st.uploads.get(&id), from, &key)?;
+            st.uploads.remove(&id);
         }
+        self.store.abort_upload(id)?;
+        Ok(Response::Ok)
+    }
+}
+
+/// The upload, if it exists, is `from`'s and is for `key` (another peer's upload is reported as
+/// missing: its existence is none of the sender's business).
+fn owned<'a>(up: Option<&'a Upload>, from: &PeerId, key: &ShareKey) -> Result<&'a Upload, NodeError> {
+    match up {
+        Some(u) if u.owner == *from && u.key == *key => Ok(u),
+        _ => Err(NodeError::NoSuchUpload),
     }
 }

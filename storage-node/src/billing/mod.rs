@@ -1,0 +1,270 @@
+//! Payment channels at the node: opening (funding output checked on chain, prices pinned from the
+//! node's own signed offer), proving the payer of each `Paid` envelope by its signature, billing
+//! each request in satoshis at its channel's prices, and closing with the newest commitment
+//! before the timeout.
+//!
+//! Books per channel are kept in [`record`]: the record is rewritten durably when a payment is
+//! accepted, and every charge is appended (fsync'd) to the usage log before the request is served,
+//! so a killed node restarts with every payment it accepted and every satoshi it billed.
+
+mod close;
+mod error;
+pub mod record;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bitcoin::secp256k1::SecretKey;
+use bitcoin::OutPoint;
+use tracing::info;
+
+use blackbox_chain::Chain;
+use blackbox_net::offer::SignedOffer;
+use blackbox_net::{PeerId, Response};
+use blackbox_payments::channel::public_key;
+use blackbox_payments::{ChannelParams, ChannelUpdate, ProviderChannel, Usage};
+
+pub use error::BillingError;
+pub use record::{load_accounts, Account, LoadError, RecordError};
+use record::{log_record, record_path};
+
+/// How the node takes payments.
+#[derive(Clone)]
+pub struct BillingConfig {
+    /// The node's identity: channels open only at prices of offers it signed.
+    pub node: PeerId,
+    /// The prices of the node's offer now (given to channel records of version 1).
+    pub prices: blackbox_core::Prices,
+    /// The node's payment key (its public half is in the offer).
+    pub key: SecretKey,
+    /// The chain funding outputs are checked on and closes are broadcast to.
+    pub chain: Arc<dyn Chain>,
+    /// Confirmations a funding output needs before the channel is used.
+    pub min_confirmations: u32,
+    /// A channel must stay open at least this many blocks from its opening.
+    pub min_timeout_blocks: u32,
+    /// Close this many blocks before the timeout (the payer's refund becomes valid at it).
+    pub close_margin_blocks: u32,
+    /// Directory of the channel records.
+    pub dir: PathBuf,
+}
+
+/// One channel's books and its open usage log.
+struct Books {
+    account: Account,
+    log: Option<std::fs::File>,
+}
+
+/// The node's payment channels.
+pub struct Billing {
+    cfg: BillingConfig,
+    /// Every channel; each has its own lock, so payers never wait for each other.
+    channels: Mutex<HashMap<OutPoint, Arc<Mutex<Books>>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Billing {
+    /// Loads the channel records from `cfg.dir`, folding each usage log into its record.
+    pub fn open(cfg: BillingConfig) -> Result<Self, LoadError> {
+        std::fs::create_dir_all(&cfg.dir).map_err(|source| LoadError::Io { path: cfg.dir.clone(), source })?;
+        let accounts = load_accounts(&cfg.dir, cfg.prices)?;
+        let billing = Self { cfg, channels: Mutex::default() };
+        for a in accounts {
+            let books = Arc::new(Mutex::new(Books { account: a, log: None }));
+            // A new generation starts with an empty log, so snapshots never follow a torn one.
+            let rewritten = billing.persist(&mut lock(&books));
+            if let Err(BillingError::Record(source)) = rewritten {
+                return Err(LoadError::Io { path: billing.cfg.dir.clone(), source });
+            }
+            let funding = lock(&books).account.channel.params.funding;
+            lock(&billing.channels).insert(funding, books);
+        }
+        Ok(billing)
+    }
+
+    fn books(&self, channel: &OutPoint) -> Result<Arc<Mutex<Books>>, BillingError> {
+        lock(&self.channels).get(channel).cloned().ok_or(BillingError::UnknownChannel)
+    }
+
+    /// Rewrites a channel's record as a new generation, then empties its log (the record is
+    /// durable first, and the old log's snapshots belong to the old generation).
+    fn persist(&self, b: &mut Books) -> Result<(), BillingError> {
+        b.account.generation += 1;
+        let path = record_path(&self.cfg.dir, &b.account.channel.params.funding);
+        blackbox_util::write_atomic(&path, &b.account.encode()).map_err(BillingError::Record)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(path.with_extension("log"))
+            .map_err(BillingError::Record)?;
+        b.log = Some(log);
+        Ok(())
+    }
+
+    /// Appends the books' snapshot to the channel's log and fsyncs it.
+    fn log(&self, b: &mut Books) -> Result<(), BillingError> {
+        let snapshot = log_record(&b.account);
+        let log = b.log.as_mut().ok_or_else(|| BillingError::Record(std::io::Error::other("usage log not open")))?;
+        log.write_all(&snapshot).and_then(|()| log.sync_data()).map_err(BillingError::Record)
+    }
+
+    /// Opens a channel the payer funded: our key, prices of an unexpired offer this node signed,
+    /// a confirmed funding output of the right script and value, and enough blocks before the
+    /// timeout.
+    pub fn open_channel(&self, params: &[u8], offer: &[u8], now: u64) -> Result<Response, BillingError> {
+        let p = ChannelParams::decode(params).map_err(BillingError::Malformed)?;
+        p.check().map_err(BillingError::Malformed)?;
+        if p.provider != public_key(&self.cfg.key) {
+            return Err(BillingError::NotOurKey);
+        }
+        let offer = SignedOffer::decode(offer).map_err(|e| BillingError::BadOffer(e.to_string()))?;
+        offer.verify(&self.cfg.node, now).map_err(|e| BillingError::BadOffer(e.to_string()))?;
+        if offer.offer.bitcoin_pubkey != p.provider.to_bytes() {
+            return Err(BillingError::BadOffer("the offer names another payment key".into()));
+        }
+        if let Ok(books) = self.books(&p.funding) {
+            let b = lock(&books);
+            if b.account.channel.params != p {
+                return Err(BillingError::FundingTaken);
+            }
+            return Ok(channel_state(&b.account));
+        }
+        self.check_funding(&p)?;
+        let channel = ProviderChannel::new(p).map_err(BillingError::Malformed)?;
+        let mut books = Books { account: Account::new(channel, offer.offer.prices), log: None };
+        self.persist(&mut books)?;
+        let state = channel_state(&books.account);
+        lock(&self.channels).entry(p.funding).or_insert_with(|| Arc::new(Mutex::new(books)));
+        info!(funding = %p.funding, capacity = p.capacity, timeout = p.timeout, "payment channel opened");
+        Ok(state)
+    }
+
+    fn check_funding(&self, p: &ChannelParams) -> Result<(), BillingError> {
+        let height = self.cfg.chain.height()?;
+        if p.timeout < height.saturating_add(self.cfg.min_timeout_blocks) {
+            return Err(BillingError::TimeoutTooClose {
+                timeout: p.timeout,
+                height,
+                need: self.cfg.min_timeout_blocks,
+            });
+        }
+        let Some(utxo) = self.cfg.chain.utxo(&p.funding)? else {
+            return Err(BillingError::FundingMissing);
+        };
+        if utxo.txout != p.funding_output() {
+            return Err(BillingError::FundingMismatch);
+        }
+        if utxo.confirmations < self.cfg.min_confirmations {
+            return Err(BillingError::Unconfirmed { have: utxo.confirmations, need: self.cfg.min_confirmations });
+        }
+        Ok(())
+    }
+
+    /// The channel whose payer signed `update`: an update raising the payment is checked in full
+    /// (signature and consensus) and recorded durably; any other must prove the payer by its
+    /// signature. Nothing is bound to the sender's peer id.
+    pub fn payer(&self, update: &[u8]) -> Result<OutPoint, BillingError> {
+        let u = ChannelUpdate::decode(update).map_err(BillingError::Malformed)?;
+        let books = self.books(&u.channel)?;
+        let mut b = lock(&books);
+        if b.account.closed.is_some() {
+            return Err(BillingError::Closed);
+        }
+        if u.paid > b.account.channel.paid {
+            b.account.channel.check(&u, &self.cfg.key).map_err(BillingError::Rejected)?;
+            let before = b.account.channel.clone();
+            b.account.channel.accept(&u);
+            if let Err(e) = self.persist(&mut b) {
+                b.account.channel = before;
+                return Err(e);
+            }
+        } else {
+            b.account.channel.proves_payer(&u).map_err(BillingError::Rejected)?;
+        }
+        Ok(u.channel)
+    }
+
+    /// Satoshis `delta` costs on `channel` if its payments cover it (nothing is billed).
+    pub fn covers(&self, channel: &OutPoint, delta: Usage, what: &'static str) -> Result<u64, BillingError> {
+        let books = self.books(channel)?;
+        let b = lock(&books);
+        let cost = delta.owed(&b.account.prices);
+        let owed = b.account.owed.saturating_add(cost);
+        if b.account.closed.is_some() || owed > b.account.channel.paid {
+            return Err(BillingError::Unpaid { what, owed, paid: b.account.channel.paid });
+        }
+        Ok(cost)
+    }
+
+    /// Bills `delta` to `channel` at its pinned prices, recorded durably before the request is
+    /// served; returns the satoshis charged (the request's receipt).
+    pub fn charge(&self, channel: &OutPoint, delta: Usage, what: &'static str) -> Result<u64, BillingError> {
+        let books = self.books(channel)?;
+        let mut b = lock(&books);
+        let cost = delta.owed(&b.account.prices);
+        let owed = b.account.owed.saturating_add(cost);
+        if b.account.closed.is_some() || owed > b.account.channel.paid {
+            return Err(BillingError::Unpaid { what, owed, paid: b.account.channel.paid });
+        }
+        let before = (b.account.owed, b.account.usage);
+        b.account.owed = owed;
+        b.account.usage = b.account.usage.plus(delta);
+        if let Err(e) = self.log(&mut b) {
+            (b.account.owed, b.account.usage) = before;
+            return Err(e);
+        }
+        Ok(cost)
+    }
+
+    /// Takes back a charge of `cost` satoshis for `delta` whose work then failed.
+    pub fn refund(&self, channel: &OutPoint, delta: Usage, cost: u64) {
+        let Ok(books) = self.books(channel) else { return };
+        let mut b = lock(&books);
+        b.account.owed = b.account.owed.saturating_sub(cost);
+        b.account.usage = b.account.usage.minus(delta);
+        if let Err(e) = self.log(&mut b) {
+            tracing::warn!(error = %e, "cannot record a refund");
+        }
+    }
+
+    /// Satoshis owed on `channel` so far (0 if unknown).
+    pub fn owed(&self, channel: &OutPoint) -> u64 {
+        self.books(channel).map_or(0, |b| lock(&b).account.owed)
+    }
+
+    /// A channel's state, for its payer only.
+    pub fn status(&self, payer_of: Option<&OutPoint>, channel: OutPoint) -> Result<Response, BillingError> {
+        if payer_of != Some(&channel) {
+            return Err(BillingError::NotPayer);
+        }
+        let books = self.books(&channel)?;
+        let b = lock(&books);
+        Ok(channel_state(&b.account))
+    }
+
+    /// The close margin of the config.
+    pub fn close_margin(&self) -> u32 {
+        self.cfg.close_margin_blocks
+    }
+
+    /// The chain.
+    pub fn chain(&self) -> &Arc<dyn Chain> {
+        &self.cfg.chain
+    }
+}
+
+fn channel_state(a: &Account) -> Response {
+    Response::Channel {
+        paid: a.channel.paid,
+        owed: a.owed,
+        stored: a.usage.storage_byte_secs,
+        served: a.usage.egress_bytes,
+        cpu: a.usage.cpu_core_secs,
+    }
+}
