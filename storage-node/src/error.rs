@@ -75,6 +75,12 @@ pub enum NodeError {
     /// The sender's uploads in progress reserve as much space as a peer may.
     #[error("uploads in progress from this peer reserve {reserved} bytes; limit {limit}")]
     PeerReserved { reserved: u64, limit: u64 },
+    /// The sender asked for more proofs this minute than a peer may.
+    #[error("too many challenges from this peer: at most {limit} a minute")]
+    TooManyChallenges { limit: u32 },
+    /// A renewal that would extend no lease: leases only grow.
+    #[error("leases already run until {expires} (unix), past the renewal asked; leases only grow")]
+    LeaseLonger { expires: u64 },
     /// A second commit of a share that is already stored.
     #[error("share already stored")]
     AlreadyStored,
@@ -90,9 +96,11 @@ impl NodeError {
     /// The wire error code clients see.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Busy { .. } | Self::Full { .. } | Self::PeerUploads { .. } | Self::PeerReserved { .. } => {
-                ErrorCode::QuotaExceeded
-            }
+            Self::Busy { .. }
+            | Self::Full { .. }
+            | Self::PeerUploads { .. }
+            | Self::PeerReserved { .. }
+            | Self::TooManyChallenges { .. } => ErrorCode::QuotaExceeded,
             Self::NoSuchUpload | Self::NoSuchShare | Self::NoSharesOfFile | Self::NoOffer => ErrorCode::NotFound,
             Self::BadChallenge(_) => ErrorCode::Malformed,
             Self::Store(_) => ErrorCode::Internal,

@@ -1,19 +1,61 @@
 //! Challenges: proofs of retrievability made from the blocks as they are on disk now.
 
+use std::collections::HashMap;
+
 use blackbox_core::ShareHeader;
 use blackbox_net::wire::Si;
-use blackbox_net::Response;
+use blackbox_net::{PeerId, Response};
+use blackbox_payments::Usage;
 use blackbox_proofs::{BlockTree, Challenge};
 
+use super::pay::Bill;
 use super::{Reply, StorageServer};
 use crate::error::NodeError;
 use crate::store::{ShareKey, ShareStore, StoreError};
 
+/// Challenges one peer may have answered per minute; each proof re-hashes blocks from disk.
+pub const CHALLENGES_PER_MINUTE: u32 = 600;
+
+/// Most peers whose challenge counts are kept (all are forgotten when a new minute begins).
+const MAX_TRACKED: usize = 100_000;
+
+/// Challenges answered per peer in the current minute.
+#[derive(Debug, Default)]
+pub(super) struct ChallengeBudget {
+    minute: u64,
+    counts: HashMap<PeerId, u32>,
+}
+
+impl ChallengeBudget {
+    /// Counts one challenge from `peer`; false when it is over the budget.
+    fn take(&mut self, peer: &PeerId, now: u64) -> bool {
+        if now / 60 != self.minute || self.counts.len() >= MAX_TRACKED {
+            self.minute = now / 60;
+            self.counts.clear();
+        }
+        let n = self.counts.entry(*peer).or_default();
+        *n += 1;
+        *n <= CHALLENGES_PER_MINUTE
+    }
+}
+
 impl<S: ShareStore> StorageServer<S> {
-    /// Proves the pieces a challenge selects.
-    pub(super) fn challenge(&self, si: Si, share: u8, nonce: [u8; 32], count: u16) -> Reply {
+    /// Proves the pieces a challenge selects (at most [`CHALLENGES_PER_MINUTE`] per peer); billed
+    /// as egress of the proof's bytes when the node takes payments and the request is paid.
+    pub(super) fn challenge(
+        &self,
+        from: &PeerId,
+        si: Si,
+        share: u8,
+        nonce: [u8; 32],
+        count: u16,
+        bill: &Bill,
+    ) -> Reply {
         let challenge = Challenge { storage_index: si, share, nonce, count };
         challenge.check().map_err(NodeError::BadChallenge)?;
+        if !self.challenges.lock().unwrap_or_else(|p| p.into_inner()).take(from, blackbox_util::now_secs()) {
+            return Err(NodeError::TooManyChallenges { limit: CHALLENGES_PER_MINUTE });
+        }
         self.delay_proof();
         let asked = ShareKey { si, share };
         self.committed_meta(&asked)?;
@@ -35,7 +77,11 @@ impl<S: ShareStore> StorageServer<S> {
             Ok::<_, StoreError>(self.served(index, block).to_vec())
         })?
         .map_err(NodeError::Proof)?;
-        Ok(Response::Proof(proof.encode().into()))
+        let bytes = proof.encode();
+        if bill.channel.is_some() {
+            self.charge(bill, Usage::default().with_egress(bytes.len() as u64), "answering this challenge")?;
+        }
+        Ok(Response::Proof(bytes.into()))
     }
 }
 

@@ -89,6 +89,9 @@ impl<S: ShareStore> StorageServer<S> {
                 grow.push(*key);
             }
         }
+        if grow.is_empty() {
+            return Err(NodeError::LeaseLonger { expires: latest });
+        }
         let charge = self.charge(bill, rent, "renewing these leases")?;
         for key in &grow {
             if let Err(e) = self.store.set_lease(key, target) {

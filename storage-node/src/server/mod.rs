@@ -52,6 +52,8 @@ pub struct StorageServer<S> {
     offer: Mutex<Option<Bytes>>,
     leases: LeasePolicy,
     limits: UploadLimits,
+    /// Challenges answered per peer in the current minute.
+    challenges: Mutex<audit::ChallengeBudget>,
     /// Striped locks per share key: commit, renew and the lease sweep of one share never
     /// interleave (bounded memory, whatever the number of shares).
     key_locks: Vec<Mutex<()>>,
@@ -84,6 +86,7 @@ impl<S: ShareStore> StorageServer<S> {
             offer: Mutex::new(None),
             leases: LeasePolicy::default(),
             limits: UploadLimits::default(),
+            challenges: Mutex::default(),
             key_locks: (0..KEY_LOCKS).map(|_| Mutex::new(())).collect(),
             #[cfg(feature = "faults")]
             faults: Mutex::new(Faults::default()),
@@ -150,7 +153,7 @@ impl<S: ShareStore> StorageServer<S> {
             Request::ReadLeaves { si, share, start, count } => self.read_leaves(key(si, share), start, count),
             Request::ReadBlocks { si, share, start, count } => self.read_blocks(key(si, share), start, count, bill),
             Request::GetOffer => self.offer(),
-            Request::Challenge { si, share, nonce, count } => self.challenge(si, share, nonce, count),
+            Request::Challenge { si, share, nonce, count } => self.challenge(from, si, share, nonce, count, bill),
             Request::Renew { si, lease_secs } => self.renew(si, lease_secs, bill),
             Request::OpenChannel { params, offer } => {
                 Ok(self.billing_or_free()?.open_channel(&params, &offer, blackbox_util::now_secs())?)
@@ -171,10 +174,10 @@ impl<S: ShareStore> RequestHandler for StorageServer<S> {
         self.dispatch(from, req, &Bill::default()).unwrap_or_else(|e| e.to_response())
     }
 
-    /// Block writes only hash and copy into the page cache (durability comes at commit, on a
-    /// blocking thread); status and offer are in memory. Everything else may read or fsync the disk.
+    /// Status and offer are in memory; everything else touches the disk (block writes too), so
+    /// it runs on a blocking thread, never on the network event loop.
     fn runs_inline(&self, req: &Request) -> bool {
-        matches!(req, Request::WriteBlocks { .. } | Request::Status | Request::GetOffer)
+        matches!(req, Request::Status | Request::GetOffer)
     }
 }
 

@@ -204,7 +204,9 @@ fn renewals_never_shorten_a_lease() {
     let key = ShareKey { si, share: 0 };
     let before = s.store().lease(&key).unwrap().unwrap();
     match s.handle(&PeerId::random(), Request::Renew { si, lease_secs: 1 }) {
-        Response::Renewed { shares: 1, expires } => assert_eq!(expires, before, "a shorter lease changes nothing"),
+        Response::Error { code: ErrorCode::Invalid, message } => {
+            assert!(message.contains("leases only grow"), "{message}")
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!(s.store().lease(&key).unwrap(), Some(before));
@@ -238,4 +240,22 @@ fn uploads_belong_to_their_owner() {
     assert_eq!(s.status().pending, 2);
     assert_eq!(s.handle(&owner, Request::Abort { si, share: 0, upload: mine }), Response::Ok);
     assert_eq!(s.status().pending, 1);
+}
+
+/// One peer cannot make a node spend unbounded work on proofs; other peers are still answered.
+#[test]
+fn challenges_are_budgeted_per_peer() {
+    let s = server(1 << 30);
+    let si = [8; 32];
+    let header = put_share(&s, si, 0, 8192, 0);
+    let flood = PeerId::random();
+    let ask = |p: &PeerId| s.handle(p, Request::Challenge { si, share: 0, nonce: [1; 32], count: 1 });
+    for _ in 0..super::audit::CHALLENGES_PER_MINUTE {
+        assert!(matches!(ask(&flood), Response::Proof(_)));
+    }
+    match ask(&flood) {
+        Response::Error { code: ErrorCode::QuotaExceeded, message } => assert!(message.contains("too many challenges")),
+        other => panic!("{other:?}"),
+    }
+    assert!(proves(&s, &header, si, 0), "another peer is still served");
 }
