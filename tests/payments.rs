@@ -3,27 +3,6 @@
 
 use blackbox_tests::*;
 
-/// One channel row of `node earnings`: stored byte-seconds, served bytes, earned, received.
-type Row = (u128, u64, u64, u64);
-
-/// Parses `node earnings`: the channel rows, the number of confirmed closes, and the text.
-fn earnings(net: &Devnet, i: usize) -> (Vec<Row>, usize, String) {
-    let cfg = net.node_dir(i).join("node.toml");
-    let out = blackbox(None, &["--config", cfg.to_str().unwrap(), "node", "earnings"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = stdout(&out);
-    let rows = text
-        .lines()
-        .filter(|l| l.contains(":0 ") || l.contains(":1 "))
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f[1].parse().unwrap(), f[2].parse().unwrap(), f[4].parse().unwrap(), f[5].parse().unwrap())
-        })
-        .collect();
-    let confirmed = text.matches("confirmed (").count();
-    (rows, confirmed, text)
-}
-
 #[test]
 fn devnet_payments_are_exact_closed_on_chain_and_refundable() {
     let tmp = tempfile::tempdir().unwrap();

@@ -271,3 +271,32 @@ pub fn line_of<'a>(report: &'a str, peer: &str) -> &'a str {
     let suffix = &peer[peer.len() - 6..];
     report.lines().find(|l| l.contains(suffix) && l.contains(" on ")).unwrap_or("")
 }
+
+/// One channel row of `node earnings`: stored byte-seconds, served bytes, earned, received.
+pub type Row = (u128, u64, u64, u64);
+
+/// Parses `node earnings`: the channel rows, the number of confirmed closes, and the text.
+pub fn earnings(net: &Devnet, i: usize) -> (Vec<Row>, usize, String) {
+    let cfg = net.node_dir(i).join("node.toml");
+    let out = blackbox(None, &["--config", cfg.to_str().unwrap(), "node", "earnings"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let rows = text
+        .lines()
+        .filter(|l| l.contains(":0 ") || l.contains(":1 "))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[1].parse().unwrap(), f[2].parse().unwrap(), f[4].parse().unwrap(), f[5].parse().unwrap())
+        })
+        .collect();
+    let confirmed = text.matches("confirmed (").count();
+    (rows, confirmed, text)
+}
+
+/// Satoshis node `i` says it received in commitments, over all its channels.
+pub fn received(net: &Devnet, i: usize) -> u64 {
+    let (_, _, text) = earnings(net, i);
+    let line = text.lines().find(|l| l.starts_with("earned ")).unwrap_or_else(|| panic!("no totals in:\n{text}"));
+    let at = line.find("received ").expect("received") + "received ".len();
+    line[at..].split_whitespace().next().and_then(|n| n.parse().ok()).expect("number")
+}
