@@ -45,6 +45,14 @@ async fn a_hostile_peer_changes_nothing_of_the_victim() {
     let (peer, addrs) = node(&net, 0);
     let books_before = earnings(&net, 0).0;
     let channel = victim_channel(&net, &peer);
+    let leases = || -> Vec<String> {
+        let out = net.run(&["check", &cap, "--leases"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).lines().filter(|l| l.contains("lease until")).map(str::to_string).collect()
+    };
+    let leases_before = leases();
+    assert_eq!(leases_before.len(), 3, "one lease line per share: {leases_before:?}");
+    assert!(leases_before.iter().all(|l| l.ends_with(" UTC")), "{leases_before:?}");
     let thief = Libp2pTransport::new(Duration::from_secs(20)).unwrap();
     let ask = |req: Request| {
         let (thief, addrs) = (thief.clone(), addrs.clone());
@@ -121,6 +129,7 @@ async fn a_hostile_peer_changes_nothing_of_the_victim() {
     assert!(same_file(&file, &back));
     // What the thief did moved nothing: the victim's channel at node 0 holds only the victim's
     // own usage (its put, then its audit and get), and the victim pays exactly what nodes received.
+    assert_eq!(leases(), leases_before, "no lease of the victim moved");
     let books_after = earnings(&net, 0).0;
     assert_eq!(books_after.len(), books_before.len(), "the thief opened no channel and changed none");
     assert_eq!(books_after[0].0, books_before[0].0, "stored byte-seconds unchanged: no renewal went through");

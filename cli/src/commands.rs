@@ -63,6 +63,9 @@ pub struct CheckArgs {
     /// Also download every share and check every block (no decryption).
     #[arg(long)]
     verify: bool,
+    /// Also print each share's node and lease expiry (UTC).
+    #[arg(long)]
+    leases: bool,
 }
 
 /// `nodes` options.
@@ -156,6 +159,15 @@ pub async fn check(config: Option<PathBuf>, args: CheckArgs) -> Result<ExitCode>
     let s = session(config).await?;
     let (report, verified) = s.check(&vcap, args.verify).await?;
     show::check(&vcap, &report);
+    if args.leases {
+        for (share, peer, expires) in s.leases(&vcap).await {
+            println!(
+                "  share {share:>3} on {}: lease until {}",
+                show::short(&peer.to_string()),
+                blackbox_util::utc(expires)
+            );
+        }
+    }
     let (recoverable, found) = match &verified {
         Some(v) => {
             for (share, peer, health) in &v.shares {

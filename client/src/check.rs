@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use blackbox_core::VerifyCap;
 use blackbox_net::{PeerId, Transport};
+use blackbox_net::{Request, Response};
 
 use crate::reputation::Outcome;
 use crate::{servers_of_happiness, Client, ClientError};
@@ -90,6 +91,20 @@ impl<T: Transport> Client<T> {
             needed: cap.k as usize,
             happiness: servers_of_happiness(&pairs),
         }
+    }
+
+    /// Every share's node and lease expiry (Unix seconds), as each node holding shares says.
+    pub async fn leases(&self, cap: &VerifyCap) -> Vec<(u8, PeerId, u64)> {
+        let si = cap.storage_index;
+        let asks = self.nodes.iter().map(|n| async move {
+            match tokio::time::timeout(self.query_timeout, self.call(n, Request::Leases { si })).await {
+                Ok(Ok(Response::Leases(list))) => list.into_iter().map(|(s, e)| (s, n.peer, e)).collect(),
+                _ => Vec::new(),
+            }
+        });
+        let mut all: Vec<(u8, PeerId, u64)> = futures::future::join_all(asks).await.into_iter().flatten().collect();
+        all.sort();
+        all
     }
 
     /// Reads every share from every holder and checks each block against the cap; never decrypts.

@@ -112,6 +112,11 @@ impl Session {
         Ok(n)
     }
 
+    /// Every share's node and lease expiry (Unix seconds).
+    pub async fn leases(&self, cap: &VerifyCap) -> Vec<(u8, blackbox_net::PeerId, u64)> {
+        self.client.leases(cap).await
+    }
+
     /// Where the file's shares are; with `verify`, every share is also downloaded and every block
     /// checked (no decryption).
     pub async fn check(

@@ -71,6 +71,8 @@ pub enum Request {
     ChannelStatus { txid: [u8; 32], vout: u32 },
     /// Lease `cores` CPU cores for `secs` seconds (billed per core-second).
     LeaseCpu { cores: u32, secs: u32 },
+    /// The lease expiry of every share of `si` the node holds.
+    Leases { si: Si },
 }
 
 /// Node counters reported by [`Request::Status`].
@@ -160,6 +162,8 @@ pub enum Response {
     /// The answer to a `Paid` request: the satoshis charged to the channel for it (0 when the
     /// request failed) and the channel's total owed after it.
     Receipt { charged: u64, owed: u64, inner: Box<Response> },
+    /// Share numbers held with their lease expiry (Unix seconds).
+    Leases(Vec<(u8, u64)>),
 }
 
 impl Response {
@@ -309,6 +313,11 @@ impl Request {
                 w.u32(*cores).u32(*secs);
                 w
             }
+            Request::Leases { si } => {
+                let mut w = Writer::new(16);
+                w.raw(si);
+                w
+            }
         };
         vec![Bytes::from(w.0)]
     }
@@ -356,6 +365,7 @@ impl Request {
             }
             14 => Request::ChannelStatus { txid: r.array()?, vout: r.u32()? },
             15 => Request::LeaseCpu { cores: r.u32()?, secs: r.u32()? },
+            16 => Request::Leases { si: r.array()? },
             other => return Err(WireError::UnknownKind(other)),
         };
         r.finish()?;
@@ -434,6 +444,14 @@ impl Response {
                 w.u64(*paid).u64(*owed).u64(*stored as u64).u64((*stored >> 64) as u64).u64(*served).u64(*cpu);
                 w
             }
+            Response::Leases(list) => {
+                let mut w = Writer::new(13);
+                w.u32(list.len() as u32);
+                for (share, expires) in list {
+                    w.u8(*share).u64(*expires);
+                }
+                w
+            }
             Response::Receipt { charged, owed, inner } => {
                 let mut w = Writer::new(12);
                 w.u64(*charged).u64(*owed);
@@ -498,6 +516,14 @@ impl Response {
                     served: r.u64()?,
                     cpu: r.u64()?,
                 }
+            }
+            13 => {
+                let count = r.count(256)?;
+                let mut list = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    list.push((r.u8()?, r.u64()?));
+                }
+                Response::Leases(list)
             }
             12 => {
                 let (charged, owed) = (r.u64()?, r.u64()?);

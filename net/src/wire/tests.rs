@@ -81,6 +81,7 @@ fn request() -> impl Strategy<Value = Request> {
         }),
         (any::<[u8; 32]>(), any::<u32>()).prop_map(|(txid, vout)| Request::ChannelStatus { txid, vout }),
         (any::<u32>(), any::<u32>()).prop_map(|(cores, secs)| Request::LeaseCpu { cores, secs }),
+        si.prop_map(|si| Request::Leases { si }),
         (
             si,
             any::<u8>(),
@@ -138,6 +139,7 @@ fn response() -> impl Strategy<Value = Response> {
         proptest::collection::vec(any::<u8>(), 0..300).prop_map(|o| Response::Offer(o.into())),
         proptest::collection::vec(any::<u8>(), 0..300).prop_map(|p| Response::Proof(p.into())),
         (any::<u32>(), any::<u64>()).prop_map(|(shares, expires)| Response::Renewed { shares, expires }),
+        proptest::collection::vec((any::<u8>(), any::<u64>()), 0..20).prop_map(Response::Leases),
         (any::<u64>(), any::<u64>(), any::<u128>(), any::<u64>(), any::<u64>())
             .prop_map(|(paid, owed, stored, served, cpu)| Response::Channel { paid, owed, stored, served, cpu }),
     ]

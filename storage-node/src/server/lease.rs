@@ -68,6 +68,17 @@ impl<S: ShareStore> StorageServer<S> {
         Ok((count, bytes))
     }
 
+    /// The lease expiry of every share of `si` held here.
+    pub(super) fn leases_of(&self, si: Si) -> Reply {
+        let mut list = Vec::new();
+        for share in self.store.list_shares(&si)? {
+            if let Some(expires) = self.store.lease(&ShareKey { si, share })? {
+                list.push((share, expires));
+            }
+        }
+        Ok(Response::Leases(list))
+    }
+
     /// Extends the lease of every share of a file held here to `lease` seconds from now; leases
     /// only grow (a shorter one leaves a share as it is), and only the extension is billed.
     pub(super) fn renew(&self, si: Si, lease: u32, bill: &Bill) -> Reply {

@@ -162,6 +162,7 @@ impl<S: ShareStore> StorageServer<S> {
             Request::Paid { update, inner } => self.paid(from, &update, *inner),
             Request::ChannelStatus { txid, vout } => self.channel_status(bill, txid, vout),
             Request::LeaseCpu { cores, secs } => self.lease_cpu(bill, cores, secs),
+            Request::Leases { si } => self.leases_of(si),
         }
     }
 }
