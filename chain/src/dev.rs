@@ -54,6 +54,10 @@ pub struct DevChain {
     state: Mutex<State>,
 }
 
+/// Fee a transaction must pay per virtual byte to be accepted (Bitcoin Core's default minimum
+/// relay fee), so a zero-fee transaction never confirms here either.
+pub const MIN_RELAY_SAT_PER_VB: u64 = 1;
+
 /// Block time: the clock as bitcoin's 32-bit timestamps hold it.
 fn now_secs() -> u32 {
     u32::try_from(blackbox_util::now_secs()).unwrap_or(u32::MAX)
@@ -160,8 +164,13 @@ impl DevChain {
         if value_out > value_in {
             return reject(format!("outputs {value_out} sat exceed inputs {value_in} sat"));
         }
+        let fee = value_in - value_out;
+        let floor = tx.vsize() as u64 * MIN_RELAY_SAT_PER_VB;
+        if fee < floor {
+            return reject(format!("min relay fee not met: {fee} sat < {floor} sat ({} vbytes)", tx.vsize()));
+        }
         blackbox_payments::consensus::verify_tx(tx, &spent).map_err(|e| ChainError::Rejected(e.to_string()))?;
-        Ok(value_in - value_out)
+        Ok(fee)
     }
 
     fn mine_one(st: &mut State, script: &Script) -> Result<(), ChainError> {

@@ -103,10 +103,17 @@ fn bad(what: &str) -> ChainError {
     ChainError::Unavailable(format!("malformed rpc result: {what}"))
 }
 
-/// BTC amounts come as JSON decimals; converted exactly to satoshis.
+/// BTC amounts come as JSON decimals; their text is converted exactly to satoshis (never
+/// through floating point).
 pub(crate) fn sats(v: &Value) -> Result<Amount, ChainError> {
-    let btc = v.as_f64().ok_or_else(|| bad("amount"))?;
-    Amount::from_btc(btc).map_err(|_| bad("amount"))
+    let Value::Number(n) = v else { return Err(bad("amount")) };
+    Amount::from_str_in(&n.to_string(), bitcoin::Denomination::Bitcoin).map_err(|_| bad("amount"))
+}
+
+/// An amount as the JSON decimal of its BTC value, exactly.
+pub(crate) fn btc_number(a: Amount) -> Value {
+    let text = a.to_string_in(bitcoin::Denomination::Bitcoin);
+    text.parse::<serde_json::Number>().map_or(Value::Null, Value::Number)
 }
 
 fn script_of(v: &Value) -> Result<ScriptBuf, ChainError> {

@@ -161,7 +161,7 @@ fn dispatch(chain: &DevChain, method: &str, p: &Value) -> RpcResult {
                 None => Ok(Value::Null),
                 Some(u) => Ok(json!({
                     "confirmations": u.confirmations,
-                    "value": u.txout.value.to_btc(),
+                    "value": crate::rpc::btc_number(u.txout.value),
                     "scriptPubKey": {"hex": u.txout.script_pubkey.to_hex_string()},
                 })),
             }
@@ -187,7 +187,7 @@ fn dispatch(chain: &DevChain, method: &str, p: &Value) -> RpcResult {
                         "txid": u.outpoint.txid.to_string(),
                         "vout": u.outpoint.vout,
                         "scriptPubKey": u.txout.script_pubkey.to_hex_string(),
-                        "amount": u.txout.value.to_btc(),
+                        "amount": crate::rpc::btc_number(u.txout.value),
                         "height": height + 1 - u.confirmations,
                     })
                 })

@@ -25,7 +25,14 @@ struct Behaviour {
     rr: request_response::Behaviour<FrameCodec>,
     kad: kad::Behaviour<kad::store::MemoryStore>,
     identify: identify::Behaviour,
+    limits: libp2p::connection_limits::Behaviour,
 }
+
+/// Connections a node keeps with one peer (both directions); more are refused.
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
+/// Connections a node keeps established in all, and half-open ones it accepts at once.
+pub const MAX_CONNECTIONS: u32 = 2048;
+const MAX_PENDING_INCOMING: u32 = 256;
 
 /// Concurrent streams one connection may have open; bounds a node's work per peer.
 const MAX_STREAMS: usize = 64;
@@ -79,7 +86,13 @@ fn build_swarm(
     let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::with_config(peer_id, store_cfg), kcfg);
     kad.set_mode(Some(if server { kad::Mode::Server } else { kad::Mode::Client }));
     let identify = identify::Behaviour::new(identify::Config::new("/blackbox/1".into(), keypair.public()));
-    let behaviour = Behaviour { rr, kad, identify };
+    let limits = libp2p::connection_limits::Behaviour::new(
+        libp2p::connection_limits::ConnectionLimits::default()
+            .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+            .with_max_established(Some(MAX_CONNECTIONS))
+            .with_max_pending_incoming(Some(MAX_PENDING_INCOMING)),
+    );
+    let behaviour = Behaviour { rr, kad, identify, limits };
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)

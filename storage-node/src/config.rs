@@ -74,10 +74,17 @@ pub struct PaymentsConfig {
     /// Close every paid channel at shutdown (default: only those near their timeout).
     #[serde(default)]
     pub close_all_on_shutdown: bool,
+    /// Least fee a channel's commitment may carry, in satoshis: a close that pays less may
+    /// never confirm (a commitment is ~200 vbytes; the default is 1 sat/vbyte).
+    #[serde(default = "min_fee")]
+    pub min_commitment_fee_sat: u64,
     /// The bitcoin node to use (`[payments.chain]`).
     pub chain: blackbox_chain::RpcConfig,
 }
 
+fn min_fee() -> u64 {
+    200
+}
 fn one() -> u32 {
     1
 }

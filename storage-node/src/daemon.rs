@@ -116,6 +116,7 @@ fn open_billing(cfg: &NodeConfig, node: blackbox_net::PeerId) -> Result<Option<A
         min_confirmations: pc.min_confirmations,
         min_timeout_blocks: pc.min_timeout_blocks,
         close_margin_blocks: pc.close_margin_blocks,
+        min_fee_sat: pc.min_commitment_fee_sat,
         dir: cfg.data_dir.join("channels"),
     })?;
     info!(chain = %pc.chain.rpc_addr, "payments on: storage, egress and CPU are billed through channels");

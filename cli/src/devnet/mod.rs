@@ -211,6 +211,7 @@ pub async fn up(args: UpArgs) -> Result<ExitCode> {
         min_timeout_blocks: 12,
         close_margin_blocks: 6,
         close_all_on_shutdown: false,
+        min_commitment_fee_sat: 200,
         chain: c.rpc.clone(),
     });
     let miner = chain.as_ref().map(|c| spawn_miner(c, args.block_secs));

@@ -14,6 +14,9 @@ pub enum BillingError {
     /// The channel pays another key than this node's.
     #[error("channel does not pay this node's key")]
     NotOurKey,
+    /// The commitment fee is below the node's floor: its close might never confirm.
+    #[error("channel fee {fee} sat is below this node's floor of {floor} sat")]
+    FeeTooLow { fee: u64, floor: u64 },
     /// The funding output is already used by another channel.
     #[error("a different channel uses this funding output")]
     FundingTaken,

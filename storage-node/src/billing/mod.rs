@@ -47,6 +47,8 @@ pub struct BillingConfig {
     pub min_timeout_blocks: u32,
     /// Close this many blocks before the timeout (the payer's refund becomes valid at it).
     pub close_margin_blocks: u32,
+    /// Least commitment fee accepted, in satoshis.
+    pub min_fee_sat: u64,
     /// Directory of the channel records.
     pub dir: PathBuf,
 }
@@ -122,6 +124,9 @@ impl Billing {
         p.check().map_err(BillingError::Malformed)?;
         if p.provider != public_key(&self.cfg.key) {
             return Err(BillingError::NotOurKey);
+        }
+        if p.fee < self.cfg.min_fee_sat {
+            return Err(BillingError::FeeTooLow { fee: p.fee, floor: self.cfg.min_fee_sat });
         }
         let offer = SignedOffer::decode(offer).map_err(|e| BillingError::BadOffer(e.to_string()))?;
         offer.verify(&self.cfg.node, now).map_err(|e| BillingError::BadOffer(e.to_string()))?;

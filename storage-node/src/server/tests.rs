@@ -259,3 +259,22 @@ fn challenges_are_budgeted_per_peer() {
     }
     assert!(proves(&s, &header, si, 0), "another peer is still served");
 }
+
+/// Rewriting blocks already written does not keep an upload (and its reservation) alive.
+#[test]
+fn rewriting_a_block_does_not_hold_a_reservation() {
+    let s = StorageServer::new(MemoryStore::new(), 1 << 30, Duration::from_millis(400)).unwrap();
+    let me = PeerId::random();
+    let si = [3; 32];
+    let alloc = Request::Allocate { si, share: 0, k: 1, n: 2, segment_size: 4096, size: 8192, lease_secs: 0 };
+    let upload = allocated(s.handle(&me, alloc));
+    let len = FileLayout::new(EncodingParams::new(1, 2, 4096).unwrap(), 8192).block_len(0);
+    let block0 = Request::WriteBlocks { si, share: 0, upload, start: 0, blocks: vec![vec![1u8; len].into()] };
+    for _ in 0..6 {
+        assert_eq!(s.handle(&me, block0.clone()), Response::Ok);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s.expire_idle_uploads();
+    assert_eq!(s.status().pending, 0, "an upload that only rewrites block 0 is dropped");
+    assert_eq!(s.status().used, 0);
+}
