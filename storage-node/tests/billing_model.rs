@@ -1,0 +1,217 @@
+//! Property test of the node's books under several payers (billing on, over the devnet chain):
+//! random sequences of paid, unpaid, forged and cross-channel requests from two payers never
+//! panic; every receipt charges exactly the request's price at the channel's pinned prices (0
+//! when it failed or was not covered); a channel's owed is the sum of its receipts and never
+//! exceeds what its payer signed; nothing one payer sends changes the other's channel; a channel's
+//! status is told to its payer only.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bitcoin::hashes::Hash;
+use bitcoin::secp256k1::SecretKey;
+use bitcoin::OutPoint;
+use blackbox_chain::{burn_script, Chain, DevChain};
+use blackbox_core::Prices;
+use blackbox_net::offer::{Availability, Offer, Resources};
+use blackbox_net::{ErrorCode, Keypair, PeerId, Request, RequestHandler, Response};
+use blackbox_payments::channel::public_key;
+use blackbox_payments::wallet::{receive_script, spend};
+use blackbox_payments::{ChannelParams, PayerChannel, Usage};
+use blackbox_storage_node::billing::{Billing, BillingConfig};
+use blackbox_storage_node::{MemoryStore, StorageServer};
+use proptest::prelude::*;
+
+const PRICES: Prices =
+    Prices { storage_sat_per_gb_month: 1_000_000, egress_sat_per_gb: 1_000_000, cpu_sat_per_core_hour: 36_000 };
+
+struct Payer {
+    peer: PeerId,
+    key: SecretKey,
+    channel: PayerChannel,
+    /// Satoshis the node charged this channel, by its receipts.
+    owed: u64,
+}
+
+struct World {
+    server: StorageServer<MemoryStore>,
+    payers: Vec<Payer>,
+    _dir: tempfile::TempDir,
+}
+
+/// A node with billing on a fresh devnet chain, and two payers with a channel each.
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = Arc::new(DevChain::open(&dir.path().join("chain")).unwrap());
+    let node = Keypair::generate_ed25519();
+    let node_key = SecretKey::from_slice(&[9; 32]).unwrap();
+    let now = blackbox_util::now_secs();
+    let offer = Offer {
+        node: node.public(),
+        resources: Resources::default(),
+        availability: Availability::Always,
+        prices: PRICES,
+        bitcoin_pubkey: public_key(&node_key).to_bytes(),
+        region: String::new(),
+        issued_at: now,
+        expires_at: now + 3600,
+    }
+    .sign(&node)
+    .unwrap()
+    .encode();
+    let offer = bytes::Bytes::from(offer);
+    let billing = Billing::open(BillingConfig {
+        node: node.public().to_peer_id(),
+        prices: PRICES,
+        key: node_key,
+        chain: chain.clone(),
+        min_confirmations: 1,
+        min_timeout_blocks: 12,
+        close_margin_blocks: 6,
+        min_fee_sat: 200,
+        dir: dir.path().join("channels"),
+    })
+    .unwrap();
+    let server = StorageServer::new(MemoryStore::new(), 1 << 30, Duration::from_secs(600))
+        .unwrap()
+        .with_billing(Arc::new(billing));
+    let mut payers = Vec::new();
+    for b in 1..=2u8 {
+        let key = SecretKey::from_slice(&[b; 32]).unwrap();
+        chain.mine(101, &receive_script(&key)).unwrap();
+        let mut p = ChannelParams {
+            funding: OutPoint::null(),
+            capacity: 1_000_000,
+            payer: public_key(&key),
+            provider: public_key(&node_key),
+            timeout: chain.height().unwrap() + 100,
+            fee: 500,
+        };
+        let coins: Vec<_> =
+            chain.unspent(&receive_script(&key)).unwrap().into_iter().map(|u| (u.outpoint, u.txout)).collect();
+        let tx = spend(&coins, &key, vec![p.funding_output()]).unwrap();
+        p.funding = OutPoint { txid: chain.broadcast(&tx).unwrap(), vout: 0 };
+        chain.mine(1, &burn_script()).unwrap();
+        let peer = PeerId::random();
+        let open = Request::OpenChannel { params: p.encode().into(), offer: offer.clone() };
+        assert!(matches!(server.handle(&peer, open), Response::Channel { .. }));
+        payers.push(Payer { peer, key, channel: PayerChannel::new(p).unwrap(), owed: 0 });
+    }
+    World { server, payers, _dir: dir }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Payer `who` signs `extra` more and leases CPU for `secs` seconds.
+    Cpu { who: usize, extra: u64, secs: u32 },
+    /// Payer `who` asks the status of channel `of`, paying nothing new.
+    Status { who: usize, of: usize },
+    /// Payer `who` signs an update on the other payer's channel with its own key.
+    Forge { who: usize, amount: u64 },
+    /// A billed request without an envelope.
+    Unpaid { secs: u32 },
+    /// Payer `who` resends its newest update with a request that fails (no such file to renew).
+    Failing { who: usize },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0..2usize, 0u64..5_000, 1u32..400).prop_map(|(who, extra, secs)| Op::Cpu { who, extra, secs }),
+        (0..2usize, 0..2usize).prop_map(|(who, of)| Op::Status { who, of }),
+        (0..2usize, 1u64..900_000).prop_map(|(who, amount)| Op::Forge { who, amount }),
+        (1u32..100).prop_map(|secs| Op::Unpaid { secs }),
+        (0..2usize).prop_map(|who| Op::Failing { who }),
+    ]
+}
+
+fn status_req(p: &PayerChannel) -> Request {
+    let f = p.params.funding;
+    Request::ChannelStatus { txid: f.txid.to_byte_array(), vout: f.vout }
+}
+
+fn update(p: &Payer) -> bytes::Bytes {
+    p.channel.sign(p.channel.paid, &p.key).unwrap().encode().into()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn books_hold_under_several_payers(ops in proptest::collection::vec(op(), 1..30)) {
+        let mut w = world();
+        for op in ops {
+            match op {
+                Op::Cpu { who, extra, secs } => {
+                    let p = &mut w.payers[who];
+                    let cost = Usage::default().with_cpu(u64::from(secs)).owed(&PRICES);
+                    p.channel.paid = (p.channel.paid + extra).min(p.channel.params.max_payable());
+                    let req = Request::Paid { update: update(p), inner: Box::new(Request::LeaseCpu { cores: 1, secs }) };
+                    let Response::Receipt { charged, owed, inner } = w.server.handle(&p.peer, req) else {
+                        return Err(TestCaseError::fail("no receipt"));
+                    };
+                    if p.owed + cost <= p.channel.paid {
+                        prop_assert_eq!(*inner, Response::Ok);
+                        prop_assert_eq!(charged, cost);
+                    } else {
+                        prop_assert!(matches!(*inner, Response::Error { code: ErrorCode::PaymentRequired, .. }), "not refused");
+                        prop_assert_eq!(charged, 0);
+                    }
+                    p.owed += charged;
+                    prop_assert_eq!(owed, p.owed);
+                }
+                Op::Status { who, of } => {
+                    let target = status_req(&w.payers[of].channel);
+                    let p = &w.payers[who];
+                    let req = if p.channel.paid == 0 { target } else {
+                        Request::Paid { update: update(p), inner: Box::new(target) }
+                    };
+                    let r = w.server.handle(&p.peer, req);
+                    let inner = match r { Response::Receipt { charged: 0, inner, .. } => *inner, other => other };
+                    match inner {
+                        Response::Channel { paid, owed, .. } => {
+                            prop_assert_eq!(who, of, "status told to another payer");
+                            prop_assert_eq!((paid, owed), (p.channel.paid, p.owed));
+                        }
+                        Response::Error { .. } => prop_assert!(who != of || p.channel.paid == 0),
+                        other => return Err(TestCaseError::fail(format!("{other:?}"))),
+                    }
+                }
+                Op::Forge { who, amount } => {
+                    let victim = &w.payers[1 - who];
+                    let forged = PayerChannel { params: victim.channel.params, paid: 0 }.sign(amount, &w.payers[who].key).unwrap();
+                    let inner = Box::new(Request::LeaseCpu { cores: 1, secs: 60 });
+                    let r = w.server.handle(&w.payers[who].peer, Request::Paid { update: forged.encode().into(), inner });
+                    prop_assert!(matches!(r, Response::Error { .. }), "forged payment accepted: {:?}", r);
+                }
+                Op::Unpaid { secs } => {
+                    let r = w.server.handle(&w.payers[0].peer, Request::LeaseCpu { cores: 1, secs });
+                    prop_assert!(matches!(r, Response::Error { code: ErrorCode::PaymentRequired, .. }), "unpaid request served");
+                }
+                Op::Failing { who } => {
+                    let p = &w.payers[who];
+                    if p.channel.paid == 0 { continue; }
+                    let req = Request::Paid { update: update(p), inner: Box::new(Request::Renew { si: [5; 32], lease_secs: 100 }) };
+                    match w.server.handle(&p.peer, req) {
+                        Response::Receipt { charged, owed, inner } => {
+                            prop_assert_eq!(charged, 0, "a failed request is not billed");
+                            prop_assert_eq!(owed, p.owed);
+                            prop_assert!(matches!(*inner, Response::Error { .. }), "a renewal of nothing succeeded");
+                        }
+                        other => return Err(TestCaseError::fail(format!("{other:?}"))),
+                    }
+                }
+            }
+            // Every channel's books, as its payer sees them.
+            for p in &w.payers {
+                if p.channel.paid == 0 { continue; }
+                let req = Request::Paid { update: update(p), inner: Box::new(status_req(&p.channel)) };
+                let Response::Receipt { inner, .. } = w.server.handle(&p.peer, req) else {
+                    return Err(TestCaseError::fail("no receipt for status"));
+                };
+                let Response::Channel { paid, owed, .. } = *inner else { return Err(TestCaseError::fail("no status")) };
+                prop_assert_eq!((paid, owed), (p.channel.paid, p.owed));
+                prop_assert!(owed <= paid);
+            }
+        }
+    }
+}
