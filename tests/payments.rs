@@ -164,3 +164,46 @@ fn killed_node_or_client_loses_no_payment_and_pays_nothing_twice() {
     assert!(wallet.contains(&format!("paid {received_total} sat in all")), "client and nodes disagree:\n{wallet}");
     assert!(killed_early, "the first download finished before it could be killed");
 }
+
+/// A node that dies (`abort`, as `kill -9`) after recording a charge and before sending its
+/// receipt: the client fails over, and once the node is back, the next request leaves the client's
+/// books and every node's in agreement to the satoshi.
+#[test]
+fn node_killed_between_a_charge_and_its_receipt_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let file = tmp.path().join("f");
+    random_file(&file, 6 << 20, 79);
+    let net = Devnet::start(&dir, 4, &[]);
+    let cap = put(&net, &file);
+    net.stop();
+    edit_node_config(&dir, 0, "fault_abort_after_charges = 0", "fault_abort_after_charges = 1");
+    let net = Devnet::start(&dir, 4, &[]);
+    // A renewal is billed on every node: node 0 records its charge and dies before answering;
+    // the other nodes renew.
+    let out = net.run(&["renew", &cap, "--days", "40"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    net.stop();
+    assert!(std::fs::read_to_string(net_log(&dir, 0)).unwrap().contains("dying between a charge and its receipt"));
+    edit_node_config(&dir, 0, "fault_abort_after_charges = 1", "fault_abort_after_charges = 0");
+    let net = Devnet::start(&dir, 4, &[]);
+    // The next requests: a renewal everywhere and a verified read.
+    let out = net.run(&["renew", &cap, "--days", "41"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let back = tmp.path().join("back");
+    let out = net.run(&["get", &cap, "-o", back.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(same_file(&file, &back));
+    let total: u64 = (0..4).map(|i| received(&net, i)).sum();
+    let wallet = stdout(&net.run(&["wallet"]));
+    assert!(wallet.contains(&format!("paid {total} sat in all")), "client and nodes disagree:\n{wallet}");
+    for i in 0..4 {
+        let (rows, _, text) = earnings(&net, i);
+        assert!(rows.iter().all(|r| r.2 <= r.3), "a node billed more than it was paid:\n{text}");
+    }
+    net.stop();
+}
+
+fn net_log(dir: &std::path::Path, i: usize) -> std::path::PathBuf {
+    dir.join(format!("node-{i:02}")).join("node.log")
+}

@@ -51,6 +51,10 @@ pub struct NodeConfig {
     /// TEST ONLY (`faults` builds): delay every challenge answer by this many milliseconds.
     #[cfg(feature = "faults")]
     pub fault_proof_delay_ms: u64,
+    /// TEST ONLY (`faults` builds): abort after this many charged requests, between recording a
+    /// charge and sending its receipt; 0 = never.
+    #[cfg(feature = "faults")]
+    pub fault_abort_after_charges: u64,
 }
 
 /// An availability setting that does not parse.
@@ -191,6 +195,8 @@ impl Default for NodeConfig {
             fault_proof_other_share: false,
             #[cfg(feature = "faults")]
             fault_proof_delay_ms: 0,
+            #[cfg(feature = "faults")]
+            fault_abort_after_charges: 0,
         }
     }
 }
@@ -211,6 +217,7 @@ impl NodeConfig {
             corrupt_every: if self.fault_corrupt_reads { 1 } else { self.fault_corrupt_every },
             proof_from_other_share: self.fault_proof_other_share,
             proof_delay: std::time::Duration::from_millis(self.fault_proof_delay_ms),
+            abort_after_charges: self.fault_abort_after_charges,
         }
     }
 }

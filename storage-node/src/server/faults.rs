@@ -19,12 +19,18 @@ pub struct Faults {
     pub proof_from_other_share: bool,
     /// Wait this long before answering a challenge.
     pub proof_delay: Duration,
+    /// Die (abort, as `kill -9` would) after this many charged requests, between recording the
+    /// charge and sending its receipt; 0 = never.
+    pub abort_after_charges: u64,
 }
 
 impl Faults {
     /// Whether any fault is switched on.
     pub fn any(&self) -> bool {
-        self.corrupt_every > 0 || self.proof_from_other_share || !self.proof_delay.is_zero()
+        self.corrupt_every > 0
+            || self.proof_from_other_share
+            || !self.proof_delay.is_zero()
+            || self.abort_after_charges > 0
     }
 }
 
@@ -68,6 +74,18 @@ impl<S: ShareStore> StorageServer<S> {
         }
         let all = self.store.expired(u64::MAX)?;
         Ok(all.into_iter().find(|k| *k != asked).unwrap_or(asked))
+    }
+
+    /// Dies once enough charged requests were recorded, before their receipt is sent.
+    pub(super) fn die_after_charge(&self, charged: u64) {
+        let limit = self.faults().abort_after_charges;
+        if limit == 0 || charged == 0 {
+            return;
+        }
+        if self.charged_requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 >= limit {
+            tracing::warn!("TEST FAULT: dying between a charge and its receipt");
+            std::process::abort();
+        }
     }
 
     pub(super) fn delay_proof(&self) {

@@ -59,6 +59,8 @@ pub struct StorageServer<S> {
     key_locks: Vec<Mutex<()>>,
     #[cfg(feature = "faults")]
     faults: Mutex<Faults>,
+    #[cfg(feature = "faults")]
+    charged_requests: std::sync::atomic::AtomicU64,
     /// Payment channels and billing; `None`: the node serves for free.
     billing: Option<std::sync::Arc<crate::billing::Billing>>,
 }
@@ -90,6 +92,8 @@ impl<S: ShareStore> StorageServer<S> {
             key_locks: (0..KEY_LOCKS).map(|_| Mutex::new(())).collect(),
             #[cfg(feature = "faults")]
             faults: Mutex::new(Faults::default()),
+            #[cfg(feature = "faults")]
+            charged_requests: Default::default(),
             billing: None,
         })
     }

@@ -79,6 +79,8 @@ impl<S: ShareStore> StorageServer<S> {
         let channel = billing.payer(update)?;
         let bill = Bill { channel: Some(channel), charged: Cell::new(0) };
         let answer = self.dispatch(from, inner, &bill).unwrap_or_else(|e| e.to_response());
+        #[cfg(feature = "faults")]
+        self.die_after_charge(bill.charged.get());
         Ok(Response::Receipt { charged: bill.charged.get(), owed: billing.owed(&channel), inner: Box::new(answer) })
     }
 
