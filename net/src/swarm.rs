@@ -1,6 +1,7 @@
 //! The libp2p side: a serving node loop and a client transport, both over TCP + noise + yamux.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +34,10 @@ pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
 /// Connections a node keeps established in all, and half-open ones it accepts at once.
 pub const MAX_CONNECTIONS: u32 = 2048;
 const MAX_PENDING_INCOMING: u32 = 256;
+
+/// Requests being served on blocking threads at once, over all peers (each may hold a frame of up
+/// to `MAX_MESSAGE`); past it requests are refused at once.
+const MAX_REQUESTS_IN_FLIGHT: usize = 512;
 
 /// Concurrent streams one connection may have open; bounds a node's work per peer.
 const MAX_STREAMS: usize = 64;
@@ -219,6 +224,7 @@ pub async fn serve_with<H: RequestHandler>(
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
         let (done_tx, mut done_rx) = mpsc::channel::<(request_response::ResponseChannel<Bytes>, Vec<u8>)>(MAX_STREAMS);
+        let in_flight = Arc::new(AtomicUsize::new(0));
         loop {
             tokio::select! {
                 event = swarm.select_next_some() => match event {
@@ -240,10 +246,17 @@ pub async fn serve_with<H: RequestHandler>(
                                 continue;
                             }
                         }
-                        let handler = handler.clone();
-                        let done = done_tx.clone();
+                        if in_flight.load(Ordering::Acquire) >= MAX_REQUESTS_IN_FLIGHT {
+                            // Bounded over all peers: a flood gets a clear refusal, not a queue.
+                            let busy = Response::error(ErrorCode::QuotaExceeded, "node busy: too many requests in progress; retry");
+                            let _ = swarm.behaviour_mut().rr.send_response(channel, Bytes::from(busy.encode()));
+                            continue;
+                        }
+                        in_flight.fetch_add(1, Ordering::AcqRel);
+                        let (handler, done, count) = (handler.clone(), done_tx.clone(), in_flight.clone());
                         tokio::task::spawn_blocking(move || {
                             let response = request_response(&*handler, &peer, request);
+                            count.fetch_sub(1, Ordering::AcqRel);
                             let _ = done.blocking_send((channel, response.encode()));
                         });
                     }

@@ -357,10 +357,12 @@ impl Request {
             12 => Request::OpenChannel { params: r.bounded(MAX_PAYMENT_FIELD)?, offer: r.bounded(MAX_OFFER_FIELD)? },
             13 => {
                 let update = r.bounded(MAX_PAYMENT_FIELD)?;
-                let inner = Request::decode_inner(r.rest())?;
-                if matches!(inner, Request::Paid { .. }) {
+                let rest = r.rest();
+                // Checked before decoding: envelopes never nest, so decoding never recurses deeper.
+                if rest.get(1) == Some(&13) {
                     return Err(WireError::UnknownKind(13));
                 }
+                let inner = Request::decode_inner(rest)?;
                 return Ok(Request::Paid { update, inner: Box::new(inner) });
             }
             14 => Request::ChannelStatus { txid: r.array()?, vout: r.u32()? },
@@ -527,10 +529,11 @@ impl Response {
             }
             12 => {
                 let (charged, owed) = (r.u64()?, r.u64()?);
-                let inner = Response::decode(r.rest())?;
-                if matches!(inner, Response::Receipt { .. }) {
+                let rest = r.rest();
+                if rest.get(1) == Some(&12) {
                     return Err(WireError::UnknownKind(12));
                 }
+                let inner = Response::decode(rest)?;
                 return Ok(Response::Receipt { charged, owed, inner: Box::new(inner) });
             }
             other => return Err(WireError::UnknownKind(other)),

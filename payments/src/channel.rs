@@ -299,8 +299,20 @@ impl ProviderChannel {
         if update.paid > self.paid {
             return Err(PaymentError::Invalid("an update raising the payment must be checked in full"));
         }
+        if update.paid == 0 || update.signature.is_empty() {
+            return Err(PaymentError::BadSignature);
+        }
         if update.paid == self.paid {
             return if update.signature == self.signature { Ok(()) } else { Err(PaymentError::BadSignature) };
+        }
+        self.payer_signed(update)
+    }
+
+    /// Whether `update` carries the payer's valid signature over the commitment for its amount
+    /// (one ECDSA verification; nothing about what was accepted before).
+    pub fn payer_signed(&self, update: &ChannelUpdate) -> Result<(), PaymentError> {
+        if update.channel != self.params.funding {
+            return Err(PaymentError::WrongChannel);
         }
         let tx = self.params.commitment(update.paid)?;
         let sig = Signature::from_slice(&update.signature).map_err(|_| PaymentError::BadSignature)?;

@@ -76,6 +76,10 @@ fn only_the_payers_signatures_prove_the_payer() {
     assert_eq!(provider.proves_payer(&elsewhere), Err(PaymentError::WrongChannel));
     let higher = payer.sign(6_000, &pk).unwrap();
     assert!(provider.proves_payer(&higher).is_err(), "a raise must go through check()");
+    // A channel nothing was paid on yet: an empty update proves nothing.
+    let fresh = ProviderChannel::new(p).unwrap();
+    let empty = ChannelUpdate { channel: p.funding, paid: 0, signature: Vec::new() };
+    assert_eq!(fresh.proves_payer(&empty), Err(PaymentError::BadSignature));
 }
 
 #[test]

@@ -81,6 +81,9 @@ pub enum NodeError {
     /// A renewal that would extend no lease: leases only grow.
     #[error("leases already run until {expires} (unix), past the renewal asked; leases only grow")]
     LeaseLonger { expires: u64 },
+    /// A CPU lease of no cores or no time.
+    #[error("a CPU lease needs at least one core for at least one second")]
+    EmptyLease,
     /// A second commit of a share that is already stored.
     #[error("share already stored")]
     AlreadyStored,

@@ -24,6 +24,23 @@ fn golden_bytes() {
     assert_eq!(resp.encode(), vec![2, 12, 5, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 2, 0]);
 }
 
+/// Envelopes do not nest, however deep a hostile frame stacks them (no recursion, no overflow).
+#[test]
+fn nested_envelopes_are_refused_without_recursing() {
+    let mut req = Vec::new();
+    for _ in 0..150_000 {
+        req.extend_from_slice(&[2, 13, 0, 0, 0, 0]);
+    }
+    req.extend_from_slice(&Request::Status.encode());
+    assert_eq!(Request::decode(Bytes::from(req)), Err(WireError::UnknownKind(13)));
+    let mut resp = Vec::new();
+    for _ in 0..55_000 {
+        resp.extend_from_slice(&[2, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+    resp.extend_from_slice(&Response::Ok.encode());
+    assert_eq!(Response::decode(Bytes::from(resp)), Err(WireError::UnknownKind(12)));
+}
+
 /// Version 1 messages (before upload ids, receipts and priced channels) are refused by name.
 #[test]
 fn version_one_is_refused_clearly() {

@@ -53,10 +53,9 @@ pub struct BillingConfig {
     pub dir: PathBuf,
 }
 
-/// One channel's books and its open usage log.
+/// One channel's books.
 struct Books {
     account: Account,
-    log: Option<std::fs::File>,
 }
 
 /// The node's payment channels.
@@ -77,7 +76,7 @@ impl Billing {
         let accounts = load_accounts(&cfg.dir, cfg.prices)?;
         let billing = Self { cfg, channels: Mutex::default() };
         for a in accounts {
-            let books = Arc::new(Mutex::new(Books { account: a, log: None }));
+            let books = Arc::new(Mutex::new(Books { account: a }));
             // A new generation starts with an empty log, so snapshots never follow a torn one.
             let rewritten = billing.persist(&mut lock(&books));
             if let Err(BillingError::Record(source)) = rewritten {
@@ -99,20 +98,21 @@ impl Billing {
         b.account.generation += 1;
         let path = record_path(&self.cfg.dir, &b.account.channel.params.funding);
         blackbox_util::write_atomic(&path, &b.account.encode()).map_err(BillingError::Record)?;
-        let log = std::fs::OpenOptions::new()
+        std::fs::OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(true)
             .open(path.with_extension("log"))
             .map_err(BillingError::Record)?;
-        b.log = Some(log);
         Ok(())
     }
 
-    /// Appends the books' snapshot to the channel's log and fsyncs it.
+    /// Appends the books' snapshot to the channel's log and fsyncs it (the log is opened for each
+    /// append, so channels hold no file descriptors).
     fn log(&self, b: &mut Books) -> Result<(), BillingError> {
         let snapshot = log_record(&b.account);
-        let log = b.log.as_mut().ok_or_else(|| BillingError::Record(std::io::Error::other("usage log not open")))?;
+        let path = record_path(&self.cfg.dir, &b.account.channel.params.funding).with_extension("log");
+        let mut log = std::fs::OpenOptions::new().append(true).open(path).map_err(BillingError::Record)?;
         log.write_all(&snapshot).and_then(|()| log.sync_data()).map_err(BillingError::Record)
     }
 
@@ -133,21 +133,30 @@ impl Billing {
         if offer.offer.bitcoin_pubkey != p.provider.to_bytes() {
             return Err(BillingError::BadOffer("the offer names another payment key".into()));
         }
+        // Known already: told as opened, nothing of its state (that is for its payer only).
+        let opened = Response::Channel { paid: 0, owed: 0, stored: 0, served: 0, cpu: 0 };
         if let Ok(books) = self.books(&p.funding) {
-            let b = lock(&books);
-            if b.account.channel.params != p {
-                return Err(BillingError::FundingTaken);
-            }
-            return Ok(channel_state(&b.account));
+            return if lock(&books).account.channel.params == p { Ok(opened) } else { Err(BillingError::FundingTaken) };
         }
         self.check_funding(&p)?;
         let channel = ProviderChannel::new(p).map_err(BillingError::Malformed)?;
-        let mut books = Books { account: Account::new(channel, offer.offer.prices), log: None };
-        self.persist(&mut books)?;
-        let state = channel_state(&books.account);
-        lock(&self.channels).entry(p.funding).or_insert_with(|| Arc::new(Mutex::new(books)));
+        let books = Arc::new(Mutex::new(Books { account: Account::new(channel, offer.offer.prices) }));
+        // Published and persisted under its own lock: a racing open of the same channel finds it
+        // and never rewrites its record.
+        let mut b = lock(&books);
+        {
+            let mut map = lock(&self.channels);
+            if map.contains_key(&p.funding) {
+                return Ok(opened);
+            }
+            map.insert(p.funding, books.clone());
+        }
+        if let Err(e) = self.persist(&mut b) {
+            lock(&self.channels).remove(&p.funding);
+            return Err(e);
+        }
         info!(funding = %p.funding, capacity = p.capacity, timeout = p.timeout, "payment channel opened");
-        Ok(state)
+        Ok(opened)
     }
 
     fn check_funding(&self, p: &ChannelParams) -> Result<(), BillingError> {
@@ -177,6 +186,17 @@ impl Billing {
     pub fn payer(&self, update: &[u8]) -> Result<OutPoint, BillingError> {
         let u = ChannelUpdate::decode(update).map_err(BillingError::Malformed)?;
         let books = self.books(&u.channel)?;
+        // A raise from anyone costs a consensus run: its payer signature is checked first, outside
+        // the channel's lock, so a stranger's forged raises never stall the real payer.
+        let (params, held) = {
+            let b = lock(&books);
+            (b.account.channel.params, b.account.channel.paid)
+        };
+        if u.paid > held {
+            ProviderChannel { params, paid: 0, signature: Vec::new() }
+                .payer_signed(&u)
+                .map_err(BillingError::Rejected)?;
+        }
         let mut b = lock(&books);
         if b.account.closed.is_some() {
             return Err(BillingError::Closed);
@@ -216,6 +236,9 @@ impl Billing {
         let owed = b.account.owed.saturating_add(cost);
         if b.account.closed.is_some() || owed > b.account.channel.paid {
             return Err(BillingError::Unpaid { what, owed, paid: b.account.channel.paid });
+        }
+        if delta == Usage::default() {
+            return Ok(0);
         }
         let before = (b.account.owed, b.account.usage);
         b.account.owed = owed;

@@ -16,7 +16,35 @@ use crate::store::{ShareKey, ShareStore, StoreError};
 /// Challenges one peer may have answered per minute; each proof re-hashes blocks from disk.
 pub const CHALLENGES_PER_MINUTE: u32 = 600;
 
-/// Most peers whose challenge counts are kept (all are forgotten when a new minute begins).
+/// Proofs made at the same time, over all peers.
+const MAX_PROOFS_AT_ONCE: usize = 4;
+
+/// One of the node's proof slots, given back when dropped.
+struct ProofSlot<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> ProofSlot<'a> {
+    fn take(running: &'a std::sync::atomic::AtomicUsize) -> Option<Self> {
+        use std::sync::atomic::Ordering;
+        let mut now = running.load(Ordering::Relaxed);
+        loop {
+            if now >= MAX_PROOFS_AT_ONCE {
+                return None;
+            }
+            match running.compare_exchange(now, now + 1, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Some(Self(running)),
+                Err(seen) => now = seen,
+            }
+        }
+    }
+}
+
+impl Drop for ProofSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Most peers whose challenge counts are kept in one minute.
 const MAX_TRACKED: usize = 100_000;
 
 /// Challenges answered per peer in the current minute.
@@ -29,9 +57,13 @@ pub(super) struct ChallengeBudget {
 impl ChallengeBudget {
     /// Counts one challenge from `peer`; false when it is over the budget.
     fn take(&mut self, peer: &PeerId, now: u64) -> bool {
-        if now / 60 != self.minute || self.counts.len() >= MAX_TRACKED {
+        if now / 60 != self.minute {
             self.minute = now / 60;
             self.counts.clear();
+        }
+        // Past the tracking bound, newcomers wait for the next minute (nobody's count is reset).
+        if self.counts.len() >= MAX_TRACKED && !self.counts.contains_key(peer) {
+            return false;
         }
         let n = self.counts.entry(*peer).or_default();
         *n += 1;
@@ -56,6 +88,9 @@ impl<S: ShareStore> StorageServer<S> {
         if !self.challenges.lock().unwrap_or_else(|p| p.into_inner()).take(from, blackbox_util::now_secs()) {
             return Err(NodeError::TooManyChallenges { limit: CHALLENGES_PER_MINUTE });
         }
+        // Each proof loads a share's leaf hashes and re-hashes blocks: a few at a time, node-wide.
+        let _slot = ProofSlot::take(&self.proofs_running)
+            .ok_or(NodeError::Busy { in_flight: MAX_PROOFS_AT_ONCE, limit: MAX_PROOFS_AT_ONCE })?;
         self.delay_proof();
         let asked = ShareKey { si, share };
         self.committed_meta(&asked)?;

@@ -88,7 +88,8 @@ impl<S: ShareStore> StorageServer<S> {
         }
         let target = now_secs().saturating_add(self.leases.grant(lease));
         let keys: Vec<ShareKey> = shares.iter().map(|&share| ShareKey { si, share }).collect();
-        let _locks: Vec<_> = keys.iter().map(|k| (k, self.key_lock(k))).collect::<Vec<_>>();
+        let _locks = self.key_locks(&keys);
+        let now = now_secs();
         let mut rent = Usage::default();
         let mut grow = Vec::new();
         let mut latest = 0;
@@ -96,7 +97,8 @@ impl<S: ShareStore> StorageServer<S> {
             let (meta, old) = (self.committed_meta(key)?, self.store.lease(key)?.unwrap_or(0));
             latest = latest.max(old.max(target));
             if target > old {
-                rent = rent.with_storage(meta.share_len, target - old);
+                // A lease that ran out (not swept yet) is bought again from now, not from its end.
+                rent = rent.with_storage(meta.share_len, target - old.max(now));
                 grow.push(*key);
             }
         }

@@ -54,6 +54,8 @@ pub struct StorageServer<S> {
     limits: UploadLimits,
     /// Challenges answered per peer in the current minute.
     challenges: Mutex<audit::ChallengeBudget>,
+    /// Proofs being made now.
+    proofs_running: std::sync::atomic::AtomicUsize,
     /// Striped locks per share key: commit, renew and the lease sweep of one share never
     /// interleave (bounded memory, whatever the number of shares).
     key_locks: Vec<Mutex<()>>,
@@ -89,6 +91,7 @@ impl<S: ShareStore> StorageServer<S> {
             leases: LeasePolicy::default(),
             limits: UploadLimits::default(),
             challenges: Mutex::default(),
+            proofs_running: Default::default(),
             key_locks: (0..KEY_LOCKS).map(|_| Mutex::new(())).collect(),
             #[cfg(feature = "faults")]
             faults: Mutex::new(Faults::default()),
@@ -112,10 +115,23 @@ impl<S: ShareStore> StorageServer<S> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The lock of one share key, striped by share number: whoever takes several (a renewal of
-    /// a file's shares) takes them in ascending share order, so lockers never deadlock.
+    fn stripe(&self, key: &ShareKey) -> usize {
+        let h = blake3::hash(&[&key.si[..], &[key.share]].concat());
+        u16::from_le_bytes([h.as_bytes()[0], h.as_bytes()[1]]) as usize % self.key_locks.len()
+    }
+
+    /// The lock of one share key (striped by a hash of the key).
     fn key_lock(&self, key: &ShareKey) -> MutexGuard<'_, ()> {
-        self.key_locks[key.share as usize % self.key_locks.len()].lock().unwrap_or_else(|p| p.into_inner())
+        self.key_locks[self.stripe(key)].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The locks of several share keys, each stripe once, in ascending order (so that lockers
+    /// never deadlock).
+    fn key_locks(&self, keys: &[ShareKey]) -> Vec<MutexGuard<'_, ()>> {
+        let mut stripes: Vec<usize> = keys.iter().map(|k| self.stripe(k)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        stripes.into_iter().map(|i| self.key_locks[i].lock().unwrap_or_else(|p| p.into_inner())).collect()
     }
 
     /// Counters for `Status`.

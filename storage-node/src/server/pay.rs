@@ -91,6 +91,9 @@ impl<S: ShareStore> StorageServer<S> {
     }
 
     pub(super) fn lease_cpu(&self, bill: &Bill, cores: u32, secs: u32) -> Reply {
+        if cores == 0 || secs == 0 {
+            return Err(NodeError::EmptyLease);
+        }
         let core_secs = u64::from(cores) * u64::from(secs);
         self.charge(bill, Usage::default().with_cpu(core_secs), "this CPU lease")?;
         info!(cores, secs, "CPU lease granted");

@@ -94,6 +94,10 @@ impl<S: ShareStore> StorageServer<S> {
         if mine.len() >= self.limits.per_peer {
             return Err(NodeError::PeerUploads { have: mine.len(), limit: self.limits.per_peer });
         }
+        let my_blocks = mine.iter().map(|u| u.leaves.len()).sum::<usize>();
+        if my_blocks.saturating_add(blocks) > MAX_PENDING_BLOCKS / 16 {
+            return Err(NodeError::Busy { in_flight: my_blocks, limit: MAX_PENDING_BLOCKS / 16 });
+        }
         let reserved = mine.iter().map(|u| u.reserved).sum::<u64>();
         if reserved.saturating_add(need) > self.limits.reserved_per_peer {
             return Err(NodeError::PeerReserved { reserved, limit: self.limits.reserved_per_peer });
@@ -207,9 +211,13 @@ impl<S: ShareStore> StorageServer<S> {
             }
             st.uploads.remove(&id).ok_or(NodeError::NoSuchUpload)?
         };
-        if let Some(answer) = self.stored_as(&key, header)? {
-            let _ = self.store.abort_upload(id);
-            return Ok(answer);
+        match self.stored_as(&key, header) {
+            Ok(None) => {}
+            answer => {
+                // Stored already (or with another header): this upload goes, space and staging file.
+                let _ = self.store.abort_upload(id);
+                return answer.map(|a| a.unwrap_or(Response::Ok));
+            }
         }
         // Storage rent for the whole lease, billed before the share becomes visible.
         let rent = Usage::default().with_storage(upload.reserved, upload.lease_secs);
