@@ -78,6 +78,9 @@ pub enum NodeError {
     /// The sender asked for more proofs this minute than a peer may.
     #[error("too many challenges from this peer: at most {limit} a minute")]
     TooManyChallenges { limit: u32 },
+    /// The sender asked to open more channels this minute than a peer may.
+    #[error("too many channel opens from this peer: at most {limit} a minute")]
+    TooManyOpens { limit: u32 },
     /// A renewal that would extend no lease: leases only grow.
     #[error("leases already run until {expires} (unix), past the renewal asked; leases only grow")]
     LeaseLonger { expires: u64 },
@@ -103,7 +106,8 @@ impl NodeError {
             | Self::Full { .. }
             | Self::PeerUploads { .. }
             | Self::PeerReserved { .. }
-            | Self::TooManyChallenges { .. } => ErrorCode::QuotaExceeded,
+            | Self::TooManyChallenges { .. }
+            | Self::TooManyOpens { .. } => ErrorCode::QuotaExceeded,
             Self::NoSuchUpload | Self::NoSuchShare | Self::NoSharesOfFile | Self::NoOffer => ErrorCode::NotFound,
             Self::BadChallenge(_) => ErrorCode::Malformed,
             Self::Store(_) => ErrorCode::Internal,

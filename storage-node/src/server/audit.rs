@@ -47,16 +47,19 @@ impl Drop for ProofSlot<'_> {
 /// Most peers whose challenge counts are kept in one minute.
 const MAX_TRACKED: usize = 100_000;
 
-/// Challenges answered per peer in the current minute.
+/// Channel opens one peer may ask per minute; each costs the node chain queries.
+pub const OPENS_PER_MINUTE: u32 = 30;
+
+/// Requests of one kind answered per peer in the current minute.
 #[derive(Debug, Default)]
-pub(super) struct ChallengeBudget {
+pub(super) struct PeerBudget {
     minute: u64,
     counts: HashMap<PeerId, u32>,
 }
 
-impl ChallengeBudget {
-    /// Counts one challenge from `peer`; false when it is over the budget.
-    fn take(&mut self, peer: &PeerId, now: u64) -> bool {
+impl PeerBudget {
+    /// Counts one request from `peer`; false when it is over `limit` this minute.
+    pub(super) fn take(&mut self, peer: &PeerId, now: u64, limit: u32) -> bool {
         if now / 60 != self.minute {
             self.minute = now / 60;
             self.counts.clear();
@@ -67,7 +70,7 @@ impl ChallengeBudget {
         }
         let n = self.counts.entry(*peer).or_default();
         *n += 1;
-        *n <= CHALLENGES_PER_MINUTE
+        *n <= limit
     }
 }
 
@@ -85,7 +88,8 @@ impl<S: ShareStore> StorageServer<S> {
     ) -> Reply {
         let challenge = Challenge { storage_index: si, share, nonce, count };
         challenge.check().map_err(NodeError::BadChallenge)?;
-        if !self.challenges.lock().unwrap_or_else(|p| p.into_inner()).take(from, blackbox_util::now_secs()) {
+        let now = blackbox_util::now_secs();
+        if !self.challenges.lock().unwrap_or_else(|p| p.into_inner()).take(from, now, CHALLENGES_PER_MINUTE) {
             return Err(NodeError::TooManyChallenges { limit: CHALLENGES_PER_MINUTE });
         }
         // Each proof loads a share's leaf hashes and re-hashes blocks: a few at a time, node-wide.

@@ -53,7 +53,9 @@ pub struct StorageServer<S> {
     leases: LeasePolicy,
     limits: UploadLimits,
     /// Challenges answered per peer in the current minute.
-    challenges: Mutex<audit::ChallengeBudget>,
+    challenges: Mutex<audit::PeerBudget>,
+    /// Channel opens asked per peer in the current minute.
+    opens: Mutex<audit::PeerBudget>,
     /// Proofs being made now.
     proofs_running: std::sync::atomic::AtomicUsize,
     /// Striped locks per share key: commit, renew and the lease sweep of one share never
@@ -91,6 +93,7 @@ impl<S: ShareStore> StorageServer<S> {
             leases: LeasePolicy::default(),
             limits: UploadLimits::default(),
             challenges: Mutex::default(),
+            opens: Mutex::default(),
             proofs_running: Default::default(),
             key_locks: (0..KEY_LOCKS).map(|_| Mutex::new(())).collect(),
             #[cfg(feature = "faults")]
@@ -176,7 +179,11 @@ impl<S: ShareStore> StorageServer<S> {
             Request::Challenge { si, share, nonce, count } => self.challenge(from, si, share, nonce, count, bill),
             Request::Renew { si, lease_secs } => self.renew(si, lease_secs, bill),
             Request::OpenChannel { params, offer } => {
-                Ok(self.billing_or_free()?.open_channel(&params, &offer, blackbox_util::now_secs())?)
+                let now = blackbox_util::now_secs();
+                if !self.opens.lock().unwrap_or_else(|p| p.into_inner()).take(from, now, audit::OPENS_PER_MINUTE) {
+                    return Err(NodeError::TooManyOpens { limit: audit::OPENS_PER_MINUTE });
+                }
+                Ok(self.billing_or_free()?.open_channel(&params, &offer, now)?)
             }
             Request::Paid { .. } if bill.channel.is_some() => Err(NodeError::NestedPayment),
             Request::Paid { update, inner } => self.paid(from, &update, *inner),
