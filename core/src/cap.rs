@@ -39,11 +39,11 @@ fn base32() -> Encoding {
     spec.encoding().unwrap_or_else(|_| unreachable!("static base32 specification is valid"))
 }
 
-fn encode32(bytes: &[u8; 32]) -> String {
+pub(crate) fn encode32(bytes: &[u8; 32]) -> String {
     base32().encode(bytes)
 }
 
-fn decode32(s: &str, field: &'static str) -> Result<[u8; 32], CapError> {
+pub(crate) fn decode32(s: &str, field: &'static str) -> Result<[u8; 32], CapError> {
     if s.len() != 52 {
         return Err(CapError::Base32(field));
     }

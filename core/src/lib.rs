@@ -13,6 +13,7 @@ pub mod hashtree;
 mod params;
 mod prices;
 mod share;
+pub mod slot;
 
 pub use cap::{CapError, ReadCap, VerifyCap};
 pub use crypto::{decrypt_segment, encrypt_segment, storage_index, FileKey, StorageIndex};
@@ -23,6 +24,7 @@ pub use prices::Prices;
 pub use share::{
     file_root, FileEncoder, FileLayout, ShareHeader, ShareRootBuilder, ShareVerifier, FORMAT_VERSION, MAX_HEADER_LEN,
 };
+pub use slot::{SignedSlotHeader, SlotError, SlotHeader, SlotReadCap, SlotVerifyCap, SlotWriteCap};
 
 /// A 32-byte BLAKE3 digest.
 pub type Hash = [u8; 32];
