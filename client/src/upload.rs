@@ -143,6 +143,8 @@ impl<T: Transport> Client<T> {
         let open = Arc::new(open);
         let mut bad: HashSet<PeerId> = HashSet::new();
         let mut placed: Vec<(u8, NodeRef)> = Vec::new();
+        // Shares nodes said they hold already: believed only once their header matches the cap.
+        let mut claimed: Vec<(u8, NodeRef)> = Vec::new();
         let mut todo: Vec<u8> = (0..params.n() as u8).collect();
         let mut result: Option<ReadCap> = None;
         let mut last_error = String::from("no node accepted a share");
@@ -157,6 +159,7 @@ impl<T: Transport> Client<T> {
                 last_error = e.to_string();
             }
             let (have, need_data): (Vec<_>, Vec<_>) = targets.into_iter().partition(|(_, _, id)| id.is_none());
+            claimed.extend(have.iter().map(|(s, n, _)| (*s, n.clone())));
             placed.extend(have.into_iter().map(|(s, n, _)| (s, n)));
             let need_data: Vec<(u8, NodeRef, UploadId)> =
                 need_data.into_iter().filter_map(|(s, n, id)| Some((s, n, id?))).collect();
@@ -187,8 +190,34 @@ impl<T: Transport> Client<T> {
             // Every share was already stored (same key uploaded before): re-derive the cap.
             None => self.stream_pass(open, key, si, params, size, opts.lease_secs, Vec::new(), None).await?.cap,
         };
+        let false_claims = self.false_claims(&si, &cap, &claimed).await;
+        placed.retain(|(s, n)| !false_claims.iter().any(|(fs, fp)| fs == s && *fp == n.peer));
+        let happiness = servers_of_happiness(&to_pairs(&placed));
+        if happiness < opts.happy {
+            let detail = format!("{} node(s) claimed shares they do not hold", false_claims.len());
+            return Err(ClientError::NotHappy { achieved: happiness, happy: opts.happy, detail });
+        }
         info!(happiness, shares = placed.len(), "upload complete");
         Ok(UploadReport { cap, placements: placed.iter().map(|(s, n)| (*s, n.peer)).collect(), happiness, ranking })
+    }
+
+    /// The claims of "already stored" among `claimed` that the node's stored header does not back
+    /// (another file's share under this storage index, or none): noted as bad data.
+    async fn false_claims(&self, si: &StorageIndex, cap: &ReadCap, claimed: &[(u8, NodeRef)]) -> Vec<(u8, PeerId)> {
+        let asks = claimed.iter().map(|(share, node)| async move {
+            let r = self.call(node, Request::ReadHeader { si: *si, share: *share }).await;
+            let backed = matches!(&r, Ok(Response::Header(h)) if blackbox_core::file_root(h) == cap.root);
+            (*share, node.peer, backed)
+        });
+        let mut out = Vec::new();
+        for (share, peer, backed) in futures::future::join_all(asks).await {
+            if !backed {
+                warn!(share, %peer, "node claimed a share it does not hold");
+                self.note(peer, Outcome::BadData);
+                out.push((share, peer));
+            }
+        }
+        out
     }
 
     /// Notes a pass's outcomes for reputation, bars the nodes that failed, and returns the shares

@@ -14,12 +14,17 @@ use bytes::Bytes;
 struct Node {
     server: StorageServer<MemoryStore>,
     corrupt: AtomicBool,
+    /// Answer every allocation with "already stored", holding nothing.
+    squat: AtomicBool,
     /// Block writes left before the node stops answering anything but errors (negative: never).
     writes_left: AtomicI64,
 }
 
 impl RequestHandler for Node {
     fn handle(&self, from: &PeerId, req: Request) -> Response {
+        if self.squat.load(Ordering::Relaxed) && matches!(req, Request::Allocate { .. }) {
+            return Response::Allocated { already_have: true, upload: 0 };
+        }
         if matches!(req, Request::WriteBlocks { .. }) {
             self.writes_left.fetch_sub(1, Ordering::SeqCst);
         }
@@ -55,6 +60,7 @@ fn grid(count: usize, quota: u64) -> Grid {
             let node = Arc::new(Node {
                 server: StorageServer::new(MemoryStore::new(), quota, Duration::from_secs(60)).unwrap(),
                 corrupt: AtomicBool::new(false),
+                squat: AtomicBool::new(false),
                 writes_left: AtomicI64::new(i64::MIN / 2),
             });
             transport.insert(peer, node.clone());
@@ -125,6 +131,24 @@ async fn survives_losing_all_but_k_nodes() {
     }
 }
 
+/// A node that claims to hold shares it does not is not counted as holding them, and is noted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn false_already_stored_claims_are_not_counted() {
+    let g = grid(5, 1 << 30);
+    g.nodes[0].1.squat.store(true, Ordering::Relaxed);
+    let c = g.client();
+    let bytes = data(300_000);
+    let report = put(&c, &bytes, 2, 5, 4).await.unwrap();
+    let liar = g.nodes[0].0.peer;
+    assert!(report.placements.iter().all(|(_, p)| *p != liar), "{:?}", report.placements);
+    assert_eq!(report.happiness, 4);
+    assert!(c.take_outcomes().iter().any(|(p, o)| *p == liar && *o == blackbox_client::reputation::Outcome::BadData));
+    assert_eq!(get(&c, &report.cap, None).await.unwrap(), bytes);
+    // With every other node needed, the false claim makes the upload fail instead of lying.
+    let c = g.client();
+    assert!(matches!(put(&c, &bytes, 2, 5, 5).await, Err(ClientError::NotHappy { .. })));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_node_is_detected_and_skipped() {
     let g = grid(10, 1 << 30);
@@ -151,6 +175,7 @@ async fn full_nodes_are_skipped_and_happiness_is_enforced() {
         let tiny = Arc::new(Node {
             server: StorageServer::new(MemoryStore::new(), 10, Duration::from_secs(60)).unwrap(),
             corrupt: AtomicBool::new(false),
+            squat: AtomicBool::new(false),
             writes_left: AtomicI64::new(i64::MIN / 2),
         });
         g.transport.insert(node.peer, tiny);
