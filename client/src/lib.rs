@@ -206,6 +206,13 @@ async fn call_billed<T: Transport>(
                 payments.settle(&node.peer, &ticket, Some(owed)).await;
                 (charged, *inner)
             }
+            Err(ClientError::Node { code: ErrorCode::PaymentRequired, .. }) if attempt + 1 < PAY_ATTEMPTS => {
+                // The envelope itself was refused (say the node closed the channel): read the
+                // channel again from disk and the node, and pay anew.
+                payments.settle(&node.peer, &ticket, None).await;
+                payments.forget(&node.peer).await;
+                continue;
+            }
             other => {
                 payments.settle(&node.peer, &ticket, None).await;
                 return match other {

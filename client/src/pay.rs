@@ -277,8 +277,10 @@ impl Payments {
             l.owed = l.owed.max(mine.owed);
             l.synced = mine.synced && mine.ch.params == l.ch.params;
         }
-        if !l.synced {
-            self.sync(transport, node, &mut l).await?;
+        if !l.synced && !self.sync(transport, node, &mut l).await? {
+            info!(peer = %node.peer, "the node closed this channel; opening a new one");
+            self.retire(&node.peer, &l);
+            l = self.open(transport, node, &payee).await?;
         }
         let expected = delta.owed(&l.prices);
         let need = l.owed + l.inflight + expected;
@@ -372,8 +374,9 @@ impl Payments {
     }
 
     /// Learns what the node accepted and billed (a payment inside the envelope proves we are the
-    /// payer); reopens the channel at the node if the node does not know it.
-    async fn sync<T: Transport>(&self, transport: &T, node: &NodeRef, l: &mut Live) -> Result<(), ClientError> {
+    /// payer); reopens the channel at the node if the node does not know it. False when the node
+    /// closed the channel (it is then retired and a new one opened).
+    async fn sync<T: Transport>(&self, transport: &T, node: &NodeRef, l: &mut Live) -> Result<bool, ClientError> {
         let f = l.ch.params.funding;
         let status = Request::ChannelStatus { txid: f.txid.to_byte_array(), vout: f.vout };
         let req = Request::Paid { update: l.signature.clone(), inner: Box::new(status) };
@@ -397,10 +400,18 @@ impl Payments {
             | Err(ClientError::Unexpected { .. }) => {
                 self.announce(transport, node, &l.ch.params).await?;
             }
+            Err(ClientError::Node { code: blackbox_net::ErrorCode::PaymentRequired, .. }) => return Ok(false),
             Err(e) => return Err(e),
         }
         l.synced = true;
-        Ok(())
+        Ok(true)
+    }
+
+    /// Forgets what this process knows of the channel to `peer` (the record on disk is read
+    /// again on the next payment): after the node refused the envelope itself, e.g. because it
+    /// closed the channel.
+    pub async fn forget(&self, peer: &PeerId) {
+        *self.slot(peer).lock().await = None;
     }
 
     async fn announce<T: Transport>(
