@@ -19,6 +19,15 @@ use crate::{FileKey, ShareHeader, StorageIndex, MAX_HEADER_LEN};
 const READ_KEY_CONTEXT: &str = "blackbox 2026 slot read key";
 const SI_CONTEXT: &str = "blackbox 2026 slot storage index";
 const CONTENT_KEY_CONTEXT: &str = "blackbox 2026 slot content key";
+const VERSION_INDEX_CONTEXT: &str = "blackbox 2026 slot version index";
+
+/// Where version `sequence` of the slot at `storage_index` keeps its shares (each version's
+/// shares are stored like an immutable file's, so they are read, audited and repaired the same way).
+pub fn version_index(storage_index: &StorageIndex, sequence: u64) -> StorageIndex {
+    let mut input = storage_index.to_vec();
+    input.extend_from_slice(&sequence.to_le_bytes());
+    blake3::derive_key(VERSION_INDEX_CONTEXT, &input)
+}
 const SIGNING_CONTEXT: &[u8] = b"blackbox slot header v1";
 
 /// Format version of an encoded [`SignedSlotHeader`].

@@ -24,6 +24,9 @@ pub const MAX_PAYMENT_FIELD: u32 = 256;
 /// Longest signed offer carried when opening a channel.
 pub const MAX_OFFER_FIELD: u32 = crate::offer::MAX_OFFER_LEN as u32;
 
+/// Longest signed slot header carried.
+pub const MAX_SLOT_HEADER: u32 = blackbox_core::slot::MAX_SLOT_HEADER_LEN as u32;
+
 /// Names one upload in progress at a node (given by the node at allocation).
 pub type UploadId = u64;
 
@@ -73,6 +76,15 @@ pub enum Request {
     LeaseCpu { cores: u32, secs: u32 },
     /// The lease expiry of every share of `si` the node holds.
     Leases { si: Si },
+    /// Reserve space for share `share` of a new version of slot `si`, as a compare-and-swap on the
+    /// version it `replaces` (0: none): `header` is the version's signed slot header, checked
+    /// against `verifying_key` (whose storage index must be `si`). Blocks then go to the upload
+    /// under the version's storage index (`blackbox_core::slot::version_index`).
+    SlotAllocate { si: Si, share: u8, verifying_key: [u8; 32], header: Bytes, replaces: u64, lease_secs: u32 },
+    /// Make the upload the slot share's current version, if the slot still holds the replaced one.
+    SlotCommit { si: Si, share: u8, upload: UploadId },
+    /// The signed header of a slot share's current version.
+    SlotRead { si: Si, share: u8 },
 }
 
 /// Node counters reported by [`Request::Status`].
@@ -103,6 +115,8 @@ pub enum ErrorCode {
     Internal,
     /// The request must be paid for through a payment channel first.
     PaymentRequired,
+    /// A compare-and-swap lost: the slot holds another version than the one the write replaces.
+    Conflict,
 }
 
 impl ErrorCode {
@@ -114,6 +128,7 @@ impl ErrorCode {
             Self::Invalid => 4,
             Self::Internal => 5,
             Self::PaymentRequired => 6,
+            Self::Conflict => 7,
         }
     }
 
@@ -125,6 +140,7 @@ impl ErrorCode {
             4 => Self::Invalid,
             5 => Self::Internal,
             6 => Self::PaymentRequired,
+            7 => Self::Conflict,
             _ => return Err(WireError::UnknownKind(b)),
         })
     }
@@ -164,6 +180,8 @@ pub enum Response {
     Receipt { charged: u64, owed: u64, inner: Box<Response> },
     /// Share numbers held with their lease expiry (Unix seconds).
     Leases(Vec<(u8, u64)>),
+    /// A slot share's current version: its signed slot header.
+    Slot(Bytes),
 }
 
 impl Response {
@@ -318,6 +336,21 @@ impl Request {
                 w.raw(si);
                 w
             }
+            Request::SlotAllocate { si, share, verifying_key, header, replaces, lease_secs } => {
+                let mut w = Writer::new(17);
+                w.raw(si).u8(*share).raw(verifying_key).bytes(header).u64(*replaces).u32(*lease_secs);
+                w
+            }
+            Request::SlotCommit { si, share, upload } => {
+                let mut w = Writer::new(18);
+                w.raw(si).u8(*share).u64(*upload);
+                w
+            }
+            Request::SlotRead { si, share } => {
+                let mut w = Writer::new(19);
+                w.raw(si).u8(*share);
+                w
+            }
         };
         vec![Bytes::from(w.0)]
     }
@@ -368,6 +401,16 @@ impl Request {
             14 => Request::ChannelStatus { txid: r.array()?, vout: r.u32()? },
             15 => Request::LeaseCpu { cores: r.u32()?, secs: r.u32()? },
             16 => Request::Leases { si: r.array()? },
+            17 => Request::SlotAllocate {
+                si: r.array()?,
+                share: r.u8()?,
+                verifying_key: r.array()?,
+                header: r.bounded(MAX_SLOT_HEADER)?,
+                replaces: r.u64()?,
+                lease_secs: r.u32()?,
+            },
+            18 => Request::SlotCommit { si: r.array()?, share: r.u8()?, upload: r.u64()? },
+            19 => Request::SlotRead { si: r.array()?, share: r.u8()? },
             other => return Err(WireError::UnknownKind(other)),
         };
         r.finish()?;
@@ -446,6 +489,11 @@ impl Response {
                 w.u64(*paid).u64(*owed).u64(*stored as u64).u64((*stored >> 64) as u64).u64(*served).u64(*cpu);
                 w
             }
+            Response::Slot(h) => {
+                let mut w = Writer::new(14);
+                w.bytes(h);
+                w
+            }
             Response::Leases(list) => {
                 let mut w = Writer::new(13);
                 w.u32(list.len() as u32);
@@ -519,6 +567,7 @@ impl Response {
                     cpu: r.u64()?,
                 }
             }
+            14 => Response::Slot(r.bounded(MAX_SLOT_HEADER)?),
             13 => {
                 let count = r.count(256)?;
                 let mut list = Vec::with_capacity(count as usize);

@@ -6,7 +6,8 @@
 //! the rest of a node's work together (perf, `blackbox bench e2e`). Block integrity is already
 //! covered end to end by the BLAKE3 hash trees, so the share file needs no second checksum.
 //!
-//! RocksDB keys: `u id` unfinished-upload markers (value: the share it is for), `d si share`
+//! RocksDB keys: `v si share` a slot share's current version (its signed slot header), `u id`
+//! unfinished-upload markers (value: the share it is for), `d si share`
 //! deletions in progress, `m si share` share metadata (versioned, see `ShareMeta`), `l si share`
 //! leaf hashes (version byte, then 32 bytes per block), `e si share` lease expiry (version byte,
 //! Unix seconds u64 LE). Uploads are staged in `uploads/<id hex>`, one file per upload; share
@@ -345,6 +346,14 @@ impl ShareStore for DiskStore {
         self.remove_file(key)?;
         self.db.delete(db_key(b'd', key)).map_err(db_err)?;
         Ok(Some(meta.share_len))
+    }
+
+    fn slot(&self, key: &ShareKey) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get(db_key(b'v', key)).map_err(db_err)
+    }
+
+    fn set_slot(&self, key: &ShareKey, header: &[u8]) -> Result<(), StoreError> {
+        self.db.put_opt(db_key(b'v', key), header, &synced()).map_err(db_err)
     }
 
     fn flush(&self) -> Result<(), StoreError> {

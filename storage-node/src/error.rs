@@ -84,6 +84,15 @@ pub enum NodeError {
     /// A renewal that would extend no lease: leases only grow.
     #[error("leases already run until {expires} (unix), past the renewal asked; leases only grow")]
     LeaseLonger { expires: u64 },
+    /// A slot header that does not decode, names another slot, or is not signed by the slot key.
+    #[error("{0}")]
+    BadSlot(blackbox_core::SlotError),
+    /// A slot write whose version is not above the one it replaces.
+    #[error("slot version {sequence} is not above the version {replaces} it replaces")]
+    SlotNotNewer { sequence: u64, replaces: u64 },
+    /// A slot write that lost a compare-and-swap: the slot holds another version.
+    #[error("slot holds version {current}, not the version {replaces} this write replaces; read it and retry")]
+    Conflict { current: u64, replaces: u64 },
     /// A CPU lease of no cores or no time.
     #[error("a CPU lease needs at least one core for at least one second")]
     EmptyLease,
@@ -110,6 +119,7 @@ impl NodeError {
             | Self::TooManyOpens { .. } => ErrorCode::QuotaExceeded,
             Self::NoSuchUpload | Self::NoSuchShare | Self::NoSharesOfFile | Self::NoOffer => ErrorCode::NotFound,
             Self::BadChallenge(_) => ErrorCode::Malformed,
+            Self::Conflict { .. } => ErrorCode::Conflict,
             Self::Store(_) => ErrorCode::Internal,
             Self::Billing(b) => b.code(),
             _ => ErrorCode::Invalid,

@@ -15,6 +15,7 @@ struct Inner {
     uploads: BTreeMap<u64, (ShareKey, Vec<u8>)>,
     metas: BTreeMap<ShareKey, (ShareMeta, Vec<Hash>)>,
     leases: BTreeMap<ShareKey, u64>,
+    slots: BTreeMap<ShareKey, Vec<u8>>,
 }
 
 /// A share store in memory, for tests and in-process grids.
@@ -137,6 +138,15 @@ impl ShareStore for MemoryStore {
         inner.leases.remove(key);
         inner.data.remove(key);
         Ok(Some(meta.share_len))
+    }
+
+    fn slot(&self, key: &ShareKey) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().slots.get(key).cloned())
+    }
+
+    fn set_slot(&self, key: &ShareKey, header: &[u8]) -> Result<(), StoreError> {
+        self.lock().slots.insert(*key, header.to_vec());
+        Ok(())
     }
 
     fn flush(&self) -> Result<(), StoreError> {

@@ -117,6 +117,10 @@ pub trait ShareStore: Send + Sync + 'static {
     /// Deletes a committed share (metadata, leaves, lease and bytes); returns its length, or
     /// `None` if it was not stored. A crash part-way leaves no visible share and no lost space.
     fn delete_share(&self, key: &ShareKey) -> Result<Option<u64>, StoreError>;
+    /// The record of a slot share's current version (the encoded signed slot header), if any.
+    fn slot(&self, key: &ShareKey) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Sets the record of a slot share's current version, durably.
+    fn set_slot(&self, key: &ShareKey, header: &[u8]) -> Result<(), StoreError>;
     /// Flushes buffered writes to disk (called on clean shutdown).
     fn flush(&self) -> Result<(), StoreError>;
 }
@@ -196,6 +200,12 @@ pub(crate) mod suite {
         assert!(s.expired(1500).unwrap().is_empty());
         assert!(s.unfinished_uploads().unwrap().is_empty());
         assert_eq!(s.totals().unwrap(), (1, 8));
+        // Slot records: absent, set, replaced.
+        assert_eq!(s.slot(&k).unwrap(), None);
+        s.set_slot(&k, b"v1").unwrap();
+        s.set_slot(&k, b"v2").unwrap();
+        assert_eq!(s.slot(&k).unwrap(), Some(b"v2".to_vec()));
+        assert_eq!(s.slot(&k2).unwrap(), None);
         s.flush().unwrap();
     }
 }

@@ -102,6 +102,24 @@ fn request() -> impl Strategy<Value = Request> {
         (
             si,
             any::<u8>(),
+            any::<[u8; 32]>(),
+            proptest::collection::vec(any::<u8>(), 0..300),
+            any::<u64>(),
+            any::<u32>()
+        )
+            .prop_map(|(si, share, verifying_key, h, replaces, lease_secs)| Request::SlotAllocate {
+                si,
+                share,
+                verifying_key,
+                header: h.into(),
+                replaces,
+                lease_secs
+            }),
+        (si, any::<u8>(), any::<u64>()).prop_map(|(si, share, upload)| Request::SlotCommit { si, share, upload }),
+        (si, any::<u8>()).prop_map(|(si, share)| Request::SlotRead { si, share }),
+        (
+            si,
+            any::<u8>(),
             any::<u64>(),
             any::<u64>(),
             proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..100), 0..4)
@@ -157,6 +175,8 @@ fn response() -> impl Strategy<Value = Response> {
         proptest::collection::vec(any::<u8>(), 0..300).prop_map(|p| Response::Proof(p.into())),
         (any::<u32>(), any::<u64>()).prop_map(|(shares, expires)| Response::Renewed { shares, expires }),
         proptest::collection::vec((any::<u8>(), any::<u64>()), 0..20).prop_map(Response::Leases),
+        proptest::collection::vec(any::<u8>(), 0..300).prop_map(|h| Response::Slot(h.into())),
+        Just(Response::error(ErrorCode::Conflict, "slot holds version 3")),
         (any::<u64>(), any::<u64>(), any::<u128>(), any::<u64>(), any::<u64>())
             .prop_map(|(paid, owed, stored, served, cpu)| Response::Channel { paid, owed, stored, served, cpu }),
     ]

@@ -7,6 +7,7 @@ mod faults;
 mod lease;
 mod pay;
 mod read;
+mod slot;
 mod upload;
 
 use std::collections::HashMap;
@@ -58,6 +59,8 @@ pub struct StorageServer<S> {
     opens: Mutex<audit::PeerBudget>,
     /// Proofs being made now.
     proofs_running: std::sync::atomic::AtomicUsize,
+    /// Slot versions being uploaded.
+    slot_pending: Mutex<slot::PendingSlots>,
     /// Striped locks per share key: commit, renew and the lease sweep of one share never
     /// interleave (bounded memory, whatever the number of shares).
     key_locks: Vec<Mutex<()>>,
@@ -95,6 +98,7 @@ impl<S: ShareStore> StorageServer<S> {
             challenges: Mutex::default(),
             opens: Mutex::default(),
             proofs_running: Default::default(),
+            slot_pending: Mutex::default(),
             key_locks: (0..KEY_LOCKS).map(|_| Mutex::new(())).collect(),
             #[cfg(feature = "faults")]
             faults: Mutex::new(Faults::default()),
@@ -190,6 +194,11 @@ impl<S: ShareStore> StorageServer<S> {
             Request::ChannelStatus { txid, vout } => self.channel_status(bill, txid, vout),
             Request::LeaseCpu { cores, secs } => self.lease_cpu(bill, cores, secs),
             Request::Leases { si } => self.leases_of(si),
+            Request::SlotAllocate { si, share, verifying_key, header, replaces, lease_secs } => {
+                self.slot_allocate(from, (si, share), verifying_key, &header, replaces, lease_secs)
+            }
+            Request::SlotCommit { si, share, upload } => self.slot_commit(from, (si, share), upload, bill),
+            Request::SlotRead { si, share } => self.slot_read(si, share),
         }
     }
 }

@@ -278,3 +278,96 @@ fn rewriting_a_block_does_not_hold_a_reservation() {
     assert_eq!(s.status().pending, 0, "an upload that only rewrites block 0 is dropped");
     assert_eq!(s.status().used, 0);
 }
+
+/// Writes version `seq` of share 0 of the slot of `w` (replacing `replaces`); returns the answer
+/// to the commit (or the refusal of the allocation).
+fn write_slot(s: &StorageServer<MemoryStore>, w: &blackbox_core::SlotWriteCap, seq: u64, replaces: u64) -> Response {
+    use blackbox_core::{slot::version_index, SlotHeader};
+    let me = PeerId::random();
+    let r = w.read_cap();
+    let si = r.verify_cap().storage_index();
+    let params = EncodingParams::new(1, 2, 4096).unwrap();
+    let data = vec![seq as u8; 5000];
+    let mut enc = FileEncoder::new(r.content_key(seq), params, data.len() as u64);
+    let mut blocks = Vec::new();
+    for chunk in data.chunks(4096) {
+        blocks.push(enc.encode_next(chunk).unwrap().swap_remove(0));
+    }
+    let (share_header, _) = enc.finish().unwrap();
+    let signed = w.sign(SlotHeader { storage_index: si, sequence: seq, share_header });
+    let alloc = Request::SlotAllocate {
+        si,
+        share: 0,
+        verifying_key: r.verifying_key,
+        header: signed.encode().into(),
+        replaces,
+        lease_secs: 0,
+    };
+    let upload = match s.handle(&me, alloc) {
+        Response::Allocated { already_have: false, upload } => upload,
+        other => return other,
+    };
+    let vsi = version_index(&si, seq);
+    for (i, b) in blocks.into_iter().enumerate() {
+        let wr = Request::WriteBlocks { si: vsi, share: 0, upload, start: i as u64, blocks: vec![b] };
+        assert_eq!(s.handle(&me, wr), Response::Ok);
+    }
+    s.handle(&me, Request::SlotCommit { si, share: 0, upload })
+}
+
+/// Slot versions: signed by the slot key, accepted only as a compare-and-swap on the version
+/// they replace, the previous version readable until the new one is committed, then deleted.
+#[test]
+fn slot_versions_are_signed_compare_and_swaps() {
+    use blackbox_core::{slot::version_index, SignedSlotHeader, SlotWriteCap};
+    let s = server(1 << 30);
+    let w = SlotWriteCap { seed: [3; 32] };
+    let si = w.read_cap().verify_cap().storage_index();
+    let current = |s: &StorageServer<MemoryStore>| match s.handle(&PeerId::random(), Request::SlotRead { si, share: 0 })
+    {
+        Response::Slot(h) => SignedSlotHeader::decode(&h).unwrap().header.sequence,
+        Response::Error { code: ErrorCode::NotFound, .. } => 0,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(current(&s), 0);
+    assert_eq!(write_slot(&s, &w, 1, 0), Response::Ok);
+    assert_eq!(current(&s), 1);
+    // A write that replaces a version the slot no longer holds loses, with a typed conflict.
+    match write_slot(&s, &w, 2, 0) {
+        Response::Error { code: ErrorCode::Conflict, message } => {
+            assert!(message.contains("holds version 1"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Not newer than what it replaces; signed by another key: refused.
+    assert_eq!(err_code(write_slot(&s, &w, 1, 1)), ErrorCode::Invalid);
+    let thief = SlotWriteCap { seed: [4; 32] };
+    let forged = {
+        // The thief's header names the victim's slot but carries the thief's signature.
+        let mut h = SignedSlotHeader::decode(&match s.handle(&PeerId::random(), Request::SlotRead { si, share: 0 }) {
+            Response::Slot(h) => h,
+            other => panic!("{other:?}"),
+        })
+        .unwrap()
+        .header;
+        h.sequence = 9;
+        thief.sign(h)
+    };
+    let alloc = Request::SlotAllocate {
+        si,
+        share: 0,
+        verifying_key: w.read_cap().verifying_key,
+        header: forged.encode().into(),
+        replaces: 1,
+        lease_secs: 0,
+    };
+    assert!(matches!(s.handle(&PeerId::random(), alloc), Response::Error { .. }), "forged version accepted");
+    assert_eq!(current(&s), 1);
+    // The next version replaces the current one; the old version's share is deleted after.
+    let old = Request::ListShares { si: version_index(&si, 1) };
+    assert_eq!(s.handle(&PeerId::random(), old.clone()), Response::Shares(vec![0]));
+    assert_eq!(write_slot(&s, &w, 2, 1), Response::Ok);
+    assert_eq!(current(&s), 2);
+    assert_eq!(s.handle(&PeerId::random(), old), Response::Shares(vec![]));
+    assert_eq!(s.status().shares, 1);
+}

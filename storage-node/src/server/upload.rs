@@ -202,6 +202,18 @@ impl<S: ShareStore> StorageServer<S> {
 
     pub(super) fn commit(&self, from: &PeerId, key: ShareKey, id: UploadId, header: &Bytes, bill: &Bill) -> Reply {
         let _share = self.key_lock(&key);
+        self.commit_locked(from, key, id, header, bill)
+    }
+
+    /// [`Self::commit`] with the share's lock already held.
+    pub(super) fn commit_locked(
+        &self,
+        from: &PeerId,
+        key: ShareKey,
+        id: UploadId,
+        header: &Bytes,
+        bill: &Bill,
+    ) -> Reply {
         let upload = {
             let mut st = self.lock();
             if let Err(e) = owned(st.uploads.get(&id), from, &key) {

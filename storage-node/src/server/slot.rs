@@ -1,0 +1,137 @@
+//! Mutable slots at the node: a new version of a slot share is accepted only with the slot key's
+//! signature (checked against a verifying key that names the slot's storage index) and only as a
+//! compare-and-swap on the version it replaces. Each version's share is stored like an immutable
+//! share under the version's own storage index, so the previous version stays readable until the
+//! new one is committed, and reads, audits and repairs work as for files.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use blackbox_core::slot::version_index;
+use blackbox_core::{SignedSlotHeader, SlotVerifyCap};
+use blackbox_net::wire::{Si, UploadId};
+use blackbox_net::{PeerId, Response};
+
+use super::pay::Bill;
+use super::{Reply, StorageServer};
+use crate::error::NodeError;
+use crate::store::{ShareKey, ShareStore};
+
+/// A slot version whose share is being uploaded.
+#[derive(Debug, Clone)]
+pub(super) struct SlotPending {
+    key: ShareKey,
+    header: Vec<u8>,
+    replaces: u64,
+}
+
+/// Slot versions being uploaded, by upload id.
+pub(super) type PendingSlots = HashMap<UploadId, SlotPending>;
+
+impl<S: ShareStore> StorageServer<S> {
+    /// The current version's sequence of a slot share (0: none).
+    fn current_sequence(&self, key: &ShareKey) -> Result<u64, NodeError> {
+        match self.store.slot(key)? {
+            Some(bytes) => Ok(SignedSlotHeader::decode(&bytes).map_err(NodeError::BadSlot)?.header.sequence),
+            None => Ok(0),
+        }
+    }
+
+    fn check_swap(&self, key: &ShareKey, replaces: u64) -> Result<(), NodeError> {
+        let current = self.current_sequence(key)?;
+        if current != replaces {
+            return Err(NodeError::Conflict { current, replaces });
+        }
+        Ok(())
+    }
+
+    /// Checks a new version's signed header and reserves space for its share.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn slot_allocate(
+        &self,
+        from: &PeerId,
+        (si, share): (Si, u8),
+        verifying_key: [u8; 32],
+        header: &Bytes,
+        replaces: u64,
+        lease: u32,
+    ) -> Reply {
+        let signed = SignedSlotHeader::decode(header).map_err(NodeError::BadSlot)?;
+        let cap = SlotVerifyCap { verifying_key };
+        if cap.storage_index() != si {
+            return Err(NodeError::BadSlot(blackbox_core::SlotError::WrongSlot));
+        }
+        signed.verify(&cap).map_err(NodeError::BadSlot)?;
+        let seq = signed.header.sequence;
+        if seq <= replaces {
+            return Err(NodeError::SlotNotNewer { sequence: seq, replaces });
+        }
+        let key = ShareKey { si, share };
+        self.check_swap(&key, replaces)?;
+        let sh = &signed.header.share_header;
+        let vkey = ShareKey { si: version_index(&si, seq), share };
+        let params = (sh.params.k() as u8, sh.params.n() as u8, sh.params.segment_size());
+        let answer = self.allocate(from, vkey, params, sh.size, lease)?;
+        match answer {
+            Response::Allocated { already_have: false, upload } => {
+                let pending = SlotPending { key, header: header.to_vec(), replaces };
+                self.slot_pending.lock().unwrap_or_else(|p| p.into_inner()).insert(upload, pending);
+            }
+            // The version's share is stored already (a retried write): make it current.
+            Response::Allocated { already_have: true, .. } => {
+                let _locks = self.key_locks(&[key, vkey]);
+                self.check_swap(&key, replaces)?;
+                self.set_current(&key, header, replaces)?;
+            }
+            _ => {}
+        }
+        Ok(answer)
+    }
+
+    /// Commits an uploaded version share and makes it the slot share's current version, if the
+    /// slot still holds the version it replaces; the replaced version's share is then deleted.
+    pub(super) fn slot_commit(&self, from: &PeerId, (si, share): (Si, u8), upload: UploadId, bill: &Bill) -> Reply {
+        let key = ShareKey { si, share };
+        let pending = {
+            let mut all = self.slot_pending.lock().unwrap_or_else(|p| p.into_inner());
+            match all.get(&upload) {
+                Some(p) if p.key == key => all.remove(&upload),
+                _ => None,
+            }
+        };
+        let pending = pending.ok_or(NodeError::NoSuchUpload)?;
+        let signed = SignedSlotHeader::decode(&pending.header).map_err(NodeError::BadSlot)?;
+        let vkey = ShareKey { si: version_index(&si, signed.header.sequence), share };
+        let _locks = self.key_locks(&[key, vkey]);
+        if let Err(e) = self.check_swap(&key, pending.replaces) {
+            // Lost the race: nothing is stored or billed for this version.
+            let _ = self.abort(from, vkey, upload);
+            return Err(e);
+        }
+        let share_header = Bytes::from(signed.header.share_header.encode());
+        self.commit_locked(from, vkey, upload, &share_header, bill)?;
+        self.set_current(&key, &pending.header, pending.replaces)?;
+        Ok(Response::Ok)
+    }
+
+    /// Records `header` as the current version and deletes the replaced version's share.
+    fn set_current(&self, key: &ShareKey, header: &[u8], replaces: u64) -> Result<(), NodeError> {
+        self.store.set_slot(key, header)?;
+        if replaces > 0 {
+            let old = ShareKey { si: version_index(&key.si, replaces), share: key.share };
+            if let Some(len) = self.store.delete_share(&old)? {
+                let mut st = self.lock();
+                st.committed = st.committed.saturating_sub(len);
+                st.shares = st.shares.saturating_sub(1);
+            }
+        }
+        Ok(())
+    }
+
+    /// The signed header of a slot share's current version.
+    pub(super) fn slot_read(&self, si: Si, share: u8) -> Reply {
+        let header = self.store.slot(&ShareKey { si, share })?.ok_or(NodeError::NoSuchShare)?;
+        Ok(Response::Slot(header.into()))
+    }
+}
