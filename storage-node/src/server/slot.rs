@@ -76,7 +76,10 @@ impl<S: ShareStore> StorageServer<S> {
         match answer {
             Response::Allocated { already_have: false, upload } => {
                 let pending = SlotPending { key, header: header.to_vec(), replaces };
-                self.slot_pending.lock().unwrap_or_else(|p| p.into_inner()).insert(upload, pending);
+                let mut all = self.slot_pending.lock().unwrap_or_else(|p| p.into_inner());
+                // Versions whose upload expired or was aborted go with it (bounded by the uploads).
+                all.retain(|id, _| self.upload_exists(*id));
+                all.insert(upload, pending);
             }
             // The version's share is stored already (a retried write): make it current.
             Response::Allocated { already_have: true, .. } => {
@@ -95,6 +98,14 @@ impl<S: ShareStore> StorageServer<S> {
         let key = ShareKey { si, share };
         let pending = {
             let mut all = self.slot_pending.lock().unwrap_or_else(|p| p.into_inner());
+            // Another peer's commit of this upload leaves it untouched.
+            let vkey = all
+                .get(&upload)
+                .and_then(|p| SignedSlotHeader::decode(&p.header).ok())
+                .map(|h| ShareKey { si: version_index(&si, h.header.sequence), share });
+            if !vkey.is_some_and(|v| self.owns_upload(from, &v, upload)) {
+                return Err(NodeError::NoSuchUpload);
+            }
             match all.get(&upload) {
                 Some(p) if p.key == key => all.remove(&upload),
                 _ => None,

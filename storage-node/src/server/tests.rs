@@ -371,3 +371,34 @@ fn slot_versions_are_signed_compare_and_swaps() {
     assert_eq!(s.handle(&PeerId::random(), old), Response::Shares(vec![]));
     assert_eq!(s.status().shares, 1);
 }
+
+/// Another peer can neither commit nor spoil a slot version being uploaded by its writer.
+#[test]
+fn slot_uploads_belong_to_their_writer() {
+    use blackbox_core::{slot::version_index, SlotHeader, SlotWriteCap};
+    let s = server(1 << 30);
+    let (writer, thief) = (PeerId::random(), PeerId::random());
+    let w = SlotWriteCap { seed: [5; 32] };
+    let r = w.read_cap();
+    let si = r.verify_cap().storage_index();
+    let params = EncodingParams::new(1, 1, 4096).unwrap();
+    let mut enc = FileEncoder::new(r.content_key(1), params, 100);
+    let block = enc.encode_next(&[1u8; 100]).unwrap().swap_remove(0);
+    let (share_header, _) = enc.finish().unwrap();
+    let header = w.sign(SlotHeader { storage_index: si, sequence: 1, share_header }).encode();
+    let alloc = Request::SlotAllocate {
+        si,
+        share: 0,
+        verifying_key: r.verifying_key,
+        header: header.into(),
+        replaces: 0,
+        lease_secs: 0,
+    };
+    let upload = allocated(s.handle(&writer, alloc));
+    let write = Request::WriteBlocks { si: version_index(&si, 1), share: 0, upload, start: 0, blocks: vec![block] };
+    assert_eq!(err_code(s.handle(&thief, write.clone())), ErrorCode::NotFound);
+    assert_eq!(err_code(s.handle(&thief, Request::SlotCommit { si, share: 0, upload })), ErrorCode::NotFound);
+    assert_eq!(s.handle(&writer, write), Response::Ok);
+    assert_eq!(s.handle(&writer, Request::SlotCommit { si, share: 0, upload }), Response::Ok);
+    assert!(matches!(s.handle(&thief, Request::SlotRead { si, share: 0 }), Response::Slot(_)));
+}

@@ -296,6 +296,18 @@ impl<S: ShareStore> StorageServer<S> {
     }
 }
 
+impl<S: ShareStore> StorageServer<S> {
+    /// Whether upload `id` is in progress, `from`'s, and for `key`.
+    pub(super) fn owns_upload(&self, from: &PeerId, key: &ShareKey, id: UploadId) -> bool {
+        owned(self.lock().uploads.get(&id), from, key).is_ok()
+    }
+
+    /// Whether upload `id` is still in progress.
+    pub(super) fn upload_exists(&self, id: UploadId) -> bool {
+        self.lock().uploads.contains_key(&id)
+    }
+}
+
 /// The upload, if it exists, is `from`'s and is for `key` (another peer's upload is reported as
 /// missing: its existence is none of the sender's business).
 fn owned<'a>(up: Option<&'a Upload>, from: &PeerId, key: &ShareKey) -> Result<&'a Upload, NodeError> {
