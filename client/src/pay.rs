@@ -97,11 +97,12 @@ pub struct ChannelRecord {
     pub params: String,
     /// Cumulative satoshis signed over to the node.
     pub paid: u64,
-    /// What the client has asked of the node on this channel: byte-seconds stored (decimal).
+    /// Byte-seconds stored (decimal), as records before receipts kept them; written as 0 now that
+    /// the node's receipts (`owed`) are the books.
     pub storage_byte_secs: String,
-    /// Bytes read.
+    /// Bytes read (records before receipts; 0 now).
     pub egress_bytes: u64,
-    /// Core-seconds of CPU leased.
+    /// Core-seconds of CPU leased (records before receipts; 0 now).
     pub cpu_core_secs: u64,
     /// The refund transaction's id, once broadcast.
     pub refunded: Option<String>,
@@ -123,15 +124,6 @@ impl ChannelRecord {
         let bad = |reason: String| PayError::BadRecord { peer: self.peer.clone(), reason };
         let bytes = data_encoding::HEXLOWER.decode(self.params.as_bytes()).map_err(|_| bad("bad params hex".into()))?;
         ChannelParams::decode(&bytes).map_err(|e| bad(e.to_string()))
-    }
-
-    /// The usage recorded.
-    pub fn usage(&self) -> Usage {
-        Usage {
-            storage_byte_secs: self.storage_byte_secs.parse().unwrap_or(0),
-            egress_bytes: self.egress_bytes,
-            cpu_core_secs: self.cpu_core_secs,
-        }
     }
 }
 

@@ -219,12 +219,7 @@ impl Billing {
     pub fn covers(&self, channel: &OutPoint, delta: Usage, what: &'static str) -> Result<u64, BillingError> {
         let books = self.books(channel)?;
         let b = lock(&books);
-        let cost = delta.owed(&b.account.prices);
-        let owed = b.account.owed.saturating_add(cost);
-        if b.account.closed.is_some() || owed > b.account.channel.paid {
-            return Err(BillingError::Unpaid { what, owed, paid: b.account.channel.paid });
-        }
-        Ok(cost)
+        Ok(b.account.price_of(&delta, what)?.0)
     }
 
     /// Bills `delta` to `channel` at its pinned prices, recorded durably before the request is
@@ -232,11 +227,7 @@ impl Billing {
     pub fn charge(&self, channel: &OutPoint, delta: Usage, what: &'static str) -> Result<u64, BillingError> {
         let books = self.books(channel)?;
         let mut b = lock(&books);
-        let cost = delta.owed(&b.account.prices);
-        let owed = b.account.owed.saturating_add(cost);
-        if b.account.closed.is_some() || owed > b.account.channel.paid {
-            return Err(BillingError::Unpaid { what, owed, paid: b.account.channel.paid });
-        }
+        let (cost, owed) = b.account.price_of(&delta, what)?;
         if delta == Usage::default() {
             return Ok(0);
         }
@@ -284,6 +275,19 @@ impl Billing {
     /// The chain.
     pub fn chain(&self) -> &Arc<dyn Chain> {
         &self.cfg.chain
+    }
+}
+
+impl Account {
+    /// What `delta` costs at the channel's prices and what the channel would owe with it, if its
+    /// payments cover that and it is open.
+    fn price_of(&self, delta: &Usage, what: &'static str) -> Result<(u64, u64), BillingError> {
+        let cost = delta.owed(&self.prices);
+        let owed = self.owed.saturating_add(cost);
+        if self.closed.is_some() || owed > self.channel.paid {
+            return Err(BillingError::Unpaid { what, owed, paid: self.channel.paid });
+        }
+        Ok((cost, owed))
     }
 }
 
