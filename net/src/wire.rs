@@ -26,6 +26,17 @@ pub const MAX_OFFER_FIELD: u32 = crate::offer::MAX_OFFER_LEN as u32;
 
 /// Longest signed slot header carried.
 pub const MAX_SLOT_HEADER: u32 = blackbox_core::slot::MAX_SLOT_HEADER_LEN as u32;
+/// Most distinct versions one [`Response::Slot`] reports.
+pub const MAX_SLOT_GROUPS: usize = 16;
+
+/// One version of a slot at a node: its encoded signed header and the shares it is current for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotGroup {
+    /// Share numbers.
+    pub shares: Vec<u8>,
+    /// The encoded `blackbox_core::SignedSlotHeader`.
+    pub header: Bytes,
+}
 
 /// Names one upload in progress at a node (given by the node at allocation).
 pub type UploadId = u64;
@@ -83,8 +94,8 @@ pub enum Request {
     SlotAllocate { si: Si, share: u8, verifying_key: [u8; 32], header: Bytes, replaces: u64, lease_secs: u32 },
     /// Make the upload the slot share's current version, if the slot still holds the replaced one.
     SlotCommit { si: Si, share: u8, upload: UploadId },
-    /// The signed header of a slot share's current version.
-    SlotRead { si: Si, share: u8 },
+    /// The current version of every share of slot `si` the node holds.
+    SlotRead { si: Si },
 }
 
 /// Node counters reported by [`Request::Status`].
@@ -180,8 +191,9 @@ pub enum Response {
     Receipt { charged: u64, owed: u64, inner: Box<Response> },
     /// Share numbers held with their lease expiry (Unix seconds).
     Leases(Vec<(u8, u64)>),
-    /// A slot share's current version: its signed slot header.
-    Slot(Bytes),
+    /// The current versions of a slot's shares at a node: each signed slot header with the shares
+    /// it is current for (highest sequence first, at most [`MAX_SLOT_GROUPS`]).
+    Slot(Vec<SlotGroup>),
 }
 
 impl Response {
@@ -346,9 +358,9 @@ impl Request {
                 w.raw(si).u8(*share).u64(*upload);
                 w
             }
-            Request::SlotRead { si, share } => {
+            Request::SlotRead { si } => {
                 let mut w = Writer::new(19);
-                w.raw(si).u8(*share);
+                w.raw(si);
                 w
             }
         };
@@ -410,7 +422,7 @@ impl Request {
                 lease_secs: r.u32()?,
             },
             18 => Request::SlotCommit { si: r.array()?, share: r.u8()?, upload: r.u64()? },
-            19 => Request::SlotRead { si: r.array()?, share: r.u8()? },
+            19 => Request::SlotRead { si: r.array()? },
             other => return Err(WireError::UnknownKind(other)),
         };
         r.finish()?;
@@ -489,9 +501,12 @@ impl Response {
                 w.u64(*paid).u64(*owed).u64(*stored as u64).u64((*stored >> 64) as u64).u64(*served).u64(*cpu);
                 w
             }
-            Response::Slot(h) => {
+            Response::Slot(groups) => {
                 let mut w = Writer::new(14);
-                w.bytes(h);
+                w.u32(groups.len() as u32);
+                for g in groups {
+                    w.bytes(&g.shares).bytes(&g.header);
+                }
                 w
             }
             Response::Leases(list) => {
@@ -567,7 +582,15 @@ impl Response {
                     cpu: r.u64()?,
                 }
             }
-            14 => Response::Slot(r.bounded(MAX_SLOT_HEADER)?),
+            14 => {
+                let count = r.count(MAX_SLOT_GROUPS as u32)?;
+                let mut groups = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    let shares = r.bounded(256)?.to_vec();
+                    groups.push(SlotGroup { shares, header: r.bounded(MAX_SLOT_HEADER)? });
+                }
+                Response::Slot(groups)
+            }
             13 => {
                 let count = r.count(256)?;
                 let mut list = Vec::with_capacity(count as usize);

@@ -352,6 +352,17 @@ impl ShareStore for DiskStore {
         self.db.get(db_key(b'v', key)).map_err(db_err)
     }
 
+    fn slots(&self, si: &[u8; 32]) -> Result<Vec<(u8, Vec<u8>)>, StoreError> {
+        let mut prefix = vec![b'v'];
+        prefix.extend_from_slice(si);
+        self.scan(&prefix)
+            .map(|r| {
+                let (k, v) = r?;
+                Ok((k.get(33).copied().ok_or(StoreError::Corrupt("slot key"))?, v.to_vec()))
+            })
+            .collect()
+    }
+
     fn set_slot(&self, key: &ShareKey, header: &[u8]) -> Result<(), StoreError> {
         self.db.put_opt(db_key(b'v', key), header, &synced()).map_err(db_err)
     }

@@ -144,6 +144,10 @@ impl ShareStore for MemoryStore {
         Ok(self.lock().slots.get(key).cloned())
     }
 
+    fn slots(&self, si: &[u8; 32]) -> Result<Vec<(u8, Vec<u8>)>, StoreError> {
+        Ok(self.lock().slots.iter().filter(|(k, _)| &k.si == si).map(|(k, v)| (k.share, v.clone())).collect())
+    }
+
     fn set_slot(&self, key: &ShareKey, header: &[u8]) -> Result<(), StoreError> {
         self.lock().slots.insert(*key, header.to_vec());
         Ok(())

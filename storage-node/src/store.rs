@@ -119,6 +119,8 @@ pub trait ShareStore: Send + Sync + 'static {
     fn delete_share(&self, key: &ShareKey) -> Result<Option<u64>, StoreError>;
     /// The record of a slot share's current version (the encoded signed slot header), if any.
     fn slot(&self, key: &ShareKey) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every share of slot `si` with a current version, with that version's record.
+    fn slots(&self, si: &[u8; 32]) -> Result<Vec<(u8, Vec<u8>)>, StoreError>;
     /// Sets the record of a slot share's current version, durably.
     fn set_slot(&self, key: &ShareKey, header: &[u8]) -> Result<(), StoreError>;
     /// Flushes buffered writes to disk (called on clean shutdown).

@@ -116,7 +116,7 @@ fn request() -> impl Strategy<Value = Request> {
                 lease_secs
             }),
         (si, any::<u8>(), any::<u64>()).prop_map(|(si, share, upload)| Request::SlotCommit { si, share, upload }),
-        (si, any::<u8>()).prop_map(|(si, share)| Request::SlotRead { si, share }),
+        any::<[u8; 32]>().prop_map(|si| Request::SlotRead { si }),
         (
             si,
             any::<u8>(),
@@ -175,7 +175,13 @@ fn response() -> impl Strategy<Value = Response> {
         proptest::collection::vec(any::<u8>(), 0..300).prop_map(|p| Response::Proof(p.into())),
         (any::<u32>(), any::<u64>()).prop_map(|(shares, expires)| Response::Renewed { shares, expires }),
         proptest::collection::vec((any::<u8>(), any::<u64>()), 0..20).prop_map(Response::Leases),
-        proptest::collection::vec(any::<u8>(), 0..300).prop_map(|h| Response::Slot(h.into())),
+        proptest::collection::vec(
+            (proptest::collection::vec(any::<u8>(), 0..8), proptest::collection::vec(any::<u8>(), 0..300)),
+            0..4
+        )
+        .prop_map(|g| Response::Slot(
+            g.into_iter().map(|(shares, h)| crate::wire::SlotGroup { shares, header: h.into() }).collect()
+        )),
         Just(Response::error(ErrorCode::Conflict, "slot holds version 3")),
         (any::<u64>(), any::<u64>(), any::<u128>(), any::<u64>(), any::<u64>())
             .prop_map(|(paid, owed, stored, served, cpu)| Response::Channel { paid, owed, stored, served, cpu }),

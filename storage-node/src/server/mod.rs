@@ -198,7 +198,7 @@ impl<S: ShareStore> StorageServer<S> {
                 self.slot_allocate(from, (si, share), verifying_key, &header, replaces, lease_secs)
             }
             Request::SlotCommit { si, share, upload } => self.slot_commit(from, (si, share), upload, bill),
-            Request::SlotRead { si, share } => self.slot_read(si, share),
+            Request::SlotRead { si } => self.slot_read(si),
         }
     }
 }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use blackbox_core::slot::version_index;
 use blackbox_core::{SignedSlotHeader, SlotVerifyCap};
-use blackbox_net::wire::{Si, UploadId};
+use blackbox_net::wire::{Si, SlotGroup, UploadId, MAX_SLOT_GROUPS};
 use blackbox_net::{PeerId, Response};
 
 use super::pay::Bill;
@@ -140,9 +140,21 @@ impl<S: ShareStore> StorageServer<S> {
         Ok(())
     }
 
-    /// The signed header of a slot share's current version.
-    pub(super) fn slot_read(&self, si: Si, share: u8) -> Reply {
-        let header = self.store.slot(&ShareKey { si, share })?.ok_or(NodeError::NoSuchShare)?;
-        Ok(Response::Slot(header.into()))
+    /// The current version of every share of a slot held here, grouped by version (highest
+    /// sequence first; at most [`MAX_SLOT_GROUPS`] versions).
+    pub(super) fn slot_read(&self, si: Si) -> Reply {
+        let mut groups: Vec<(u64, SlotGroup)> = Vec::new();
+        for (share, header) in self.store.slots(&si)? {
+            match groups.iter_mut().find(|(_, g)| g.header == header) {
+                Some((_, g)) => g.shares.push(share),
+                None => {
+                    let seq = SignedSlotHeader::decode(&header).map_err(NodeError::BadSlot)?.header.sequence;
+                    groups.push((seq, SlotGroup { shares: vec![share], header: header.into() }));
+                }
+            }
+        }
+        groups.sort_by(|a, b| b.0.cmp(&a.0));
+        groups.truncate(MAX_SLOT_GROUPS);
+        Ok(Response::Slot(groups.into_iter().map(|(_, g)| g).collect()))
     }
 }
