@@ -8,7 +8,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use blackbox_core::{file_root, FileLayout, ReadCap, SegmentDecoder, ShareHeader, ShareVerifier, VerifyCap};
+use blackbox_core::{file_root, FileKey, FileLayout, ReadCap, SegmentDecoder, ShareHeader, ShareVerifier, VerifyCap};
 use blackbox_net::wire::{MAX_LEAVES, MAX_MESSAGE};
 use blackbox_net::{Request, Response, Transport};
 
@@ -236,7 +236,7 @@ impl<T: Transport> Client<T> {
 
     /// Downloads bytes `offset..offset+len` of the file (the whole file for `None`), writing them in
     /// order to `out`. Only the segments covering the range are fetched.
-    pub async fn download<W>(&self, cap: &ReadCap, range: Option<(u64, u64)>, mut out: W) -> Result<u64, ClientError>
+    pub async fn download<W>(&self, cap: &ReadCap, range: Option<(u64, u64)>, out: W) -> Result<u64, ClientError>
     where
         W: FnMut(&[u8]) -> std::io::Result<()>,
     {
@@ -252,6 +252,23 @@ impl<T: Transport> Client<T> {
             return Err(self.not_enough(k, holders.distinct(), &holders));
         }
         let header = self.fetch_header(&vcap, &holders).await?;
+        self.download_from(si, &header, &cap.key, holders.found.clone(), (offset, len), out).await
+    }
+
+    /// Downloads bytes `offset..offset+len` of the file whose (already verified) header is
+    /// `header`, from the shares `holders` report under `si`, decrypting with `key`.
+    pub(crate) async fn download_from<W>(
+        &self,
+        si: [u8; 32],
+        header: &ShareHeader,
+        key: &FileKey,
+        holders: Vec<(u8, NodeRef)>,
+        (offset, len): (u64, u64),
+        mut out: W,
+    ) -> Result<u64, ClientError>
+    where
+        W: FnMut(&[u8]) -> std::io::Result<()>,
+    {
         let layout = header.layout();
         if len == 0 {
             return Ok(0);
@@ -259,13 +276,13 @@ impl<T: Transport> Client<T> {
         let seg = layout.params.segment_size() as u64;
         let (first, last) = (offset / seg, (offset + len - 1) / seg);
 
-        let mut fetcher = Fetcher::new(self, si, &header, holders.found.clone(), last);
+        let mut fetcher = Fetcher::new(self, si, header, holders, last);
         let mut decoder = SegmentDecoder::new();
         let mut written = 0u64;
         for index in first..=last {
             let blocks = fetcher.segment(index).await?;
             let refs: Vec<(usize, &[u8])> = blocks.iter().map(|(s, b)| (*s as usize, b.as_ref())).collect();
-            let plain = decoder.decode(&cap.key, &layout, index, &refs)?;
+            let plain = decoder.decode(key, &layout, index, &refs)?;
             let seg_start = index * seg;
             let from = offset.saturating_sub(seg_start) as usize;
             let to = ((offset + len - seg_start) as usize).min(plain.len());

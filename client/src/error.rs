@@ -101,6 +101,39 @@ pub enum ClientError {
     /// Local I/O failed (reading the input or writing the output).
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// Another writer published a version of the slot first; read it again and retry.
+    #[error("another writer changed {what} meanwhile (compare-and-swap lost); read it again and retry")]
+    Conflict { what: String },
+    /// No version of a slot has enough shares to read.
+    #[error("no version of the slot is recoverable (highest seen: {highest}, found {found} nodes answering)")]
+    SlotUnreadable { highest: u64, found: usize },
+    /// Slot content above the limit.
+    #[error("slot content of {0} bytes is above the 4 MiB limit")]
+    SlotTooLarge(usize),
+    /// A directory node failed to decode or a name is invalid.
+    #[error(transparent)]
+    Dir(#[from] blackbox_core::dir::DirError),
+    /// A path does not exist.
+    #[error("{0}: no such file or directory")]
+    NotFound(String),
+    /// The name is taken (use --force to replace).
+    #[error("{0}: already exists")]
+    Exists(String),
+    /// A path component is not a directory.
+    #[error("{0}: not a directory")]
+    NotADirectory(String),
+    /// A file operation on a directory.
+    #[error("{0}: is a directory")]
+    IsADirectory(String),
+    /// A directory that still has entries.
+    #[error("{0}: directory not empty (use -r)")]
+    NotEmpty(String),
+    /// A write through a read-only cap.
+    #[error("{0}: read-only (reached through a read cap)")]
+    ReadOnly(String),
+    /// A path that does not parse.
+    #[error("bad path {path:?}: {why}")]
+    BadPath { path: String, why: &'static str },
     /// The pure pipeline rejected something.
     #[error(transparent)]
     Core(#[from] blackbox_core::CoreError),
@@ -109,6 +142,11 @@ pub enum ClientError {
 impl ClientError {
     pub(crate) fn unexpected(node: &NodeRef, _resp: &Response) -> Self {
         Self::Unexpected { peer: node.peer }
+    }
+
+    /// Whether this is a lost compare-and-swap (another writer was first).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Conflict { .. } | Self::Node { code: ErrorCode::Conflict, .. })
     }
 
     pub(crate) fn crashed(what: &'static str) -> impl FnOnce(tokio::task::JoinError) -> Self {

@@ -8,6 +8,7 @@ mod audit;
 pub mod auditor;
 mod check;
 pub mod config;
+pub mod dir;
 mod download;
 mod error;
 mod files;
@@ -20,6 +21,7 @@ pub mod rank;
 mod repair;
 pub mod reputation;
 mod session;
+pub mod slot;
 mod upload;
 pub mod wallet;
 pub mod watch;
@@ -72,6 +74,8 @@ pub struct Client<T> {
     pub query_timeout: Duration,
     /// Payment channels to the nodes that bill; `None`: nothing is paid.
     payments: Option<std::sync::Arc<pay::Payments>>,
+    /// Directory tree nodes read or written lately.
+    node_cache: dir::NodeCache,
 }
 
 impl<T: Transport> Client<T> {
@@ -84,6 +88,7 @@ impl<T: Transport> Client<T> {
             outcomes: Default::default(),
             query_timeout: Duration::from_secs(10),
             payments: None,
+            node_cache: Default::default(),
         }
     }
 

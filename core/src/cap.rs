@@ -33,7 +33,7 @@ pub enum CapError {
     Kn { k: u64, n: u64 },
 }
 
-fn base32() -> Encoding {
+pub(crate) fn base32() -> Encoding {
     let mut spec = Specification::new();
     spec.symbols.push_str("abcdefghijklmnopqrstuvwxyz234567");
     spec.encoding().unwrap_or_else(|_| unreachable!("static base32 specification is valid"))

@@ -7,9 +7,11 @@
 
 mod cap;
 mod crypto;
+pub mod dir;
 mod erasure;
 mod error;
 pub mod hashtree;
+mod lit;
 mod params;
 mod prices;
 mod share;
@@ -19,6 +21,7 @@ pub use cap::{CapError, ReadCap, VerifyCap};
 pub use crypto::{decrypt_segment, encrypt_segment, storage_index, FileKey, StorageIndex};
 pub use erasure::{SegmentDecoder, SegmentEncoder, SegmentRebuilder};
 pub use error::CoreError;
+pub use lit::{LiteralCap, MAX_LITERAL_LEN};
 pub use params::{EncodingParams, DEFAULT_LEASE_SECS, DEFAULT_SEGMENT_SIZE, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE};
 pub use prices::Prices;
 pub use share::{

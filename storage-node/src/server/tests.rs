@@ -323,8 +323,7 @@ fn slot_versions_are_signed_compare_and_swaps() {
     let s = server(1 << 30);
     let w = SlotWriteCap { seed: [3; 32] };
     let si = w.read_cap().verify_cap().storage_index();
-    let current = |s: &StorageServer<MemoryStore>| match s.handle(&PeerId::random(), Request::SlotRead { si })
-    {
+    let current = |s: &StorageServer<MemoryStore>| match s.handle(&PeerId::random(), Request::SlotRead { si }) {
         Response::Slot(g) if g.is_empty() => 0,
         Response::Slot(g) => SignedSlotHeader::decode(&g[0].header).unwrap().header.sequence,
         Response::Error { code: ErrorCode::NotFound, .. } => 0,
