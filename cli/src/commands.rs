@@ -20,8 +20,13 @@ use crate::show;
 /// `put` options.
 #[derive(Args)]
 pub struct PutArgs {
-    /// File to store.
+    /// File to store (`-`: standard input, with a PATH).
     file: PathBuf,
+    /// Also link it at this path (`/dir/name`, or `/dir/` to keep the file's name).
+    path: Option<String>,
+    /// Replace an existing entry at PATH.
+    #[arg(short, long, requires = "path")]
+    force: bool,
     /// Shares needed to rebuild (k); default from the config.
     #[arg(long, short = 'k')]
     needed: Option<usize>,
@@ -42,7 +47,7 @@ pub struct PutArgs {
 /// `get` options.
 #[derive(Args)]
 pub struct GetArgs {
-    /// Read capability (`bb:chk:…`).
+    /// Read capability (`bb:chk:…`) or path (`/dir/name`, `DIRCAP/name`).
     cap: String,
     /// Write to this file (atomically) instead of stdout.
     #[arg(short, long)]
@@ -59,7 +64,11 @@ pub struct GetArgs {
 #[derive(Args)]
 pub struct CheckArgs {
     /// Read or verify capability.
-    cap: String,
+    #[arg(required_unless_present = "recursive")]
+    cap: Option<String>,
+    /// Check every file and directory reachable from this directory path instead.
+    #[arg(short, long, value_name = "PATH", conflicts_with_all = ["cap", "verify", "leases"])]
+    recursive: Option<String>,
     /// Also download every share and check every block (no decryption).
     #[arg(long)]
     verify: bool,
@@ -115,14 +124,23 @@ async fn with_progress<F: std::future::Future>(total: u64, counter: Arc<AtomicU6
 }
 
 pub async fn put(config: Option<PathBuf>, args: PutArgs) -> Result<ExitCode> {
+    let overrides =
+        PutOptions { needed: args.needed, total: args.total, happy: args.happy, segment_size: args.segment_size };
+    if let Some(dest) = &args.path {
+        if !crate::paths::is_path(dest) {
+            bail!("{dest}: a path starts with / (your root) or with a directory cap");
+        }
+        return crate::paths::put_path(config, &args.file, dest, &overrides, args.force).await;
+    }
+    if args.file == std::path::Path::new("-") {
+        bail!("`put -` reads standard input into a path: give one (`blackbox put - /dir/name`)");
+    }
     let path = args.file.clone();
     let meta = std::fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
     if !meta.is_file() {
         bail!("{} is not a regular file", path.display());
     }
     let s = session(config).await?;
-    let overrides =
-        PutOptions { needed: args.needed, total: args.total, happy: args.happy, segment_size: args.segment_size };
     let opts = s.upload_options(&overrides)?;
     let counter = Arc::new(AtomicU64::new(0));
     let work = s.put(move || std::fs::File::open(&path), meta.len(), &opts, counter.clone());
@@ -135,6 +153,12 @@ pub async fn put(config: Option<PathBuf>, args: PutArgs) -> Result<ExitCode> {
 }
 
 pub async fn get(config: Option<PathBuf>, args: GetArgs) -> Result<ExitCode> {
+    if crate::paths::is_path(&args.cap) {
+        if args.offset != 0 || args.length.is_some() {
+            bail!("--offset and --length take a file cap (`blackbox cap PATH` prints it)");
+        }
+        return crate::paths::get_path(config, &args.cap, args.output.as_deref()).await;
+    }
     let cap: ReadCap = args.cap.parse().context("invalid read capability")?;
     let s = session(config).await?;
     let length = args.length.unwrap_or(cap.size.saturating_sub(args.offset));
@@ -155,7 +179,12 @@ pub async fn get(config: Option<PathBuf>, args: GetArgs) -> Result<ExitCode> {
 }
 
 pub async fn check(config: Option<PathBuf>, args: CheckArgs) -> Result<ExitCode> {
-    let vcap = parse_any_cap(&args.cap)?;
+    if let Some(path) = &args.recursive {
+        let s = session(config).await?;
+        let opts = s.audit_options(None, None)?;
+        return crate::paths::deep(&s, path, blackbox_client::DeepOp::Check, &opts).await;
+    }
+    let vcap = parse_any_cap(args.cap.as_deref().unwrap_or_default())?;
     let s = session(config).await?;
     let (report, verified) = s.check(&vcap, args.verify).await?;
     show::check(&vcap, &report);

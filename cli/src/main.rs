@@ -5,6 +5,7 @@ mod commands;
 mod devnet;
 mod maintain;
 mod money;
+mod paths;
 mod show;
 
 use std::io::IsTerminal;
@@ -44,10 +45,22 @@ enum Command {
         #[command(subcommand)]
         action: DevnetAction,
     },
-    /// Store a file; prints its read capability on stdout.
+    /// Store a file; prints its read capability on stdout (with a PATH, also links it there).
     Put(commands::PutArgs),
-    /// Fetch a file by its read capability.
+    /// Fetch a file by its read capability or path.
     Get(commands::GetArgs),
+    /// List a directory (default `/`, the root in the data dir's root.cap).
+    Ls(paths::LsArgs),
+    /// Create a directory.
+    Mkdir(paths::MkdirArgs),
+    /// Move or rename an entry (atomic within one directory).
+    Mv(paths::MvArgs),
+    /// Remove an entry.
+    Rm(paths::RmArgs),
+    /// Link a cap (file or directory) at a path.
+    Ln(paths::LnArgs),
+    /// Print the cap of a path.
+    Cap(paths::CapArgs),
     /// Report where a file's shares are; exit 1 if it is not recoverable.
     Check(commands::CheckArgs),
     /// List the known nodes with their offers, reputation, score and status.
@@ -169,6 +182,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Put(args) => commands::put(config, args).await,
         Command::Get(args) => commands::get(config, args).await,
         Command::Check(args) => commands::check(config, args).await,
+        Command::Ls(args) => paths::ls(config, args).await,
+        Command::Mkdir(args) => paths::mkdir(config, args).await,
+        Command::Mv(args) => paths::mv(config, args).await,
+        Command::Rm(args) => paths::rm(config, args).await,
+        Command::Ln(args) => paths::ln(config, args).await,
+        Command::Cap(args) => paths::cap(config, args).await,
         Command::Nodes(args) => commands::nodes(config, args).await,
         Command::Audit(args) => maintain::audit(config, args).await,
         Command::Renew(args) => maintain::renew(config, args).await,

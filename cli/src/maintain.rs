@@ -21,6 +21,9 @@ use crate::show;
 pub struct AuditArgs {
     /// Read or verify caps to audit (default: every watched file).
     caps: Vec<String>,
+    /// Audit every file and directory reachable from this directory path instead.
+    #[arg(short, long, value_name = "PATH", conflicts_with = "caps")]
+    recursive: Option<String>,
     /// Pieces (1 KiB) asked of each share; default: a day of the auditor's schedule.
     #[arg(long)]
     count: Option<u32>,
@@ -34,6 +37,9 @@ pub struct AuditArgs {
 pub struct RenewArgs {
     /// Read or verify caps (default: every watched file).
     caps: Vec<String>,
+    /// Renew every file and directory reachable from this directory path instead.
+    #[arg(short, long, value_name = "PATH", conflicts_with = "caps")]
+    recursive: Option<String>,
     /// New lease length from now, in days; default from the config.
     #[arg(long)]
     days: Option<f64>,
@@ -43,7 +49,11 @@ pub struct RenewArgs {
 #[derive(Args)]
 pub struct RepairArgs {
     /// Read or verify cap of the file.
-    cap: String,
+    #[arg(required_unless_present = "recursive")]
+    cap: Option<String>,
+    /// Repair every file and directory reachable from this directory path instead.
+    #[arg(short, long, value_name = "PATH", conflicts_with = "cap")]
+    recursive: Option<String>,
     /// Pieces asked of each share in the audit that decides what to rebuild.
     #[arg(long)]
     count: Option<u32>,
@@ -89,8 +99,11 @@ fn exit(ok: bool) -> ExitCode {
 
 pub async fn audit(config: Option<PathBuf>, args: AuditArgs) -> Result<ExitCode> {
     let s = session(config).await?;
-    let caps = s.caps_or_watched(&args.caps)?;
     let opts = s.audit_options(args.count, args.deadline)?;
+    if let Some(path) = &args.recursive {
+        return crate::paths::deep(&s, path, blackbox_client::DeepOp::Audit, &opts).await;
+    }
+    let caps = s.caps_or_watched(&args.caps)?;
     let mut healthy = true;
     for cap in &caps {
         match s.audit_file(cap, &opts).await {
@@ -108,9 +121,14 @@ pub async fn audit(config: Option<PathBuf>, args: AuditArgs) -> Result<ExitCode>
 }
 
 pub async fn renew(config: Option<PathBuf>, args: RenewArgs) -> Result<ExitCode> {
-    let s = session(config).await?;
-    let caps = s.caps_or_watched(&args.caps)?;
+    let mut s = session(config).await?;
     let lease = args.days.map(lease_secs).transpose()?.unwrap_or(s.cfg.lease_secs);
+    if let Some(path) = &args.recursive {
+        s.cfg.lease_secs = lease;
+        let opts = s.audit_options(None, None)?;
+        return crate::paths::deep(&s, path, blackbox_client::DeepOp::Renew, &opts).await;
+    }
+    let caps = s.caps_or_watched(&args.caps)?;
     let mut ok = true;
     for cap in &caps {
         println!("file {cap}");
@@ -146,8 +164,11 @@ fn print_repair(cap: &VerifyCap, report: &RepairReport) {
 
 pub async fn repair(config: Option<PathBuf>, args: RepairArgs) -> Result<ExitCode> {
     let s = session(config).await?;
-    let cap = parse_any_cap(&args.cap)?;
     let opts = s.audit_options(args.count, args.deadline)?;
+    if let Some(path) = &args.recursive {
+        return crate::paths::deep(&s, path, blackbox_client::DeepOp::Repair, &opts).await;
+    }
+    let cap = parse_any_cap(args.cap.as_deref().unwrap_or_default())?;
     let report = s.repair_file(&cap, &opts).await?;
     print_repair(&cap, &report);
     Ok(exit(report.healthy_after() == cap.n as usize))

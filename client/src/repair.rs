@@ -13,6 +13,7 @@ use blackbox_net::{PeerId, Transport};
 use crate::audit::{AuditOptions, AuditReport, Verdict};
 use crate::download::Fetcher;
 use crate::reputation::Outcome;
+use crate::slot::SlotTarget;
 use crate::upload::write_share;
 use crate::{Client, ClientError, NodeRef};
 
@@ -58,6 +59,19 @@ impl<T: Transport> Client<T> {
         opts: &AuditOptions,
         lease_secs: u32,
     ) -> Result<RepairReport, ClientError> {
+        self.repair_into(cap, expected, opts, lease_secs, None).await
+    }
+
+    /// [`Client::repair`] of a file, or (with `slot`) of a slot version's content, whose
+    /// rebuilt shares are placed as that version of the slot.
+    pub(crate) async fn repair_into(
+        &self,
+        cap: &VerifyCap,
+        expected: &[(u8, PeerId)],
+        opts: &AuditOptions,
+        lease_secs: u32,
+        slot: Option<&SlotTarget>,
+    ) -> Result<RepairReport, ClientError> {
         let (audit, header) = self.audit(cap, expected, opts).await?;
         let k = cap.k as usize;
         let healthy = audit.healthy_shares();
@@ -87,8 +101,12 @@ impl<T: Transport> Client<T> {
             .collect();
         let (order, _) = self.placement_order(&si)?;
         let layout = header.layout();
-        let (targets, refusals) =
-            self.allocate(&order, &si, &layout.params, layout.size, lease_secs, &missing, &good, &mut bad).await;
+        let (targets, refusals) = match slot {
+            None => {
+                self.allocate(&order, &si, &layout.params, layout.size, lease_secs, &missing, &good, &mut bad).await
+            }
+            Some(t) => self.allocate_slot(t, &order, &missing, &good, lease_secs, &mut bad).await,
+        };
         let mut failed: Vec<(u8, String)> = Vec::new();
         for share in &missing {
             if !targets.iter().any(|(s, _, _)| s == share) {
@@ -108,7 +126,7 @@ impl<T: Transport> Client<T> {
             workers.push(Worker { share, node, upload, tx: Some(tx), task });
         }
         self.rebuild_into(si, &header, good, &mut workers).await?;
-        self.commit_rebuilt(si, &header, lease_secs, workers, &mut rebuilt, &mut failed).await;
+        self.commit_rebuilt((si, slot), &header, lease_secs, workers, &mut rebuilt, &mut failed).await;
         rebuilt.sort_by_key(|(s, _)| *s);
         Ok(RepairReport { audit, rebuilt, failed })
     }
@@ -149,7 +167,7 @@ impl<T: Transport> Client<T> {
     /// `rebuilt` and `failed` and notes them for reputation.
     async fn commit_rebuilt(
         &self,
-        si: StorageIndex,
+        (si, slot): (StorageIndex, Option<&SlotTarget>),
         header: &ShareHeader,
         lease_secs: u32,
         workers: Vec<Worker>,
@@ -162,7 +180,10 @@ impl<T: Transport> Client<T> {
             drop(tx);
             let sent = task.await.map_err(ClientError::crashed("share sender")).and_then(|r| r);
             let committed = match sent {
-                Ok(()) => self.commit_share(&node, si, (share, upload), header_bytes.clone(), rent).await,
+                Ok(()) => match slot {
+                    None => self.commit_share(&node, si, (share, upload), header_bytes.clone(), rent).await,
+                    Some(t) => self.commit_slot_share(&node, t, share, upload, rent).await,
+                },
                 Err(e) => Err(e),
             };
             match committed {

@@ -5,7 +5,7 @@
 //! version (readers out-vote it with the others) but cannot invent one. The version's content is
 //! an ordinary encrypted, erasure-coded file under the version's own storage index.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,6 +18,7 @@ use blackbox_core::{
     file_root, EncodingParams, FileEncoder, FileKey, SignedSlotHeader, SlotHeader, SlotReadCap, SlotVerifyCap,
     SlotWriteCap, StorageIndex, VerifyCap,
 };
+use blackbox_net::wire::UploadId;
 use blackbox_net::{PeerId, Request, Response, Transport};
 
 use crate::reputation::Outcome;
@@ -292,10 +293,107 @@ impl<T: Transport> Client<T> {
         drop(tx);
         let vsi = version_index(&v.si, v.seq);
         write_share(self.transport.clone(), node.clone(), vsi, share, upload, rx).await?;
-        match self.call_billed(node, Request::SlotCommit { si: v.si, share, upload }, rent).await? {
+        self.commit_slot_share(node, &SlotTarget::of(v, HashMap::new()), share, upload, rent).await
+    }
+
+    /// Makes an uploaded share the current version of its slot share at `node`, paying `rent`.
+    pub(crate) async fn commit_slot_share(
+        &self,
+        node: &NodeRef,
+        t: &SlotTarget,
+        share: u8,
+        upload: UploadId,
+        rent: blackbox_payments::Usage,
+    ) -> Result<(), ClientError> {
+        match self.call_billed(node, Request::SlotCommit { si: t.si, share, upload }, rent).await? {
             Response::Ok => Ok(()),
             other => Err(ClientError::unexpected(node, &other)),
         }
+    }
+
+    /// Places each of `todo` (shares of the version `t`) on a node: one that holds no good share
+    /// of it first, the least loaded next; the node checks the version's signature as for a write.
+    pub(crate) async fn allocate_slot(
+        &self,
+        t: &SlotTarget,
+        order: &[NodeRef],
+        todo: &[u8],
+        good: &[(u8, NodeRef)],
+        lease_secs: u32,
+        bad: &mut HashSet<PeerId>,
+    ) -> (Vec<(u8, NodeRef, Option<UploadId>)>, Vec<ClientError>) {
+        let mut load: HashMap<PeerId, usize> = HashMap::new();
+        for (_, n) in good {
+            *load.entry(n.peer).or_default() += 1;
+        }
+        let (mut targets, mut errors) = (Vec::new(), Vec::new());
+        for &share in todo {
+            let Some(node) = order
+                .iter()
+                .filter(|n| !bad.contains(&n.peer))
+                .min_by_key(|n| load.get(&n.peer).copied().unwrap_or(0))
+                .cloned()
+            else {
+                break;
+            };
+            *load.entry(node.peer).or_default() += 1;
+            let replaces = t.at.get(&(node.peer, share)).copied().unwrap_or(0);
+            let req = Request::SlotAllocate {
+                si: t.si,
+                share,
+                verifying_key: t.vk,
+                header: t.encoded.clone(),
+                replaces,
+                lease_secs,
+            };
+            match self.call(&node, req).await {
+                Ok(Response::Allocated { already_have, upload }) => {
+                    targets.push((share, node, (!already_have).then_some(upload)))
+                }
+                Ok(other) => errors.push(ClientError::unexpected(&node, &other)),
+                Err(e) => {
+                    bad.insert(node.peer);
+                    errors.push(e);
+                }
+            }
+        }
+        (targets, errors)
+    }
+
+    /// Audits the slot's current version and rebuilds the shares no node proved, placing them as
+    /// that version (only the verify cap is needed: the signed header travels with the shares).
+    pub async fn repair_slot(
+        &self,
+        cap: &SlotVerifyCap,
+        opts: &crate::AuditOptions,
+        lease_secs: u32,
+    ) -> Result<crate::RepairReport, ClientError> {
+        let state = self.slot_state(cap).await;
+        let v =
+            state.readable().ok_or(ClientError::SlotUnreadable { highest: state.max_seen, found: state.answered })?;
+        let expected: Vec<(u8, PeerId)> = v.holders.iter().map(|(s, n)| (*s, n.peer)).collect();
+        let target = SlotTarget {
+            si: cap.storage_index(),
+            vk: cap.verifying_key,
+            encoded: v.encoded.clone(),
+            at: state.at.clone(),
+        };
+        self.repair_into(&v.content_cap(), &expected, opts, lease_secs, Some(&target)).await
+    }
+}
+
+/// A slot version being placed: where, under which key, with which signed header, and what
+/// each node holds now (the compare-and-swap value).
+pub(crate) struct SlotTarget {
+    pub si: StorageIndex,
+    pub vk: [u8; 32],
+    pub encoded: Bytes,
+    pub at: HashMap<(PeerId, u8), u64>,
+}
+
+impl SlotTarget {
+    fn of(v: &Version, at: HashMap<(PeerId, u8), u64>) -> Self {
+        Self { si: v.si, vk: v.vk, encoded: v.encoded.clone(), at }
     }
 }
 

@@ -165,7 +165,7 @@ impl Node {
         }
         let node = match kind {
             LEAF => {
-                let mut entries = Vec::with_capacity(count);
+                let mut entries = Vec::with_capacity(count.min(1024));
                 for _ in 0..count {
                     let name = r.name()?;
                     entries.push((name, decode_entry(&mut r)?));
@@ -174,7 +174,7 @@ impl Node {
                 Node::Leaf(entries)
             }
             BRANCH => {
-                let mut children = Vec::with_capacity(count);
+                let mut children = Vec::with_capacity(count.min(1024));
                 for _ in 0..count {
                     children.push(decode_child(&mut r)?);
                 }
@@ -194,6 +194,24 @@ impl Node {
 pub fn check_name(name: &str) -> Result<(), DirError> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return Err(DirError::Malformed("name must be 1 to 1024 bytes"));
+    }
+    Ok(())
+}
+
+/// Checks an entry against the format's bounds before it is encoded.
+pub fn check_entry(e: &Entry) -> Result<(), DirError> {
+    if e.cap.len() > MAX_CAP_LEN {
+        return Err(DirError::Malformed("cap too long"));
+    }
+    if e.content_type.len() > MAX_CONTENT_TYPE_LEN {
+        return Err(DirError::Malformed("content type too long"));
+    }
+    if e.sealed_write.is_some() && e.kind != Kind::Dir {
+        return Err(DirError::Malformed("write cap on a non-directory"));
+    }
+    let total: usize = e.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if total > MAX_METADATA_LEN || e.metadata.windows(2).any(|w| w[0].0 >= w[1].0) {
+        return Err(DirError::Malformed("metadata too long or keys not sorted and unique"));
     }
     Ok(())
 }

@@ -52,6 +52,10 @@ fn child_for(children: &[Child], name: &str) -> Option<usize> {
 
 /// Sets (`Some`) or removes (`None`) the entry `name`, returning the new root.
 pub async fn set<S: NodeStore>(store: &S, root: &Node, name: &str, value: Option<Entry>) -> Result<Node, ClientError> {
+    blackbox_core::dir::check_name(name)?;
+    if let Some(e) = &value {
+        blackbox_core::dir::check_entry(e)?;
+    }
     // Walk down, remembering each branch and the child taken.
     let mut path: Vec<(Vec<Child>, usize)> = Vec::new();
     let mut node = root.clone();
