@@ -155,6 +155,11 @@ fn kind_char(k: Kind) -> char {
     }
 }
 
+/// `rwxr-xr-x` of the permission bits.
+fn mode_string(mode: u32) -> String {
+    (0..9).map(|i| if mode & (0o400 >> i) != 0 { ['r', 'w', 'x'][i % 3] } else { '-' }).collect()
+}
+
 fn print_entry(name: &str, e: &Entry, args: &LsArgs, out: &mut impl Write) -> std::io::Result<()> {
     let suffix = if e.kind == Kind::Dir { "/" } else { "" };
     if args.json {
@@ -172,7 +177,7 @@ fn print_entry(name: &str, e: &Entry, args: &LsArgs, out: &mut impl Write) -> st
         writeln!(out, "{v}")
     } else if args.long {
         let when = blackbox_util::utc(e.mtime_ns / 1_000_000_000);
-        writeln!(out, "{}{:o} {:>14} {when} {name}{suffix}", kind_char(e.kind), e.mode & 0o7777, e.size)
+        writeln!(out, "{}{} {:>14} {when} {name}{suffix}", kind_char(e.kind), mode_string(e.mode), e.size)
     } else {
         writeln!(out, "{name}{suffix}")
     }

@@ -13,7 +13,6 @@ use rand::Rng;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use blackbox_core::slot::version_index;
 use blackbox_core::{
     file_root, EncodingParams, FileEncoder, FileKey, SignedSlotHeader, SlotHeader, SlotReadCap, SlotVerifyCap,
     SlotWriteCap, StorageIndex, VerifyCap,
@@ -25,6 +24,8 @@ use crate::reputation::Outcome;
 use crate::upload::{permuted, storage_rent, write_share};
 use crate::{servers_of_happiness, Client, ClientError, NodeRef, UploadOptions};
 
+/// Times a read starts over when the version it read was replaced meanwhile.
+const READ_ATTEMPTS: u32 = 5;
 /// Largest slot content (a directory's root node fits many times over).
 pub const MAX_SLOT_CONTENT: usize = 4 << 20;
 
@@ -50,7 +51,7 @@ impl SlotVersion {
         let h = &self.header.header;
         let sh = &h.share_header;
         VerifyCap {
-            storage_index: version_index(&h.storage_index, h.sequence),
+            storage_index: h.version_index(),
             root: file_root(&sh.encode()),
             k: sh.params.k() as u8,
             n: sh.params.n() as u8,
@@ -77,6 +78,17 @@ pub struct SlotState {
     pub versions: Vec<SlotVersion>,
     /// Nodes that answered.
     pub answered: usize,
+}
+
+/// A slot as read: the content of one version, its sequence, and what the nodes held.
+#[derive(Debug, Clone)]
+pub struct SlotRead {
+    /// The version's content.
+    pub content: Vec<u8>,
+    /// The version's sequence (below `state.max_seen` while a newer one is still being written).
+    pub sequence: u64,
+    /// What the nodes held.
+    pub state: SlotState,
 }
 
 impl SlotState {
@@ -136,19 +148,32 @@ impl<T: Transport> Client<T> {
     }
 
     /// The content of the highest readable version of the slot, with the state it was read from.
-    pub async fn read_slot(&self, cap: &SlotReadCap) -> Result<(Vec<u8>, SlotState), ClientError> {
-        let state = self.slot_state(&cap.verify_cap()).await;
-        let mut last = None;
-        for v in state.versions.iter().filter(|v| v.distinct_holders() >= v.header.header.share_header.params.k()) {
-            match self.read_version(cap, v).await {
-                Ok(content) => return Ok((content, state)),
+    /// A version replaced while it was being read (its shares deleted) is read again as the newer one.
+    pub async fn read_slot(&self, cap: &SlotReadCap) -> Result<SlotRead, ClientError> {
+        let mut state = self.slot_state(&cap.verify_cap()).await;
+        for attempt in 0..READ_ATTEMPTS {
+            let Some(v) = state.readable() else { break };
+            let last = match self.read_version(cap, v).await {
+                Ok(content) => return Ok(SlotRead { content, sequence: v.sequence(), state }),
                 Err(e) => {
-                    warn!(sequence = v.sequence(), error = %e, "slot version unreadable; trying an older one");
-                    last = Some(e);
+                    warn!(sequence = v.sequence(), error = %e, "slot version unreadable");
+                    Some(e)
                 }
+            };
+            let Some(e) = last else { break };
+            let now = self.slot_state(&cap.verify_cap()).await;
+            if now.max_seen == state.max_seen && attempt > 0 {
+                // Nothing newer: try the older versions too before giving up.
+                for v in now.versions.iter().skip(1) {
+                    if let Ok(content) = self.read_version(cap, v).await {
+                        return Ok(SlotRead { content, sequence: v.sequence(), state: now });
+                    }
+                }
+                return Err(e);
             }
+            state = now;
         }
-        Err(last.unwrap_or(ClientError::SlotUnreadable { highest: state.max_seen, found: state.answered }))
+        Err(ClientError::SlotUnreadable { highest: state.max_seen, found: state.answered })
     }
 
     /// Downloads and verifies one version's content.
@@ -159,7 +184,7 @@ impl<T: Transport> Client<T> {
             return Err(ClientError::SlotTooLarge(size as usize));
         }
         let key = cap.content_key(h.sequence);
-        let si = version_index(&h.storage_index, h.sequence);
+        let si = h.version_index();
         let mut out = Vec::with_capacity(size as usize);
         let sink = |b: &[u8]| {
             out.extend_from_slice(b);
@@ -190,16 +215,25 @@ impl<T: Transport> Client<T> {
         let seq = state.max_seen + 1;
         let (header, blocks) = encode_version(read.content_key(seq), opts.params, content)?;
         let signed = cap.sign(SlotHeader { storage_index: si, sequence: seq, share_header: header });
-        let version = Version { si, vk: read.verifying_key, seq, encoded: Bytes::from(signed.encode()), blocks };
+        let vsi = signed.header.version_index();
+        let version = Version { si, vsi, vk: read.verifying_key, seq, encoded: Bytes::from(signed.encode()), blocks };
         let rent = storage_rent(&signed.header.share_header.layout(), opts.lease_secs);
         let targets = self.slot_targets(&si, state, opts.params.n());
         let mut placed: Vec<(u8, NodeRef)> = Vec::new();
         let mut rest = targets.into_iter();
         if let Some((share, node)) = rest.next() {
             let replaces = state.at.get(&(node.peer, share)).copied().unwrap_or(0);
-            match self.put_version_share(&version, share, &node, replaces, opts.lease_secs, rent).await {
+            match self.put_version_share(&version, (share, &node), replaces, opts.lease_secs, rent, true).await {
                 Ok(()) => placed.push((share, node)),
-                Err(e) if e.is_conflict() => return Err(e),
+                Err(e) if e.is_conflict() => {
+                    // A real conflict shows as a newer version; a leader that claims one nobody
+                    // can see is stale or lying, and the write goes on without it.
+                    if self.slot_state(&read.verify_cap()).await.max_seen > state.max_seen {
+                        return Err(e);
+                    }
+                    warn!(peer = %node.peer, "node refused a version as a conflict but shows no newer one");
+                    self.note(node.peer, Outcome::BadData);
+                }
                 Err(e) => debug!(share, peer = %node.peer, error = %e, "leader share failed"),
             }
         }
@@ -207,24 +241,31 @@ impl<T: Transport> Client<T> {
             let replaces = state.at.get(&(node.peer, share)).copied().unwrap_or(0);
             let version = &version;
             async move {
-                let r = self.put_version_share(version, share, &node, replaces, opts.lease_secs, rent).await;
+                let r = self.put_version_share(version, (share, &node), replaces, opts.lease_secs, rent, false).await;
                 (share, node, r)
             }
         });
         let mut last_error = String::from("no node accepted a share");
-        let mut conflict = None;
+        let mut raced = false;
         for (share, node, r) in futures::future::join_all(writes).await {
             match r {
                 Ok(()) => placed.push((share, node)),
-                Err(e) if e.is_conflict() => conflict = Some(e),
                 Err(e) => {
-                    self.note(node.peer, Outcome::Failed);
+                    raced |= e.is_conflict();
+                    if !e.is_conflict() {
+                        self.note(node.peer, Outcome::Failed);
+                    }
                     last_error = e.to_string();
                 }
             }
         }
-        if let Some(e) = conflict {
-            return Err(e);
+        if raced {
+            // Some node held another version than we read: ours stands only if every reader
+            // now picks it (highest sequence, then most holders, then smallest header hash).
+            let now = self.slot_state(&read.verify_cap()).await;
+            if now.readable().is_none_or(|v| v.encoded != version.encoded) {
+                return Err(ClientError::Conflict { what: format!("slot {}", read.verify_cap()) });
+            }
         }
         let pairs: Vec<(u8, PeerId)> = placed.iter().map(|(s, n)| (*s, n.peer)).collect();
         let happiness = servers_of_happiness(&pairs);
@@ -261,9 +302,54 @@ impl<T: Transport> Client<T> {
         out
     }
 
+    /// Sends one share of a version (see [`Client::send_version_share`]). Past the leader, a node
+    /// that holds an older version than the one read (another writer's, which ours supersedes)
+    /// is swapped against what it holds now; a newer one there is a conflict.
+    pub(crate) async fn put_version_share(
+        &self,
+        v: &Version,
+        (share, node): (u8, &NodeRef),
+        mut replaces: u64,
+        lease_secs: u32,
+        rent: blackbox_payments::Usage,
+        leader: bool,
+    ) -> Result<(), ClientError> {
+        let mut attempt = 0;
+        loop {
+            let r = self.send_version_share(v, share, node, replaces, lease_secs, rent).await;
+            let current = match &r {
+                Err(e) if e.is_conflict() && !leader => self.current_at(v, share, node).await,
+                // A commit whose answer was lost, retried: done if the node holds our version.
+                Err(ClientError::Node { code: blackbox_net::ErrorCode::NotFound, .. }) => {
+                    let current = self.current_at(v, share, node).await;
+                    if current.as_ref().is_some_and(|(_, h)| *h == v.encoded) {
+                        return Ok(());
+                    }
+                    return r;
+                }
+                _ => return r,
+            };
+            match current {
+                Some((seq, _)) if seq < v.seq && attempt < 3 => {
+                    replaces = seq;
+                    attempt += 1;
+                }
+                _ => return r,
+            }
+        }
+    }
+
+    /// The sequence and header a node holds now for one share of the version's slot.
+    async fn current_at(&self, v: &Version, share: u8, node: &NodeRef) -> Option<(u64, Bytes)> {
+        let Ok(Response::Slot(groups)) = self.call(node, Request::SlotRead { si: v.si }).await else { return None };
+        let g = groups.into_iter().find(|g| g.shares.contains(&share))?;
+        let seq = SignedSlotHeader::decode(&g.header).ok()?.header.sequence;
+        Some((seq, g.header))
+    }
+
     /// Sends one share of a version: allocate (signature and compare-and-swap checked by the
     /// node), stream its blocks, commit (paying the rent).
-    pub(crate) async fn put_version_share(
+    async fn send_version_share(
         &self,
         v: &Version,
         share: u8,
@@ -291,8 +377,7 @@ impl<T: Transport> Client<T> {
             let _ = tx.try_send((i as u64, b));
         }
         drop(tx);
-        let vsi = version_index(&v.si, v.seq);
-        write_share(self.transport.clone(), node.clone(), vsi, share, upload, rx).await?;
+        write_share(self.transport.clone(), node.clone(), v.vsi, share, upload, rx).await?;
         self.commit_slot_share(node, &SlotTarget::of(v, HashMap::new()), share, upload, rent).await
     }
 
@@ -400,6 +485,7 @@ impl SlotTarget {
 /// A version ready to send: its signed header and every share's blocks.
 pub(crate) struct Version {
     pub si: StorageIndex,
+    pub vsi: StorageIndex,
     pub vk: [u8; 32],
     pub seq: u64,
     pub encoded: Bytes,

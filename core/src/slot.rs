@@ -21,11 +21,13 @@ const SI_CONTEXT: &str = "blackbox 2026 slot storage index";
 const CONTENT_KEY_CONTEXT: &str = "blackbox 2026 slot content key";
 const VERSION_INDEX_CONTEXT: &str = "blackbox 2026 slot version index";
 
-/// Where version `sequence` of the slot at `storage_index` keeps its shares (each version's
-/// shares are stored like an immutable file's, so they are read, audited and repaired the same way).
-pub fn version_index(storage_index: &StorageIndex, sequence: u64) -> StorageIndex {
+/// Where a version of the slot at `storage_index` keeps its shares: named by its sequence and
+/// its content's file root, so two writers racing with one sequence never share storage. Each
+/// version's shares are stored like an immutable file's: read, audited and repaired the same way.
+pub fn version_index(storage_index: &StorageIndex, sequence: u64, content_root: &crate::Hash) -> StorageIndex {
     let mut input = storage_index.to_vec();
     input.extend_from_slice(&sequence.to_le_bytes());
+    input.extend_from_slice(content_root);
     blake3::derive_key(VERSION_INDEX_CONTEXT, &input)
 }
 const SIGNING_CONTEXT: &[u8] = b"blackbox slot header v1";
@@ -198,6 +200,11 @@ pub struct SlotHeader {
 }
 
 impl SlotHeader {
+    /// Where this version's shares are stored ([`version_index`]).
+    pub fn version_index(&self) -> StorageIndex {
+        version_index(&self.storage_index, self.sequence, &self.share_header.root())
+    }
+
     fn signed_bytes(&self) -> Vec<u8> {
         let mut m = SIGNING_CONTEXT.to_vec();
         m.extend_from_slice(&self.storage_index);

@@ -55,6 +55,9 @@ pub struct NodeConfig {
     /// charge and sending its receipt; 0 = never.
     #[cfg(feature = "faults")]
     pub fault_abort_after_charges: u64,
+    /// TEST ONLY (`faults` builds): keep reporting the first version seen of each slot share.
+    #[cfg(feature = "faults")]
+    pub fault_stale_slots: bool,
 }
 
 /// An availability setting that does not parse.
@@ -197,6 +200,8 @@ impl Default for NodeConfig {
             fault_proof_delay_ms: 0,
             #[cfg(feature = "faults")]
             fault_abort_after_charges: 0,
+            #[cfg(feature = "faults")]
+            fault_stale_slots: false,
         }
     }
 }
@@ -218,6 +223,7 @@ impl NodeConfig {
             proof_from_other_share: self.fault_proof_other_share,
             proof_delay: std::time::Duration::from_millis(self.fault_proof_delay_ms),
             abort_after_charges: self.fault_abort_after_charges,
+            stale_slots: self.fault_stale_slots,
         }
     }
 }

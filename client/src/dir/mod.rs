@@ -23,6 +23,8 @@ use crate::slot::{conflict_backoff, SlotState};
 use crate::{Client, ClientError, UploadOptions};
 
 const NODE_KEY_CONTEXT: &str = "blackbox 2026 directory node key";
+/// Times an edit waits for a newer root version being written to become readable.
+const NEWER_WAITS: u32 = 8;
 /// Compare-and-swap attempts of one edit before it gives up.
 const UPDATE_ATTEMPTS: u32 = 30;
 
@@ -31,6 +33,8 @@ const UPDATE_ATTEMPTS: u32 = 30;
 pub struct DirSnapshot {
     /// The tree's root.
     pub root: Node,
+    /// The sequence of the root version read.
+    pub sequence: u64,
     /// What the nodes held of the root slot.
     pub state: SlotState,
 }
@@ -127,8 +131,8 @@ impl<T: Transport> Client<T> {
 
     /// Reads a directory's root.
     pub async fn dir_read(&self, cap: &SlotReadCap) -> Result<DirSnapshot, ClientError> {
-        let (content, state) = self.read_slot(cap).await?;
-        Ok(DirSnapshot { root: Node::decode(&content)?, state })
+        let read = self.read_slot(cap).await?;
+        Ok(DirSnapshot { root: Node::decode(&read.content)?, sequence: read.sequence, state: read.state })
     }
 
     /// The entry `name` of a directory read as `snap`.
@@ -171,9 +175,17 @@ impl<T: Transport> Client<T> {
     {
         let read = cap.read_cap();
         let store = GridNodes::new(self, &read, Some(opts));
-        let mut attempt = 0;
+        let (mut attempt, mut waits) = (0, 0);
         loop {
             let snap = self.dir_read(&read).await?;
+            // A newer version than the one read is being written: build on it once it is
+            // readable, so no writer replaces a version it did not see (a writer that died
+            // part-way is given up on after a while).
+            if snap.sequence < snap.state.max_seen && waits < NEWER_WAITS {
+                tokio::time::sleep(conflict_backoff(waits)).await;
+                waits += 1;
+                continue;
+            }
             let mut current = Vec::with_capacity(names.len());
             for name in names {
                 current.push(tree::get(&store, &snap.root, name).await?);
@@ -211,7 +223,7 @@ impl<T: Transport> Client<T> {
         let store = GridNodes::new(self, &read, Some(opts));
         let root = tree::build(&store, entries).await?;
         store.flush().await?;
-        let (_, state) = self.read_slot(&read).await?;
+        let state = self.read_slot(&read).await?.state;
         self.write_slot(cap, &state, &root.encode(), opts).await
     }
 }

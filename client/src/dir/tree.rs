@@ -313,7 +313,7 @@ mod tests {
         let mut rng = blackbox_util::Xorshift::new(7);
         for step in 0..3000u64 {
             let name = format!("k{:05}", rng.next_u64() % 1500);
-            if rng.next_u64() % 4 == 0 {
+            if rng.next_u64().is_multiple_of(4) {
                 model.remove(&name);
                 root = set(&store, &root, &name, None).await.unwrap();
             } else {

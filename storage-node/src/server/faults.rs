@@ -9,6 +9,9 @@ use super::StorageServer;
 use crate::error::NodeError;
 use crate::store::{ShareKey, ShareStore};
 
+/// With the stale-slots fault: the first record seen of each slot share.
+pub(super) type FirstSlots = std::collections::HashMap<([u8; 32], u8), Vec<u8>>;
+
 /// What a test node does wrong on purpose.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
@@ -22,6 +25,9 @@ pub struct Faults {
     /// Die (abort, as `kill -9` would) after this many charged requests, between recording the
     /// charge and sending its receipt; 0 = never.
     pub abort_after_charges: u64,
+    /// Keep reporting the first version seen of each slot share (hide newer ones), as a stale or
+    /// rolled-back node would.
+    pub stale_slots: bool,
 }
 
 impl Faults {
@@ -31,6 +37,7 @@ impl Faults {
             || self.proof_from_other_share
             || !self.proof_delay.is_zero()
             || self.abort_after_charges > 0
+            || self.stale_slots
     }
 }
 
@@ -86,6 +93,20 @@ impl<S: ShareStore> StorageServer<S> {
             tracing::warn!("TEST FAULT: dying between a charge and its receipt");
             std::process::abort();
         }
+    }
+
+    /// The slot records this node reports: the first ever seen of each share when stale.
+    pub(super) fn reported_slots(&self, si: &[u8; 32], now: Vec<(u8, Vec<u8>)>) -> Vec<(u8, Vec<u8>)> {
+        if !self.faults().stale_slots {
+            return now;
+        }
+        let mut first = self.first_slots.lock().unwrap_or_else(|p| p.into_inner());
+        now.into_iter()
+            .map(|(share, header)| {
+                let h = first.entry((*si, share)).or_insert(header).clone();
+                (share, h)
+            })
+            .collect()
     }
 
     pub(super) fn delay_proof(&self) {

@@ -66,6 +66,9 @@ pub struct StorageServer<S> {
     key_locks: Vec<Mutex<()>>,
     #[cfg(feature = "faults")]
     faults: Mutex<Faults>,
+    /// With the stale-slots fault: the first slot record seen of each share.
+    #[cfg(feature = "faults")]
+    first_slots: Mutex<faults::FirstSlots>,
     #[cfg(feature = "faults")]
     charged_requests: std::sync::atomic::AtomicU64,
     /// Payment channels and billing; `None`: the node serves for free.
@@ -102,6 +105,8 @@ impl<S: ShareStore> StorageServer<S> {
             key_locks: (0..KEY_LOCKS).map(|_| Mutex::new(())).collect(),
             #[cfg(feature = "faults")]
             faults: Mutex::new(Faults::default()),
+            #[cfg(feature = "faults")]
+            first_slots: Mutex::new(HashMap::new()),
             #[cfg(feature = "faults")]
             charged_requests: Default::default(),
             billing: None,

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use blackbox_core::slot::version_index;
 use blackbox_core::{SignedSlotHeader, SlotVerifyCap};
 use blackbox_net::wire::{Si, SlotGroup, UploadId, MAX_SLOT_GROUPS};
 use blackbox_net::{PeerId, Response};
@@ -17,6 +16,9 @@ use super::pay::Bill;
 use super::{Reply, StorageServer};
 use crate::error::NodeError;
 use crate::store::{ShareKey, ShareStore};
+
+/// How long a replaced version's share stays readable.
+pub const REPLACED_GRACE_SECS: u64 = 600;
 
 /// A slot version whose share is being uploaded.
 #[derive(Debug, Clone)]
@@ -70,7 +72,7 @@ impl<S: ShareStore> StorageServer<S> {
         let key = ShareKey { si, share };
         self.check_swap(&key, replaces)?;
         let sh = &signed.header.share_header;
-        let vkey = ShareKey { si: version_index(&si, seq), share };
+        let vkey = ShareKey { si: signed.header.version_index(), share };
         let params = (sh.params.k() as u8, sh.params.n() as u8, sh.params.segment_size());
         let answer = self.allocate(from, vkey, params, sh.size, lease)?;
         match answer {
@@ -102,7 +104,7 @@ impl<S: ShareStore> StorageServer<S> {
             let vkey = all
                 .get(&upload)
                 .and_then(|p| SignedSlotHeader::decode(&p.header).ok())
-                .map(|h| ShareKey { si: version_index(&si, h.header.sequence), share });
+                .map(|h| ShareKey { si: h.header.version_index(), share });
             if !vkey.is_some_and(|v| self.owns_upload(from, &v, upload)) {
                 return Err(NodeError::NoSuchUpload);
             }
@@ -113,7 +115,7 @@ impl<S: ShareStore> StorageServer<S> {
         };
         let pending = pending.ok_or(NodeError::NoSuchUpload)?;
         let signed = SignedSlotHeader::decode(&pending.header).map_err(NodeError::BadSlot)?;
-        let vkey = ShareKey { si: version_index(&si, signed.header.sequence), share };
+        let vkey = ShareKey { si: signed.header.version_index(), share };
         let _locks = self.key_locks(&[key, vkey]);
         if let Err(e) = self.check_swap(&key, pending.replaces) {
             // Lost the race: nothing is stored or billed for this version.
@@ -121,21 +123,30 @@ impl<S: ShareStore> StorageServer<S> {
             return Err(e);
         }
         let share_header = Bytes::from(signed.header.share_header.encode());
-        self.commit_locked(from, vkey, upload, &share_header, bill)?;
+        if let Err(e) = self.commit_locked(from, vkey, upload, &share_header, bill) {
+            // Refused for want of payment (say), the upload stays: so does its version.
+            if self.upload_exists(upload) {
+                self.slot_pending.lock().unwrap_or_else(|p| p.into_inner()).insert(upload, pending);
+            }
+            return Err(e);
+        }
         self.set_current(&key, &pending.header, pending.replaces)?;
         Ok(Response::Ok)
     }
 
-    /// Records `header` as the current version and deletes the replaced version's share.
+    /// Records `header` as the current version; the replaced version's share stays readable for
+    /// [`REPLACED_GRACE_SECS`] (readers that started on it finish), then the lease sweep deletes it.
     fn set_current(&self, key: &ShareKey, header: &[u8], replaces: u64) -> Result<(), NodeError> {
+        let old = match self.store.slot(key)? {
+            Some(bytes) => Some(SignedSlotHeader::decode(&bytes).map_err(NodeError::BadSlot)?),
+            None => None,
+        };
         self.store.set_slot(key, header)?;
-        if replaces > 0 {
-            let old = ShareKey { si: version_index(&key.si, replaces), share: key.share };
-            if let Some(len) = self.store.delete_share(&old)? {
-                let mut st = self.lock();
-                st.committed = st.committed.saturating_sub(len);
-                st.shares = st.shares.saturating_sub(1);
-            }
+        let Some(old) = old.filter(|o| o.header.sequence == replaces && replaces > 0) else { return Ok(()) };
+        let old = ShareKey { si: old.header.version_index(), share: key.share };
+        let until = blackbox_util::now_secs() + REPLACED_GRACE_SECS;
+        if self.store.lease(&old)?.is_some_and(|e| e > until) {
+            self.store.set_lease(&old, until)?;
         }
         Ok(())
     }
@@ -144,7 +155,7 @@ impl<S: ShareStore> StorageServer<S> {
     /// sequence first; at most [`MAX_SLOT_GROUPS`] versions).
     pub(super) fn slot_read(&self, si: Si) -> Reply {
         let mut groups: Vec<(u64, SlotGroup)> = Vec::new();
-        for (share, header) in self.store.slots(&si)? {
+        for (share, header) in self.reported_slots(&si, self.store.slots(&si)?) {
             match groups.iter_mut().find(|(_, g)| g.header == header) {
                 Some((_, g)) => g.shares.push(share),
                 None => {
@@ -153,7 +164,7 @@ impl<S: ShareStore> StorageServer<S> {
                 }
             }
         }
-        groups.sort_by(|a, b| b.0.cmp(&a.0));
+        groups.sort_by_key(|g| std::cmp::Reverse(g.0));
         groups.truncate(MAX_SLOT_GROUPS);
         Ok(Response::Slot(groups.into_iter().map(|(_, g)| g).collect()))
     }

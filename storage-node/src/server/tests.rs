@@ -282,7 +282,7 @@ fn rewriting_a_block_does_not_hold_a_reservation() {
 /// Writes version `seq` of share 0 of the slot of `w` (replacing `replaces`); returns the answer
 /// to the commit (or the refusal of the allocation).
 fn write_slot(s: &StorageServer<MemoryStore>, w: &blackbox_core::SlotWriteCap, seq: u64, replaces: u64) -> Response {
-    use blackbox_core::{slot::version_index, SlotHeader};
+    use blackbox_core::SlotHeader;
     let me = PeerId::random();
     let r = w.read_cap();
     let si = r.verify_cap().storage_index();
@@ -295,6 +295,7 @@ fn write_slot(s: &StorageServer<MemoryStore>, w: &blackbox_core::SlotWriteCap, s
     }
     let (share_header, _) = enc.finish().unwrap();
     let signed = w.sign(SlotHeader { storage_index: si, sequence: seq, share_header });
+    let vsi = signed.header.version_index();
     let alloc = Request::SlotAllocate {
         si,
         share: 0,
@@ -307,7 +308,6 @@ fn write_slot(s: &StorageServer<MemoryStore>, w: &blackbox_core::SlotWriteCap, s
         Response::Allocated { already_have: false, upload } => upload,
         other => return other,
     };
-    let vsi = version_index(&si, seq);
     for (i, b) in blocks.into_iter().enumerate() {
         let wr = Request::WriteBlocks { si: vsi, share: 0, upload, start: i as u64, blocks: vec![b] };
         assert_eq!(s.handle(&me, wr), Response::Ok);
@@ -319,7 +319,7 @@ fn write_slot(s: &StorageServer<MemoryStore>, w: &blackbox_core::SlotWriteCap, s
 /// they replace, the previous version readable until the new one is committed, then deleted.
 #[test]
 fn slot_versions_are_signed_compare_and_swaps() {
-    use blackbox_core::{slot::version_index, SignedSlotHeader, SlotWriteCap};
+    use blackbox_core::{SignedSlotHeader, SlotWriteCap};
     let s = server(1 << 30);
     let w = SlotWriteCap { seed: [3; 32] };
     let si = w.read_cap().verify_cap().storage_index();
@@ -364,10 +364,18 @@ fn slot_versions_are_signed_compare_and_swaps() {
     assert!(matches!(s.handle(&PeerId::random(), alloc), Response::Error { .. }), "forged version accepted");
     assert_eq!(current(&s), 1);
     // The next version replaces the current one; the old version's share is deleted after.
-    let old = Request::ListShares { si: version_index(&si, 1) };
+    let v1 = match s.handle(&PeerId::random(), Request::SlotRead { si }) {
+        Response::Slot(g) => SignedSlotHeader::decode(&g[0].header).unwrap().header.version_index(),
+        other => panic!("{other:?}"),
+    };
+    let old = Request::ListShares { si: v1 };
     assert_eq!(s.handle(&PeerId::random(), old.clone()), Response::Shares(vec![0]));
     assert_eq!(write_slot(&s, &w, 2, 1), Response::Ok);
     assert_eq!(current(&s), 2);
+    // Readers that started on version 1 can finish; the lease sweep removes it after the grace.
+    assert_eq!(s.handle(&PeerId::random(), old.clone()), Response::Shares(vec![0]));
+    let later = blackbox_util::now_secs() + super::slot::REPLACED_GRACE_SECS + 1;
+    assert_eq!(s.collect_expired(later).unwrap().0, 1);
     assert_eq!(s.handle(&PeerId::random(), old), Response::Shares(vec![]));
     assert_eq!(s.status().shares, 1);
 }
@@ -375,7 +383,7 @@ fn slot_versions_are_signed_compare_and_swaps() {
 /// Another peer can neither commit nor spoil a slot version being uploaded by its writer.
 #[test]
 fn slot_uploads_belong_to_their_writer() {
-    use blackbox_core::{slot::version_index, SlotHeader, SlotWriteCap};
+    use blackbox_core::{SlotHeader, SlotWriteCap};
     let s = server(1 << 30);
     let (writer, thief) = (PeerId::random(), PeerId::random());
     let w = SlotWriteCap { seed: [5; 32] };
@@ -385,7 +393,8 @@ fn slot_uploads_belong_to_their_writer() {
     let mut enc = FileEncoder::new(r.content_key(1), params, 100);
     let block = enc.encode_next(&[1u8; 100]).unwrap().swap_remove(0);
     let (share_header, _) = enc.finish().unwrap();
-    let header = w.sign(SlotHeader { storage_index: si, sequence: 1, share_header }).encode();
+    let signed = w.sign(SlotHeader { storage_index: si, sequence: 1, share_header });
+    let (vsi, header) = (signed.header.version_index(), signed.encode());
     let alloc = Request::SlotAllocate {
         si,
         share: 0,
@@ -395,7 +404,7 @@ fn slot_uploads_belong_to_their_writer() {
         lease_secs: 0,
     };
     let upload = allocated(s.handle(&writer, alloc));
-    let write = Request::WriteBlocks { si: version_index(&si, 1), share: 0, upload, start: 0, blocks: vec![block] };
+    let write = Request::WriteBlocks { si: vsi, share: 0, upload, start: 0, blocks: vec![block] };
     assert_eq!(err_code(s.handle(&thief, write.clone())), ErrorCode::NotFound);
     assert_eq!(err_code(s.handle(&thief, Request::SlotCommit { si, share: 0, upload })), ErrorCode::NotFound);
     assert_eq!(s.handle(&writer, write), Response::Ok);
