@@ -38,6 +38,9 @@ pub enum E2eError {
     /// A `blackbox` command failed.
     #[error("command failed with status {0}")]
     Command(i32),
+    /// A client library operation failed.
+    #[error("{0}")]
+    Client(String),
     /// The bytes read back are not those stored.
     #[error("downloaded file differs from the original")]
     Differs,
@@ -125,14 +128,14 @@ fn files_equal(a: &Path, b: &Path) -> std::io::Result<bool> {
     }
 }
 
-fn vm_hwm_kib(pid: &str) -> Option<u64> {
+pub(crate) fn vm_hwm_kib(pid: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Starts `blackbox devnet up` and waits for "devnet ready".
-fn start_devnet(cfg: &E2eConfig, net_dir: &Path) -> Result<Child, E2eError> {
+pub(crate) fn start_devnet(cfg: &E2eConfig, net_dir: &Path) -> Result<Child, E2eError> {
     let mut devnet = Command::new(&cfg.exe)
         .args(["devnet", "up", "--nodes", &cfg.nodes.to_string(), "--dir"])
         .arg(net_dir)
@@ -151,7 +154,7 @@ fn start_devnet(cfg: &E2eConfig, net_dir: &Path) -> Result<Child, E2eError> {
 }
 
 /// Stops the devnet with SIGTERM (SIGKILL after 30 s).
-fn stop_devnet(mut devnet: Child) {
+pub(crate) fn stop_devnet(mut devnet: Child) {
     // SAFETY: signalling our own child.
     unsafe {
         libc::kill(devnet.id() as i32, libc::SIGTERM);

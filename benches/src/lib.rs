@@ -2,6 +2,7 @@
 
 pub mod channel;
 pub mod dht;
+pub mod dir;
 pub mod e2e;
 pub mod proofs;
 

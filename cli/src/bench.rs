@@ -20,6 +20,9 @@ pub enum BenchAction {
     },
     /// Put and get of one file on a fresh `devnet up`: MB/s and peak RSS.
     E2e(E2eArgs),
+    /// Directory operations (add, lookup, page, list all, small put) at growing sizes, on a
+    /// fresh devnet.
+    Dir(DirArgs),
     /// Payment channel updates signed and verified per second on one core.
     Channel {
         /// Seconds to run each side.
@@ -64,6 +67,23 @@ pub struct E2eArgs {
     gets: usize,
 }
 
+/// `bench dir` options.
+#[derive(Args)]
+pub struct DirArgs {
+    /// The largest directory; 1,000 and 10,000 entries (when smaller) are measured first.
+    #[arg(long, default_value_t = 100_000)]
+    entries: usize,
+    /// Nodes in the devnet.
+    #[arg(long, default_value_t = 10)]
+    nodes: usize,
+    /// Timed repetitions of each single operation.
+    #[arg(long, default_value_t = 21)]
+    reps: usize,
+    /// Run the devnet without payments.
+    #[arg(long)]
+    no_payments: bool,
+}
+
 pub async fn run(_config: Option<PathBuf>, action: BenchAction) -> Result<ExitCode> {
     match action {
         BenchAction::Pipeline { seconds } => {
@@ -98,6 +118,19 @@ pub async fn run(_config: Option<PathBuf>, action: BenchAction) -> Result<ExitCo
             };
             let report = tokio::task::spawn_blocking(move || blackbox_benches::e2e::run(&cfg)).await??;
             println!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchAction::Dir(args) => {
+            let mut sizes: Vec<usize> = [1_000, 10_000].into_iter().filter(|&n| n < args.entries).collect();
+            sizes.push(args.entries.max(1));
+            let cfg = blackbox_benches::dir::DirConfig {
+                exe: std::env::current_exe()?,
+                nodes: args.nodes,
+                sizes,
+                reps: args.reps.max(1),
+                payments: !args.no_payments,
+            };
+            println!("{}", blackbox_benches::dir::run(&cfg).await?);
             Ok(ExitCode::SUCCESS)
         }
         BenchAction::Dht { nodes, providers } => {

@@ -19,6 +19,8 @@ use crate::{Client, ClientError, NodeRef};
 const READS_IN_FLIGHT: usize = 4;
 /// Reads paid ahead with each new channel signature (fewer signatures; unread ones stay credit).
 const PREPAY_REQUESTS: u64 = 16;
+/// Egress paid ahead at least, whenever a read needs a new channel signature.
+const PREPAY_FLOOR_BYTES: u64 = 4 << 20;
 /// Blocks buffered per share ahead of the decoder.
 const BLOCKS_BUFFERED: usize = 8;
 
@@ -315,6 +317,9 @@ impl<T: Transport> Client<T> {
                     // Prepay the reads that follow (up to 16 more requests of this stream).
                     let ahead_end = (start + count + PREPAY_REQUESTS * per_request).min(to + 1);
                     let ahead: u64 = (start + count..ahead_end).map(|i| layout.block_len(i) as u64).sum();
+                    // Small files (directory nodes) come in runs: prepay a floor, not one
+                    // signature (and one fsync'd record) per file.
+                    let ahead = ahead.max(PREPAY_FLOOR_BYTES);
                     read_range(&transport, payments.as_deref(), &layout, &node, si, share, start, count, ahead)
                         .map(move |r| (start, r))
                 })

@@ -208,9 +208,21 @@ impl Session {
     /// Sets entry `name` of the directory holding `path` (refused if taken, unless `force`).
     pub async fn link(&self, path: &str, entry: Entry, force: bool) -> Result<(), ClientError> {
         let (dir, name) = self.resolve_parent(path).await?;
+        self.link_in(&dir, &name, entry, force, path).await
+    }
+
+    /// Sets entry `name` of `dir` (`path` names it in errors).
+    async fn link_in(
+        &self,
+        dir: &DirCap,
+        name: &str,
+        entry: Entry,
+        force: bool,
+        path: &str,
+    ) -> Result<(), ClientError> {
         let w = dir.write(path)?;
         let opts = self.upload_options(&PutOptions::default())?;
-        self.recorded(self.client.dir_update(w, &[&name], &opts, |cur| match &cur[0] {
+        self.recorded(self.client.dir_update(w, &[name], &opts, |cur| match &cur[0] {
             Some(_) if !force => Err(ClientError::Exists(path.to_string())),
             _ => Ok(vec![Some(entry.clone())]),
         }))
@@ -254,14 +266,17 @@ impl Session {
         force: bool,
     ) -> Result<Entry, ClientError> {
         let size = std::fs::metadata(local)?.len();
-        // Fail before uploading if the target cannot take it.
         let (dir, name) = self.resolve_parent(path).await?;
         dir.write(path)?;
-        let snap = self.read_dir(&dir, false).await?;
-        if !force && self.client.dir_get(&dir.read(), &snap, &name).await?.is_some() {
-            return Err(ClientError::Exists(path.to_string()));
+        let literal = size as usize <= MAX_LITERAL_LEN;
+        // Fail before uploading if the name is taken (the link checks again, atomically).
+        if !literal && !force {
+            let snap = self.read_dir(&dir, false).await?;
+            if self.client.dir_get(&dir.read(), &snap, &name).await?.is_some() {
+                return Err(ClientError::Exists(path.to_string()));
+            }
         }
-        let cap = if size as usize <= MAX_LITERAL_LEN {
+        let cap = if literal {
             LiteralCap { data: std::fs::read(local)? }.to_string()
         } else {
             let uopts = self.upload_options(opts)?;
@@ -272,7 +287,7 @@ impl Session {
         };
         let mut entry = new_entry(Kind::File, cap, size);
         entry.content_type = guess_type(&name).to_string();
-        self.link(path, entry.clone(), force).await?;
+        self.link_in(&dir, &name, entry.clone(), force, path).await?;
         Ok(entry)
     }
 

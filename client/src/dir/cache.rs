@@ -29,6 +29,11 @@ impl NodeCache {
         inner.nodes.get(root).map(|(n, _)| n.clone())
     }
 
+    /// Forgets every node (to measure as a fresh process would).
+    pub fn clear(&self) {
+        *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = Inner::default();
+    }
+
     /// Keeps `node` (`len` encoded bytes) under its file root.
     pub fn put(&self, root: Hash, node: &Node, len: usize) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use rand::RngCore;
 
 use blackbox_core::dir::{Entry, Node};
@@ -23,6 +24,8 @@ use crate::slot::{conflict_backoff, SlotState};
 use crate::{Client, ClientError, UploadOptions};
 
 const NODE_KEY_CONTEXT: &str = "blackbox 2026 directory node key";
+/// Tree nodes uploaded at once by a flush.
+const UPLOADS_IN_FLIGHT: usize = 8;
 /// Times an edit waits for a newer root version being written to become readable.
 const NEWER_WAITS: u32 = 8;
 /// Compare-and-swap attempts of one edit before it gives up.
@@ -72,7 +75,10 @@ impl<'a, T: Transport> GridNodes<'a, T> {
                 self.client.upload(open, size, &opts, Default::default()).await
             }
         });
-        futures::future::try_join_all(uploads).await?;
+        let mut uploads = futures::stream::iter(uploads).buffer_unordered(UPLOADS_IN_FLIGHT);
+        while let Some(r) = uploads.next().await {
+            r?;
+        }
         Ok(())
     }
 }
@@ -127,6 +133,11 @@ impl<T: Transport> Client<T> {
         let cap = new_write_cap();
         self.write_slot(&cap, &SlotState::default(), &Node::empty().encode(), opts).await?;
         Ok(cap)
+    }
+
+    /// Forgets the cached tree nodes (benchmarks measure cold reads with it).
+    pub fn clear_node_cache(&self) {
+        self.node_cache.clear();
     }
 
     /// Reads a directory's root.
