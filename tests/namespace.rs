@@ -352,3 +352,30 @@ async fn every_node_refuses_forged_slot_versions() {
     ok(&net, &["put", s(&file), "/d/three"]);
     assert_eq!(names(&ok(&net, &["ls", "/d"])), ["one", "three", "two"]);
 }
+
+/// The auditor looks after the whole namespace, not only the watch list: after four nodes lose
+/// everything, one pass repairs every file and directory reachable from the root.
+#[test]
+fn the_auditor_repairs_everything_reachable_from_the_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let net = Devnet::start(&dir, 10, &[]);
+    let file = tmp.path().join("f");
+    random_file(&file, 300_000, 12);
+    ok(&net, &["mkdir", "-p", "/a/b"]);
+    ok(&net, &["put", s(&file), "/a/b/f"]);
+    net.stop();
+    for i in [1, 4, 5, 8] {
+        std::fs::remove_dir_all(dir.join(format!("node-{i:02}")).join("store")).unwrap();
+    }
+    let net = Devnet::start(&dir, 10, &[]);
+    let pass = ok(&net, &["auditor", "run", "--once"]);
+    for path in ["/ (root)", "/a (root)", "/a/b (root)", "/a/b/f"] {
+        let line =
+            pass.lines().find(|l| l.starts_with(&format!("{path}:"))).unwrap_or_else(|| panic!("{path}:\n{pass}"));
+        assert!(line.contains("6/10 shares healthy") && line.contains("repairing"), "{line}\n{pass}");
+    }
+    assert!(pass.contains("4 objects fully healthy"), "{pass}");
+    let report = ok(&net, &["check", "--recursive", "/"]);
+    assert!(report.ends_with("4 of 4 objects healthy\n"), "{report}");
+}

@@ -215,7 +215,7 @@ fn label(cap: &VerifyCap) -> String {
 fn print_event(event: AuditorEvent) {
     let pass = match event {
         AuditorEvent::PassDone { healthy, total } => {
-            return println!("auditor pass done: {healthy} of {total} files fully healthy");
+            return println!("auditor pass done: {healthy} of {total} objects fully healthy");
         }
         AuditorEvent::File(pass) => pass,
     };
@@ -225,11 +225,12 @@ fn print_event(event: AuditorEvent) {
         }
         return;
     };
+    let name = pass.path.clone().unwrap_or_else(|| label(cap));
     match &pass.outcome {
-        FileOutcome::Unrecoverable(e) => println!("{}: NOT RECOVERABLE: {e}", label(cap)),
+        FileOutcome::Unrecoverable(e) => println!("{name}: NOT RECOVERABLE: {e}"),
         FileOutcome::Audited { healthy, failing, repair, .. } => {
             let repairing = if repair.is_some() { "; repairing" } else { "" };
-            println!("{}: {healthy}/{} shares healthy, {failing} failing node(s){repairing}", label(cap), cap.n);
+            println!("{name}: {healthy}/{} shares healthy, {failing} failing node(s){repairing}", cap.n);
             match repair {
                 Some(Ok(r)) => {
                     for (share, peer) in &r.rebuilt {
