@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is needed, builds blackbox, starts a local 10-node network (with its own bitcoin
 # chain), stores a 64 MiB random file (paying the nodes through channels), reads it back, checks
-# the bytes, audits the shares, shows the wallet, and stops the network.
+# the bytes, audits the shares, stores it again by path in a directory, lists and reads it back,
+# shows the wallet, and stops the network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -22,5 +23,12 @@ echo "stored; read cap: $cap"
 cmp "$work/file" "$work/file.back"
 "$bin" check "$cap" | tail -n 2
 "$bin" audit "$cap" | tail -n 1
+"$bin" mkdir -p /photos/2026
+"$bin" put "$work/file" /photos/2026/big.bin > /dev/null
+echo "a note" | "$bin" put - /photos/2026/note.txt > /dev/null
+"$bin" ls -l /photos/2026
+"$bin" get /photos/2026/big.bin -o "$work/file.path"
+cmp "$work/file" "$work/file.path"
+"$bin" check --recursive / | tail -n 1
 "$bin" wallet
 echo "round trip OK: 64 MiB stored on 10 nodes (3-of-10), paid for, audited and read back identically"
