@@ -19,8 +19,9 @@ use crate::{Client, ClientError, NodeRef};
 const READS_IN_FLIGHT: usize = 4;
 /// Reads paid ahead with each new channel signature (fewer signatures; unread ones stay credit).
 const PREPAY_REQUESTS: u64 = 16;
-/// Egress paid ahead at least, whenever a read needs a new channel signature.
-const PREPAY_FLOOR_BYTES: u64 = 4 << 20;
+/// Egress paid ahead at least by reads of small files that come in runs (directory nodes), so
+/// that they do not cost one channel signature (and one fsync'd record) each.
+pub(crate) const SMALL_READS_PREPAY: u64 = 4 << 20;
 /// Blocks buffered per share ahead of the decoder.
 const BLOCKS_BUFFERED: usize = 8;
 
@@ -53,6 +54,8 @@ pub(crate) struct Fetcher<'a, T> {
     next_candidate: usize,
     used_shares: HashSet<u8>,
     sources: Vec<Source>,
+    /// Egress prepaid at least with each new channel signature (0: exactly what this file needs).
+    pub prepay_floor: u64,
 }
 
 impl<'a, T: Transport> Fetcher<'a, T> {
@@ -76,6 +79,7 @@ impl<'a, T: Transport> Fetcher<'a, T> {
             next_candidate: 0,
             used_shares: HashSet::new(),
             sources: Vec::new(),
+            prepay_floor: 0,
         }
     }
 
@@ -95,7 +99,13 @@ impl<'a, T: Transport> Fetcher<'a, T> {
                 match client.fetch_verifier(&self.si, self.header, share, &node).await {
                     Ok(verifier) => {
                         self.used_shares.insert(share);
-                        let rx = client.spawn_reader(&layout, self.si, share, node.clone(), index, self.last);
+                        let rx = client.spawn_reader(
+                            &layout,
+                            self.si,
+                            (share, node.clone()),
+                            (index, self.last),
+                            self.prepay_floor,
+                        );
                         self.sources.push(Source { share, node, verifier, rx });
                     }
                     Err(e) => {
@@ -254,18 +264,36 @@ impl<T: Transport> Client<T> {
             return Err(self.not_enough(k, holders.distinct(), &holders));
         }
         let header = self.fetch_header(&vcap, &holders).await?;
-        self.download_from(si, &header, &cap.key, holders.found.clone(), (offset, len), out).await
+        self.download_from(si, &header, &cap.key, holders.found.clone(), (offset, len, 0), out).await
+    }
+
+    /// Downloads a small file that is one of many read together (a directory node): as
+    /// [`Client::download`], prepaying [`SMALL_READS_PREPAY`] of reads when it pays.
+    pub(crate) async fn download_small(&self, cap: &ReadCap, out: &mut Vec<u8>) -> Result<u64, ClientError> {
+        let vcap = cap.verify_cap();
+        let holders = self.locate(&vcap.storage_index).await;
+        if holders.distinct() < cap.k as usize {
+            return Err(self.not_enough(cap.k as usize, holders.distinct(), &holders));
+        }
+        let header = self.fetch_header(&vcap, &holders).await?;
+        let sink = |b: &[u8]| {
+            out.extend_from_slice(b);
+            Ok(())
+        };
+        let range = (0, cap.size, SMALL_READS_PREPAY);
+        self.download_from(vcap.storage_index, &header, &cap.key, holders.found, range, sink).await
     }
 
     /// Downloads bytes `offset..offset+len` of the file whose (already verified) header is
-    /// `header`, from the shares `holders` report under `si`, decrypting with `key`.
+    /// `header`, from the shares `holders` report under `si`, decrypting with `key`; reads prepay
+    /// at least `prepay_floor` bytes of egress when they sign a channel update.
     pub(crate) async fn download_from<W>(
         &self,
         si: [u8; 32],
         header: &ShareHeader,
         key: &FileKey,
         holders: Vec<(u8, NodeRef)>,
-        (offset, len): (u64, u64),
+        (offset, len, prepay_floor): (u64, u64, u64),
         mut out: W,
     ) -> Result<u64, ClientError>
     where
@@ -279,6 +307,7 @@ impl<T: Transport> Client<T> {
         let (first, last) = (offset / seg, (offset + len - 1) / seg);
 
         let mut fetcher = Fetcher::new(self, si, header, holders, last);
+        fetcher.prepay_floor = prepay_floor;
         let mut decoder = SegmentDecoder::new();
         let mut written = 0u64;
         for index in first..=last {
@@ -299,10 +328,9 @@ impl<T: Transport> Client<T> {
         &self,
         layout: &FileLayout,
         si: [u8; 32],
-        share: u8,
-        node: NodeRef,
-        from: u64,
-        to: u64,
+        (share, node): (u8, NodeRef),
+        (from, to): (u64, u64),
+        prepay_floor: u64,
     ) -> mpsc::Receiver<Result<(u64, Bytes), ClientError>> {
         let (tx, rx) = mpsc::channel(BLOCKS_BUFFERED);
         let per_request = ((MAX_MESSAGE / 2) / layout.block_len(0)).max(1) as u64;
@@ -317,9 +345,7 @@ impl<T: Transport> Client<T> {
                     // Prepay the reads that follow (up to 16 more requests of this stream).
                     let ahead_end = (start + count + PREPAY_REQUESTS * per_request).min(to + 1);
                     let ahead: u64 = (start + count..ahead_end).map(|i| layout.block_len(i) as u64).sum();
-                    // Small files (directory nodes) come in runs: prepay a floor, not one
-                    // signature (and one fsync'd record) per file.
-                    let ahead = ahead.max(PREPAY_FLOOR_BYTES);
+                    let ahead = ahead.max(prepay_floor);
                     read_range(&transport, payments.as_deref(), &layout, &node, si, share, start, count, ahead)
                         .map(move |r| (start, r))
                 })

@@ -190,7 +190,8 @@ impl<T: Transport> Client<T> {
             out.extend_from_slice(b);
             Ok(())
         };
-        self.download_from(si, &h.share_header, &key, v.holders.clone(), (0, size), sink).await?;
+        let range = (0, size, crate::download::SMALL_READS_PREPAY);
+        self.download_from(si, &h.share_header, &key, v.holders.clone(), range, sink).await?;
         Ok(out)
     }
 

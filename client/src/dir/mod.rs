@@ -92,12 +92,7 @@ impl<T: Transport> tree::NodeStore for GridNodes<'_, T> {
             return Err(blackbox_core::dir::DirError::Malformed("node too long").into());
         }
         let mut bytes = Vec::with_capacity(cap.size as usize);
-        self.client
-            .download(cap, None, |b| {
-                bytes.extend_from_slice(b);
-                Ok(())
-            })
-            .await?;
+        self.client.download_small(cap, &mut bytes).await?;
         let node = Node::decode(&bytes)?;
         self.client.node_cache.put(cap.root, &node, bytes.len());
         Ok(node)
