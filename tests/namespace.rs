@@ -86,6 +86,8 @@ fn paths_round_trip_and_read_caps_only_read() {
     ok(&net, &["mkdir", "-p", "/a/b"]);
     ok(&net, &["mv", "/docs/renamed", "/a/b/"]);
     assert_eq!(names(&ok(&net, &["ls", "/a/b"])), ["c/", "renamed"]);
+    assert!(fails(&net, &["mv", "/a", "/a/b/inside"]).contains("into itself"));
+    assert!(fails(&net, &["put", s(tmp.path()), "/a/dir"]).contains("not a regular file"));
     ok(&net, &["mv", "/a/b/c", "/docs/c2"]);
     ok(&net, &["put", s(&small), "/docs/c2/inner"]);
     assert_eq!(ok(&net, &["get", "/docs/c2/inner"]), "hello, namespace\n");

@@ -105,6 +105,12 @@ pub async fn put_path(
     opts: &PutOptions,
     force: bool,
 ) -> Result<ExitCode> {
+    if file != Path::new("-") {
+        let meta = std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
+        if !meta.is_file() {
+            bail!("{} is not a regular file", file.display());
+        }
+    }
     let s = session(config).await?;
     // Standard input is spooled to a private file first: the upload needs the size up front.
     let spool;

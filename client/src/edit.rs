@@ -31,6 +31,9 @@ impl Session {
     /// one atomic change; across directories the entry is linked at `dst` before it is removed
     /// from `src`, so a crash leaves it in both places, never in none.
     pub async fn rename(&self, src: &str, dst: &str, force: bool) -> Result<(), ClientError> {
+        if crate::namespace::is_within(dst, src)? {
+            return Err(ClientError::BadPath { path: dst.to_string(), why: "cannot move a directory into itself" });
+        }
         let (sdir, sname) = self.resolve_parent(src).await?;
         let sw = sdir.write(src)?.clone();
         let (ddir, dname) = match self.stat(dst).await {

@@ -92,6 +92,12 @@ fn parse_path(path: &str) -> Result<ParsedPath<'_>, ClientError> {
     Ok(ParsedPath { start, parts })
 }
 
+/// Whether `inner` is `outer` or below it (same start, `outer`'s components a prefix of its own).
+pub(crate) fn is_within(inner: &str, outer: &str) -> Result<bool, ClientError> {
+    let (i, o) = (parse_path(inner)?, parse_path(outer)?);
+    Ok(i.start == o.start && !o.parts.is_empty() && i.parts.starts_with(&o.parts))
+}
+
 /// A new entry for `cap` of this kind, stamped now.
 pub fn new_entry(kind: Kind, cap: String, size: u64) -> Entry {
     let mode = match kind {
@@ -361,5 +367,25 @@ pub fn guess_type(name: &str) -> &'static str {
         "tar" => "application/x-tar",
         "gz" => "application/gzip",
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_parse_strictly() {
+        let p = parse_path("/a//b/./c/").unwrap();
+        assert_eq!((p.start, p.parts), (None, vec!["a", "b", "c"]));
+        assert!(parse_path("a/b").is_err());
+        assert!(parse_path("/a/../b").is_err());
+        let cap = format!("{}/x", new_write_cap());
+        assert_eq!(parse_path(&cap).unwrap().parts, vec!["x"]);
+        assert!(parse_path(&format!("/{}", "n".repeat(1025))).is_err());
+        assert!(is_within("/a/b/c", "/a").unwrap());
+        assert!(is_within("/a", "/a").unwrap());
+        assert!(!is_within("/ab", "/a").unwrap());
+        assert!(!is_within("/a", "/a/b").unwrap());
     }
 }
