@@ -131,7 +131,9 @@ impl Session {
     /// Reads a directory; the user's own root is created here if it has no version yet.
     async fn read_dir(&self, dir: &DirCap, root: bool) -> Result<crate::dir::DirSnapshot, ClientError> {
         match self.client.dir_read(&dir.read()).await {
-            Err(ClientError::SlotUnreadable { highest: 0, .. }) if root => {
+            // A new root: no node knows any version. With fewer than `happy` nodes answering,
+            // absence proves nothing, and the root is not made (a read error instead).
+            Err(ClientError::SlotUnreadable { highest: 0, found }) if root && found >= self.cfg.happy => {
                 let DirCap::Write(w) = dir else { unreachable!("the root is reached with its write cap") };
                 let opts = self.upload_options(&PutOptions::default())?;
                 match self.client.write_slot(w, &SlotState::default(), &Node::empty().encode(), &opts).await {
