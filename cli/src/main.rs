@@ -80,6 +80,8 @@ enum Command {
     Wallet(money::WalletArgs),
     /// Lease CPU cores of a node (billed per core-second at its signed price).
     CpuLease(money::CpuLeaseArgs),
+    /// Serve the S3 API over the grid (config: gateway.toml; `devnet up` writes one).
+    Gateway,
     /// Measure throughput.
     Bench {
         #[command(subcommand)]
@@ -139,7 +141,7 @@ fn main() -> ExitCode {
         }
     };
     let default_level = match cli.command {
-        Command::Node { .. } | Command::Devnet { .. } => "info,libp2p_swarm=warn,libp2p_kad=warn",
+        Command::Node { .. } | Command::Devnet { .. } | Command::Gateway => "info,libp2p_swarm=warn,libp2p_kad=warn",
         _ => "warn",
     };
     init_logging(cli.verbose, default_level);
@@ -196,5 +198,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wallet(args) => money::wallet(config, args).await,
         Command::CpuLease(args) => money::cpu_lease(config, args).await,
         Command::Bench { action } => bench::run(config, action).await,
+        Command::Gateway => {
+            let path = config.ok_or_else(|| anyhow::anyhow!("`gateway` needs --config gateway.toml"))?;
+            let cfg = blackbox_gateway::GatewayConfig::load(&path)?;
+            let ready = |addr| println!("S3 gateway listening on http://{addr}");
+            let stop = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            blackbox_gateway::run(cfg, ready, stop).await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -41,6 +41,28 @@ impl Holders {
     }
 }
 
+/// Where a download writes its verified plaintext, in order.
+pub(crate) trait Sink {
+    /// Takes the next bytes.
+    fn put(&mut self, bytes: &[u8]) -> impl std::future::Future<Output = std::io::Result<()>>;
+}
+
+impl<F: FnMut(&[u8]) -> std::io::Result<()>> Sink for F {
+    fn put(&mut self, bytes: &[u8]) -> impl std::future::Future<Output = std::io::Result<()>> {
+        std::future::ready(self(bytes))
+    }
+}
+
+/// A sink that hands each piece to a bounded channel (waits while the reader is slow).
+struct ChannelSink(mpsc::Sender<Result<Bytes, ClientError>>);
+
+impl Sink for ChannelSink {
+    fn put(&mut self, bytes: &[u8]) -> impl std::future::Future<Output = std::io::Result<()>> {
+        let (tx, b) = (self.0.clone(), Bytes::copy_from_slice(bytes));
+        async move { tx.send(Ok(b)).await.map_err(|_| std::io::Error::other("reader went away")) }
+    }
+}
+
 /// Streams verified blocks of a file from `k` shares at a time, segment by segment, replacing a
 /// share whose node fails or returns a bad block by the next candidate.
 pub(crate) struct Fetcher<'a, T> {
@@ -267,6 +289,33 @@ impl<T: Transport> Client<T> {
         self.download_from(si, &header, &cap.key, holders.found.clone(), (offset, len, 0), out).await
     }
 
+    /// Streams bytes `offset..offset+len` of the file into `tx` as they are verified (a bounded
+    /// channel: memory stays bounded whatever the size); a failure is the last item sent.
+    pub async fn download_into(
+        &self,
+        cap: &ReadCap,
+        (offset, len): (u64, u64),
+        tx: mpsc::Sender<Result<Bytes, ClientError>>,
+    ) {
+        let r = async {
+            if offset.checked_add(len).is_none_or(|end| end > cap.size) {
+                return Err(ClientError::RangeOutside { offset, len, size: cap.size });
+            }
+            let vcap = cap.verify_cap();
+            let holders = self.locate(&vcap.storage_index).await;
+            if holders.distinct() < cap.k as usize {
+                return Err(self.not_enough(cap.k as usize, holders.distinct(), &holders));
+            }
+            let header = self.fetch_header(&vcap, &holders).await?;
+            let sink = ChannelSink(tx.clone());
+            self.download_from(vcap.storage_index, &header, &cap.key, holders.found, (offset, len, 0), sink).await
+        }
+        .await;
+        if let Err(e) = r {
+            let _ = tx.send(Err(e)).await;
+        }
+    }
+
     /// Downloads a small file that is one of many read together (a directory node): as
     /// [`Client::download`], prepaying [`SMALL_READS_PREPAY`] of reads when it pays.
     pub(crate) async fn download_small(&self, cap: &ReadCap, out: &mut Vec<u8>) -> Result<u64, ClientError> {
@@ -297,7 +346,7 @@ impl<T: Transport> Client<T> {
         mut out: W,
     ) -> Result<u64, ClientError>
     where
-        W: FnMut(&[u8]) -> std::io::Result<()>,
+        W: Sink,
     {
         let layout = header.layout();
         if len == 0 {
@@ -317,7 +366,7 @@ impl<T: Transport> Client<T> {
             let seg_start = index * seg;
             let from = offset.saturating_sub(seg_start) as usize;
             let to = ((offset + len - seg_start) as usize).min(plain.len());
-            out(&plain[from..to])?;
+            out.put(&plain[from..to]).await?;
             written += (to - from) as u64;
         }
         Ok(written)

@@ -32,7 +32,8 @@ impl DirCap {
         }
     }
 
-    pub(crate) fn write(&self, path: &str) -> Result<&SlotWriteCap, ClientError> {
+    /// The write cap, or a read-only error naming `path`.
+    pub fn write(&self, path: &str) -> Result<&SlotWriteCap, ClientError> {
         match self {
             DirCap::Write(w) => Ok(w),
             DirCap::Read(_) => Err(ClientError::ReadOnly(path.to_string())),
@@ -155,7 +156,7 @@ impl Session {
     }
 
     /// The subdirectory an entry names, writable when `parent` is.
-    pub(crate) fn child_dir(parent: &DirCap, entry: &Entry, path: &str) -> Result<DirCap, ClientError> {
+    pub fn child_dir(parent: &DirCap, entry: &Entry, path: &str) -> Result<DirCap, ClientError> {
         if entry.kind != Kind::Dir {
             return Err(ClientError::NotADirectory(path.to_string()));
         }

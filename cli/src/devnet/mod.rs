@@ -183,6 +183,33 @@ fn write_client_config(args: &UpArgs, root: &Path, chain: Option<&DevnetChain>, 
     Ok(std::fs::canonicalize(&client_path).unwrap_or(client_path))
 }
 
+/// Writes `gateway.toml` once: a free local port and one generated key pair owning every bucket.
+fn write_gateway_config(root: &Path) -> Result<PathBuf> {
+    let path = root.join("gateway.toml");
+    if !path.exists() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let word = |len: usize, set: &[u8]| -> String {
+            let mut rng = blackbox_util::Xorshift::new(rand::random());
+            (0..len).map(|_| set[(rng.next_u64() % set.len() as u64) as usize] as char).collect()
+        };
+        let key = blackbox_gateway::KeyConfig {
+            access_key_id: format!("BB{}", word(18, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")),
+            secret_access_key: word(40, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"),
+            owner: vec!["*".into()],
+            ..Default::default()
+        };
+        let cfg = blackbox_gateway::GatewayConfig {
+            listen: format!("127.0.0.1:{port}"),
+            client_config: PathBuf::from("client.toml"),
+            keys: vec![key],
+            ..Default::default()
+        };
+        write_secret(&path, toml::to_string(&cfg)?.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(std::fs::canonicalize(&path).unwrap_or(path))
+}
+
 /// Mines a devnet block every `block_secs` until dropped.
 fn spawn_miner(chain: &DevnetChain, block_secs: f64) -> tokio::task::JoinHandle<()> {
     let (chain, every) = (chain.chain.clone(), Duration::from_secs_f64(block_secs.clamp(0.05, 3600.0)));
@@ -225,8 +252,10 @@ pub async fn up(args: UpArgs) -> Result<ExitCode> {
     };
     wait_discoverable(&bootstrap, args.nodes).await;
     let client_path = write_client_config(&args, &root, chain.as_ref(), bootstrap)?;
+    let gateway_path = write_gateway_config(&root)?;
     println!("devnet ready: {} nodes; client config {}", args.nodes, client_path.display());
     println!("try: export BLACKBOX_CONFIG={}; blackbox put FILE", client_path.display());
+    println!("S3: blackbox gateway --config {} (its key pair is in that file)", gateway_path.display());
     supervise(&mut procs, &mut term).await;
     if let Some(m) = miner {
         m.abort();

@@ -1,0 +1,93 @@
+//! blackbox S3 gateway: stock S3 clients store into the grid. Buckets are directories under the
+//! gateway's root in the namespace, objects their entries named by full keys; s3s does the HTTP,
+//! XML and SigV4 work, every storage behaviour is here, over the client library.
+
+mod auth;
+pub mod config;
+mod list;
+mod ops;
+mod store;
+
+use std::sync::Arc;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use s3s::service::S3ServiceBuilder;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+pub use config::{GatewayConfig, KeyConfig};
+
+/// Why the gateway could not start.
+#[derive(Debug, Error)]
+pub enum GatewayError {
+    /// The config does not load.
+    #[error(transparent)]
+    Config(#[from] blackbox_util::ConfigError),
+    /// The grid could not be reached, or the root directory not made.
+    #[error(transparent)]
+    Client(#[from] blackbox_client::ClientError),
+    /// No access key configured.
+    #[error("gateway.toml has no [[keys]]: every request must be signed by a configured key")]
+    NoKeys,
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+}
+
+/// Runs the gateway until `stop` resolves; calls `ready` with the bound address once listening.
+pub async fn run(
+    cfg: GatewayConfig,
+    ready: impl FnOnce(std::net::SocketAddr),
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), GatewayError> {
+    if cfg.keys.is_empty() {
+        return Err(GatewayError::NoKeys);
+    }
+    let client_cfg = blackbox_client::ClientConfig::load(&cfg.client_config)?;
+    let spool = client_cfg.data_dir.join("gateway-spool");
+    std::fs::create_dir_all(&spool)
+        .map_err(|source| blackbox_client::ClientError::State { what: "the spool dir", source })?;
+    let session = Arc::new(blackbox_client::Session::connect(client_cfg).await?);
+    let store = Arc::new(store::Store::open(session, &cfg.root).await?);
+    let keys = auth::Keys::new(&cfg.keys);
+    let gateway = ops::Gateway::new(store, keys.clone(), cfg.region.clone(), cfg.max_object_size, spool);
+    let mut builder = S3ServiceBuilder::new(gateway);
+    builder.set_auth(keys.clone());
+    builder.set_access(keys);
+    let service = builder.build();
+    let listener = TcpListener::bind(&cfg.listen)
+        .await
+        .map_err(|source| GatewayError::Listen { addr: cfg.listen.clone(), source })?;
+    let addr = listener.local_addr().map_err(|source| GatewayError::Listen { addr: cfg.listen.clone(), source })?;
+    info!(%addr, "S3 gateway listening");
+    ready(addr);
+    let limit = Arc::new(tokio::sync::Semaphore::new(cfg.max_concurrent_requests.max(1)));
+    let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(stop);
+    loop {
+        let (socket, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            () = &mut stop => return Ok(()),
+        };
+        let (service, http, limit) = (service.clone(), http.clone(), limit.clone());
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let (service, limit) = (service.clone(), limit.clone());
+                async move {
+                    let _permit = limit.acquire_owned().await;
+                    hyper::service::Service::call(&service, req).await
+                }
+            });
+            if let Err(e) = http.serve_connection(TokioIo::new(socket), svc).await {
+                tracing::debug!(%peer, error = %e, "connection ended");
+            }
+        });
+    }
+}

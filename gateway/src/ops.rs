@@ -1,0 +1,406 @@
+//! The S3 operations over the [`Store`]: buckets, objects (streamed both ways, ETag = MD5),
+//! conditional and ranged reads, and listings as range scans of a bucket's sorted map.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use blackbox_core::dir::Entry;
+use blackbox_core::{LiteralCap, ReadCap, MAX_LITERAL_LEN};
+use futures::StreamExt;
+use md5::{Digest, Md5};
+use s3s::dto::*;
+use s3s::{s3_error, S3Error, S3Request, S3Response, S3Result, S3};
+
+use crate::list::{list_page, Page};
+use crate::store::{attr, internal, object_entry, Store, CONTENT_HEADERS, ETAG, USER_META};
+
+/// The gateway: S3 over the grid.
+pub struct Gateway {
+    store: Arc<Store>,
+    keys: crate::auth::Keys,
+    region: String,
+    max_object_size: u64,
+    spool: std::path::PathBuf,
+}
+
+impl Gateway {
+    /// A gateway over `store`; request bodies are spooled under `spool` (the client data dir).
+    pub fn new(
+        store: Arc<Store>,
+        keys: crate::auth::Keys,
+        region: String,
+        max_object_size: u64,
+        spool: std::path::PathBuf,
+    ) -> Self {
+        Self { store, keys, region, max_object_size, spool }
+    }
+}
+
+/// A local I/O failure (spool file): logged here, answered without details.
+fn local(e: std::io::Error) -> S3Error {
+    tracing::warn!(error = %e, "gateway spool I/O failed");
+    s3_error!(InternalError, "the gateway could not buffer the request body")
+}
+
+fn timestamp(ns: u64) -> Timestamp {
+    Timestamp::from(SystemTime::UNIX_EPOCH + Duration::from_nanos(ns))
+}
+
+fn etag_of(e: &Entry) -> Option<ETag> {
+    attr(e, ETAG).map(|t| ETag::Strong(t.to_string()))
+}
+
+fn user_metadata(e: &Entry) -> Option<Metadata> {
+    let m: Metadata =
+        e.metadata.iter().filter_map(|(k, v)| Some((k.strip_prefix(USER_META)?.to_string(), v.clone()))).collect();
+    (!m.is_empty()).then_some(m)
+}
+
+/// Whole seconds: HTTP dates carry no more.
+fn secs(t: &Timestamp) -> i64 {
+    time::OffsetDateTime::from(t.clone()).unix_timestamp()
+}
+
+/// Checks If-Match, If-None-Match, If-Modified-Since and If-Unmodified-Since (RFC 9110 order).
+fn preconditions(
+    e: &Entry,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    modified_since: Option<&Timestamp>,
+    unmodified_since: Option<&Timestamp>,
+) -> S3Result<()> {
+    let tag = etag_of(e);
+    let matches = |c: &ETagCondition| match c {
+        ETagCondition::Any => true,
+        ETagCondition::ETag(t) => tag.as_ref().is_some_and(|mine| mine.value() == t.value()),
+    };
+    let mtime = (e.mtime_ns / 1_000_000_000) as i64;
+    if let Some(c) = if_match {
+        if !matches(c) {
+            return Err(s3_error!(PreconditionFailed));
+        }
+    } else if unmodified_since.is_some_and(|t| mtime > secs(t)) {
+        return Err(s3_error!(PreconditionFailed));
+    }
+    if let Some(c) = if_none_match {
+        if matches(c) {
+            return Err(s3_error!(NotModified));
+        }
+    } else if modified_since.is_some_and(|t| mtime <= secs(t)) {
+        return Err(s3_error!(NotModified));
+    }
+    Ok(())
+}
+
+/// The S3 attributes of a PUT: content headers and user metadata, as entry metadata.
+fn attributes(etag: &str, headers: [(&str, Option<&String>); 4], meta: Option<&Metadata>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    out.insert(ETAG.to_string(), etag.to_string());
+    for (k, v) in headers {
+        if let Some(v) = v {
+            out.insert(k.to_string(), v.clone());
+        }
+    }
+    for (k, v) in meta.into_iter().flatten() {
+        out.insert(format!("{USER_META}{}", k.to_ascii_lowercase()), v.clone());
+    }
+    out
+}
+
+impl Gateway {
+    /// Spools a request body to a private file, hashing it; refuses bodies over the limit.
+    async fn spool_body(&self, body: Option<StreamingBlob>) -> S3Result<(tempfile::NamedTempFile, u64, String)> {
+        let file = tempfile::NamedTempFile::new_in(&self.spool).map_err(local)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+        let (mut md5, mut size) = (Md5::new(), 0u64);
+        if let Some(mut body) = body {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|_| s3_error!(IncompleteBody))?;
+                size += chunk.len() as u64;
+                if size > self.max_object_size {
+                    return Err(s3_error!(EntityTooLarge));
+                }
+                md5.update(&chunk);
+                w.write_all(&chunk).map_err(local)?;
+            }
+        }
+        let file = w.into_inner().map_err(|e| local(e.into_error()))?;
+        let etag = data_encoding::HEXLOWER.encode(&md5.finalize());
+        Ok((file, size, etag))
+    }
+
+    /// Stores a spooled body: inline when small, uploaded otherwise; returns its cap.
+    async fn store_body(&self, file: &tempfile::NamedTempFile, size: u64) -> S3Result<String> {
+        if size as usize <= MAX_LITERAL_LEN {
+            let data = std::fs::read(file.path()).map_err(local)?;
+            return Ok(LiteralCap { data }.to_string());
+        }
+        let path = file.path().to_path_buf();
+        let open = move || std::fs::File::open(&path).map(|f| std::io::BufReader::with_capacity(1 << 20, f));
+        let client = &self.store.session.client;
+        let report = client.upload(open, size, &self.store.opts, Default::default()).await.map_err(internal)?;
+        Ok(report.cap.to_string())
+    }
+
+    /// The body of `e`, bytes `range` of it.
+    fn body(&self, e: &Entry, range: std::ops::Range<u64>) -> S3Result<StreamingBlob> {
+        if let Ok(l) = e.cap.parse::<LiteralCap>() {
+            let part = bytes::Bytes::copy_from_slice(&l.data[range.start as usize..range.end as usize]);
+            return Ok(StreamingBlob::wrap(futures::stream::once(async move { Ok::<_, std::io::Error>(part) })));
+        }
+        let cap: ReadCap = e.cap.parse().map_err(|_| s3_error!(InternalError, "unreadable object"))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let session = self.store.session.clone();
+        tokio::spawn(async move {
+            session.client.download_into(&cap, (range.start, range.end - range.start), tx).await;
+        });
+        let stream = tokio_stream(rx).map(|r| r.map_err(|e| std::io::Error::other(e.to_string())));
+        Ok(StreamingBlob::wrap(stream))
+    }
+}
+
+/// A receiver as a stream.
+fn tokio_stream<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send + Sync {
+    let (tx, out) = futures::channel::mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut tx = tx;
+        while let Some(item) = rx.recv().await {
+            if futures::SinkExt::send(&mut tx, item).await.is_err() {
+                break;
+            }
+        }
+    });
+    out
+}
+
+#[async_trait::async_trait]
+impl S3 for Gateway {
+    async fn list_buckets(&self, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+        let key = req
+            .credentials
+            .as_ref()
+            .and_then(|c| self.keys.get(&c.access_key))
+            .ok_or_else(|| s3_error!(AccessDenied))?;
+        let buckets = self.store.list_buckets().await?;
+        let buckets = buckets
+            .into_iter()
+            .filter(|(name, _)| key.allows(name, crate::config::Need::Read))
+            .map(|(name, ns)| Bucket { name: Some(name), creation_date: Some(timestamp(ns)), ..Default::default() })
+            .collect();
+        Ok(S3Response::new(ListBucketsOutput { buckets: Some(buckets), ..Default::default() }))
+    }
+
+    async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+        let name = req.input.bucket;
+        self.store.create_bucket(&name).await?;
+        Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{name}")) }))
+    }
+
+    async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.store.bucket(&req.input.bucket).await?;
+        Ok(S3Response::new(HeadBucketOutput { bucket_region: Some(self.region.clone()), ..Default::default() }))
+    }
+
+    async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+        self.store.delete_bucket(&req.input.bucket).await?;
+        Ok(S3Response::new(DeleteBucketOutput {}))
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        self.store.bucket(&req.input.bucket).await?;
+        let constraint = (self.region != "us-east-1").then(|| BucketLocationConstraint::from(self.region.clone()));
+        Ok(S3Response::new(GetBucketLocationOutput { location_constraint: constraint }))
+    }
+
+    async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        let i = req.input;
+        let dir = self.store.bucket(&i.bucket).await?;
+        if i.key.len() > 1024 || i.key.is_empty() {
+            return Err(s3_error!(KeyTooLongError));
+        }
+        if i.content_length.is_some_and(|l| l < 0 || l as u64 > self.max_object_size) {
+            return Err(s3_error!(EntityTooLarge));
+        }
+        let (file, size, etag) = self.spool_body(i.body).await?;
+        if i.content_length.is_some_and(|l| l as u64 != size) {
+            return Err(s3_error!(IncompleteBody));
+        }
+        let cap = self.store_body(&file, size).await?;
+        let headers = [
+            (CONTENT_HEADERS[0], i.cache_control.as_ref()),
+            (CONTENT_HEADERS[1], i.content_disposition.as_ref()),
+            (CONTENT_HEADERS[2], i.content_encoding.as_ref()),
+            (CONTENT_HEADERS[3], i.content_language.as_ref()),
+        ];
+        let attrs = attributes(&etag, headers, i.metadata.as_ref());
+        let ctype = i.content_type.as_ref().map(ToString::to_string);
+        self.store.set(&dir, &i.key, Some(object_entry(cap, size, ctype.as_deref(), attrs))).await?;
+        Ok(S3Response::new(PutObjectOutput {
+            e_tag: Some(ETag::Strong(etag)),
+            size: Some(size as i64),
+            ..Default::default()
+        }))
+    }
+
+    async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        let i = req.input;
+        let dir = self.store.bucket(&i.bucket).await?;
+        let e = self.store.object(&dir, &i.key).await?;
+        let (m, n) = (i.if_modified_since.as_ref(), i.if_unmodified_since.as_ref());
+        preconditions(&e, i.if_match.as_ref(), i.if_none_match.as_ref(), m, n)?;
+        let whole = 0..e.size;
+        let range = match &i.range {
+            Some(r) => r.check(e.size).map_err(|_| s3_error!(InvalidRange))?,
+            None => whole.clone(),
+        };
+        let content_range =
+            i.range.is_some().then(|| format!("bytes {}-{}/{}", range.start, range.end.saturating_sub(1), e.size));
+        let out = GetObjectOutput {
+            body: Some(self.body(&e, range.clone())?),
+            content_length: Some((range.end - range.start) as i64),
+            content_range,
+            accept_ranges: Some("bytes".into()),
+            content_type: e.content_type.parse().ok().filter(|_| !e.content_type.is_empty()),
+            cache_control: attr(&e, CONTENT_HEADERS[0]).map(Into::into),
+            content_disposition: attr(&e, CONTENT_HEADERS[1]).map(Into::into),
+            content_encoding: attr(&e, CONTENT_HEADERS[2]).map(Into::into),
+            content_language: attr(&e, CONTENT_HEADERS[3]).map(Into::into),
+            e_tag: etag_of(&e),
+            last_modified: Some(timestamp(e.mtime_ns)),
+            metadata: user_metadata(&e),
+            ..Default::default()
+        };
+        Ok(S3Response::new(out))
+    }
+
+    async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+        let i = req.input;
+        let dir = self.store.bucket(&i.bucket).await?;
+        let e = self.store.object(&dir, &i.key).await?;
+        let (m, n) = (i.if_modified_since.as_ref(), i.if_unmodified_since.as_ref());
+        preconditions(&e, i.if_match.as_ref(), i.if_none_match.as_ref(), m, n)?;
+        let out = HeadObjectOutput {
+            content_length: Some(e.size as i64),
+            accept_ranges: Some("bytes".into()),
+            content_type: e.content_type.parse().ok().filter(|_| !e.content_type.is_empty()),
+            cache_control: attr(&e, CONTENT_HEADERS[0]).map(Into::into),
+            content_disposition: attr(&e, CONTENT_HEADERS[1]).map(Into::into),
+            content_encoding: attr(&e, CONTENT_HEADERS[2]).map(Into::into),
+            content_language: attr(&e, CONTENT_HEADERS[3]).map(Into::into),
+            e_tag: etag_of(&e),
+            last_modified: Some(timestamp(e.mtime_ns)),
+            metadata: user_metadata(&e),
+            ..Default::default()
+        };
+        Ok(S3Response::new(out))
+    }
+
+    async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let dir = self.store.bucket(&req.input.bucket).await?;
+        self.store.set(&dir, &req.input.key, None).await?;
+        Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+
+    async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let i = req.input;
+        let dir = self.store.bucket(&i.bucket).await?;
+        let token = match &i.continuation_token {
+            Some(t) => Some(decode_token(t)?),
+            None => None,
+        };
+        let after = token.clone().or(i.start_after.clone());
+        let max = i.max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
+        let page = list_page(&self.store, &dir, i.prefix.as_deref(), i.delimiter.as_deref(), after, max).await?;
+        let url = i.encoding_type.as_ref().is_some_and(|t| t.as_str() == "url");
+        let key_count = (page.objects.len() + page.prefixes.len()) as i32;
+        let next = page.next.as_ref().map(|n| encode_token(n));
+        Ok(S3Response::new(ListObjectsV2Output {
+            name: Some(i.bucket),
+            prefix: Some(i.prefix.unwrap_or_default()).map(|p| encode_key(&p, url)),
+            delimiter: i.delimiter.map(|d| encode_key(&d, url)),
+            max_keys: Some(max as i32),
+            key_count: Some(key_count),
+            continuation_token: i.continuation_token,
+            next_continuation_token: next,
+            is_truncated: Some(page.next.is_some()),
+            start_after: i.start_after.map(|s| encode_key(&s, url)),
+            encoding_type: i.encoding_type,
+            contents: Some(objects(&page, url)),
+            common_prefixes: Some(prefixes(&page, url)),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+        let i = req.input;
+        let dir = self.store.bucket(&i.bucket).await?;
+        let max = i.max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
+        let page =
+            list_page(&self.store, &dir, i.prefix.as_deref(), i.delimiter.as_deref(), i.marker.clone(), max).await?;
+        let url = i.encoding_type.as_ref().is_some_and(|t| t.as_str() == "url");
+        Ok(S3Response::new(ListObjectsOutput {
+            name: Some(i.bucket),
+            prefix: Some(i.prefix.unwrap_or_default()).map(|p| encode_key(&p, url)),
+            delimiter: i.delimiter.clone().map(|d| encode_key(&d, url)),
+            marker: Some(i.marker.unwrap_or_default()),
+            max_keys: Some(max as i32),
+            is_truncated: Some(page.next.is_some()),
+            next_marker: page.next.clone().filter(|_| i.delimiter.is_some()).map(|n| encode_key(&n, url)),
+            encoding_type: i.encoding_type,
+            contents: Some(objects(&page, url)),
+            common_prefixes: Some(prefixes(&page, url)),
+            ..Default::default()
+        }))
+    }
+}
+
+fn objects(page: &Page, url: bool) -> Vec<Object> {
+    page.objects
+        .iter()
+        .map(|(key, e)| Object {
+            key: Some(encode_key(key, url)),
+            size: Some(e.size as i64),
+            e_tag: etag_of(e),
+            last_modified: Some(timestamp(e.mtime_ns)),
+            storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn prefixes(page: &Page, url: bool) -> Vec<CommonPrefix> {
+    page.prefixes.iter().map(|p| CommonPrefix { prefix: Some(encode_key(p, url)) }).collect()
+}
+
+/// A key as listed: percent-encoded with `encoding-type=url`.
+fn encode_key(key: &str, url: bool) -> String {
+    if !url {
+        return key.to_string();
+    }
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn encode_token(key: &str) -> String {
+    data_encoding::BASE64URL_NOPAD.encode(key.as_bytes())
+}
+
+fn decode_token(t: &str) -> S3Result<String> {
+    let bytes = data_encoding::BASE64URL_NOPAD
+        .decode(t.as_bytes())
+        .map_err(|_| s3_error!(InvalidArgument, "bad continuation token"))?;
+    String::from_utf8(bytes).map_err(|_| s3_error!(InvalidArgument, "bad continuation token"))
+}

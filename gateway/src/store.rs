@@ -1,0 +1,161 @@
+//! Buckets and objects as namespace entries: a bucket is a directory under the gateway's root,
+//! an object is an entry of its bucket named by its full key, with its S3 attributes (ETag,
+//! content headers, user metadata) in the entry's metadata.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use blackbox_client::namespace::{new_entry, DirCap};
+use blackbox_client::{ClientError, PutOptions, Session, UploadOptions};
+use blackbox_core::dir::{Entry, Kind};
+use s3s::{s3_error, S3Error};
+
+/// Entry metadata keys the gateway uses; user metadata is stored under `x-amz-meta-<name>`.
+pub const ETAG: &str = "etag";
+/// Prefix of user metadata keys.
+pub const USER_META: &str = "x-amz-meta-";
+/// Content headers kept with an object.
+pub const CONTENT_HEADERS: [&str; 4] = ["cache-control", "content-disposition", "content-encoding", "content-language"];
+
+/// The gateway's buckets over one session.
+pub struct Store {
+    /// The client.
+    pub session: Arc<Session>,
+    root: blackbox_core::SlotWriteCap,
+    buckets: Mutex<HashMap<String, DirCap>>,
+    /// How objects are encoded.
+    pub opts: UploadOptions,
+}
+
+/// Maps client errors to S3 errors without leaking caps or paths.
+pub fn internal(e: ClientError) -> S3Error {
+    tracing::warn!(error = %e, "grid operation failed");
+    match e {
+        ClientError::Exists(_) => s3_error!(BucketAlreadyOwnedByYou),
+        _ => s3_error!(ServiceUnavailable, "the storage grid could not complete the request; retry"),
+    }
+}
+
+/// Whether a bucket name follows the S3 rules (3–63 of a-z, 0-9, '.', '-', starting and ending
+/// with a letter or digit).
+pub fn valid_bucket(name: &str) -> bool {
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-';
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    (3..=63).contains(&name.len())
+        && name.chars().all(ok_char)
+        && edge(name.chars().next())
+        && edge(name.chars().last())
+        && !name.contains("..")
+}
+
+impl Store {
+    /// Opens (creating if needed) the root directory at `root` in the session's namespace.
+    pub async fn open(session: Arc<Session>, root: &str) -> Result<Self, ClientError> {
+        let dir = session.mkdir(root, true).await?;
+        let DirCap::Write(root) = dir else { return Err(ClientError::ReadOnly(root.into())) };
+        let opts = session.upload_options(&PutOptions::default())?;
+        Ok(Self { session, root, buckets: Mutex::new(HashMap::new()), opts })
+    }
+
+    fn cached(&self, name: &str) -> Option<DirCap> {
+        self.buckets.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+
+    /// Every bucket with its creation time (ns).
+    pub async fn list_buckets(&self) -> Result<Vec<(String, u64)>, S3Error> {
+        let c = &self.session.client;
+        let read = self.root.read_cap();
+        let snap = c.dir_read(&read).await.map_err(internal)?;
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = c.dir_list(&read, &snap, after.as_deref(), 1000).await.map_err(internal)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            out.extend(page.into_iter().filter(|(_, e)| e.kind == Kind::Dir).map(|(n, e)| (n, e.mtime_ns)));
+        }
+        Ok(out)
+    }
+
+    /// The bucket's directory, or NoSuchBucket.
+    pub async fn bucket(&self, name: &str) -> Result<DirCap, S3Error> {
+        if let Some(d) = self.cached(name) {
+            return Ok(d);
+        }
+        let c = &self.session.client;
+        let read = self.root.read_cap();
+        let snap = c.dir_read(&read).await.map_err(internal)?;
+        let entry = c.dir_get(&read, &snap, name).await.map_err(internal)?;
+        let entry = entry.filter(|e| e.kind == Kind::Dir).ok_or_else(|| s3_error!(NoSuchBucket))?;
+        let dir = Session::child_dir(&DirCap::Write(self.root.clone()), &entry, name).map_err(internal)?;
+        self.buckets.lock().unwrap_or_else(|p| p.into_inner()).insert(name.into(), dir.clone());
+        Ok(dir)
+    }
+
+    /// Creates a bucket (BucketAlreadyOwnedByYou when it exists).
+    pub async fn create_bucket(&self, name: &str) -> Result<(), S3Error> {
+        if !valid_bucket(name) {
+            return Err(s3_error!(InvalidBucketName));
+        }
+        let c = &self.session.client;
+        let child = c.dir_create(&self.opts).await.map_err(internal)?;
+        let parent = DirCap::Write(self.root.clone());
+        let entry = self.session.entry_for_cap(&parent, &child.to_string()).map_err(internal)?;
+        let edit = |cur: Vec<Option<Entry>>| match cur[0] {
+            Some(_) => Err(ClientError::Exists(name.into())),
+            None => Ok(vec![Some(entry.clone())]),
+        };
+        c.dir_update(&self.root, &[name], &self.opts, edit).await.map_err(internal)?;
+        Ok(())
+    }
+
+    /// Deletes an empty bucket.
+    pub async fn delete_bucket(&self, name: &str) -> Result<(), S3Error> {
+        let dir = self.bucket(name).await?;
+        if !self.list(&dir, None, 1).await?.is_empty() {
+            return Err(s3_error!(BucketNotEmpty));
+        }
+        let c = &self.session.client;
+        c.dir_update(&self.root, &[name], &self.opts, |_| Ok(vec![None])).await.map_err(internal)?;
+        self.buckets.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+        Ok(())
+    }
+
+    /// Up to `limit` objects of a bucket after `after`.
+    pub async fn list(&self, dir: &DirCap, after: Option<&str>, limit: usize) -> Result<Vec<(String, Entry)>, S3Error> {
+        let c = &self.session.client;
+        let read = dir.read();
+        let snap = c.dir_read(&read).await.map_err(internal)?;
+        c.dir_list(&read, &snap, after, limit).await.map_err(internal)
+    }
+
+    /// The object `key` of a bucket.
+    pub async fn object(&self, dir: &DirCap, key: &str) -> Result<Entry, S3Error> {
+        let c = &self.session.client;
+        let read = dir.read();
+        let snap = c.dir_read(&read).await.map_err(internal)?;
+        let e = c.dir_get(&read, &snap, key).await.map_err(internal)?;
+        e.filter(|e| e.kind == Kind::File).ok_or_else(|| s3_error!(NoSuchKey))
+    }
+
+    /// Sets (or with `None` removes) the object `key`.
+    pub async fn set(&self, dir: &DirCap, key: &str, entry: Option<Entry>) -> Result<(), S3Error> {
+        let w = dir.write(key).map_err(|_| s3_error!(AccessDenied))?;
+        let c = &self.session.client;
+        c.dir_update(w, &[key], &self.opts, |_| Ok(vec![entry.clone()])).await.map_err(internal)?;
+        Ok(())
+    }
+}
+
+/// The entry of a stored object: its cap, size, content type and S3 attributes.
+pub fn object_entry(cap: String, size: u64, content_type: Option<&str>, attrs: BTreeMap<String, String>) -> Entry {
+    let mut e = new_entry(Kind::File, cap, size);
+    e.content_type = content_type.unwrap_or("binary/octet-stream").chars().take(255).collect();
+    e.metadata = attrs.into_iter().collect();
+    e
+}
+
+/// An entry's metadata value.
+pub fn attr<'a>(e: &'a Entry, key: &str) -> Option<&'a str> {
+    e.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
