@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # Installs the system packages blackbox builds against (Debian/Ubuntu):
 # libclang-dev for bindgen, librocksdb-dev so RocksDB is linked rather than built from source,
-# g++ for libbitcoinconsensus (Bitcoin Core's consensus code, built by the bitcoinconsensus crate).
+# g++ for libbitcoinconsensus (Bitcoin Core's consensus code, built by the bitcoinconsensus crate);
+# python3-venv for the S3 clients the gateway is tested with (boto3, pytest, awscli from PyPI into
+# .venv/ of the checkout).
 set -euo pipefail
-pkgs=(libclang-dev librocksdb-dev pkg-config g++)
+cd "$(dirname "$0")/.."
+pkgs=(libclang-dev librocksdb-dev pkg-config g++ python3 python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -q
-$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# S3 clients for the gateway tests, pinned so every run tests the same clients.
+if [ ! -x .venv/bin/pytest ] || ! .venv/bin/python -c "import boto3" 2>/dev/null; then
+  python3 -m venv .venv
+  .venv/bin/pip install -q "boto3==1.44.8" "pytest==8.3.5"
+fi

@@ -141,7 +141,9 @@ fn main() -> ExitCode {
         }
     };
     let default_level = match cli.command {
-        Command::Node { .. } | Command::Devnet { .. } | Command::Gateway => "info,libp2p_swarm=warn,libp2p_kad=warn",
+        Command::Node { .. } | Command::Devnet { .. } => "info,libp2p_swarm=warn,libp2p_kad=warn",
+        // s3s logs every refused request (a client's error) as an error; -v shows them.
+        Command::Gateway => "info,s3s=off,libp2p_swarm=warn,libp2p_kad=warn",
         _ => "warn",
     };
     init_logging(cli.verbose, default_level);

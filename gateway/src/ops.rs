@@ -308,6 +308,74 @@ impl S3 for Gateway {
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
 
+    async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let i = req.input;
+        if i.delete.objects.len() > 1000 {
+            return Err(s3_error!(MalformedXML, "at most 1000 keys per DeleteObjects"));
+        }
+        let dir = self.store.bucket(&i.bucket).await?;
+        let (mut deleted, mut errors) = (Vec::new(), Vec::new());
+        for o in i.delete.objects {
+            match self.store.set(&dir, &o.key, None).await {
+                Ok(()) => deleted.push(DeletedObject { key: Some(o.key), ..Default::default() }),
+                Err(e) => errors.push(Error {
+                    code: Some(e.code().as_str().to_string()),
+                    key: Some(o.key),
+                    message: e.message().map(ToString::to_string),
+                    ..Default::default()
+                }),
+            }
+        }
+        let quiet = i.delete.quiet.unwrap_or(false);
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: (!quiet).then_some(deleted),
+            errors: Some(errors),
+            ..Default::default()
+        }))
+    }
+
+    async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+        let key = req
+            .credentials
+            .as_ref()
+            .and_then(|c| self.keys.get(&c.access_key))
+            .ok_or_else(|| s3_error!(AccessDenied))?;
+        let i = req.input;
+        let CopySource::Bucket { bucket: src_bucket, key: src_key, .. } = &i.copy_source else {
+            return Err(s3_error!(NotImplemented, "copy from an access point"));
+        };
+        if !key.allows(src_bucket, crate::config::Need::Read) {
+            return Err(s3_error!(AccessDenied));
+        }
+        let src_dir = self.store.bucket(src_bucket).await?;
+        let mut e = self.store.object(&src_dir, src_key).await?;
+        let (m, n) = (i.copy_source_if_modified_since.as_ref(), i.copy_source_if_unmodified_since.as_ref());
+        preconditions(&e, i.copy_source_if_match.as_ref(), i.copy_source_if_none_match.as_ref(), m, n)
+            .map_err(|_| s3_error!(PreconditionFailed))?;
+        let replace = i.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        if replace {
+            let etag = attr(&e, ETAG).unwrap_or_default().to_string();
+            let headers = [
+                (CONTENT_HEADERS[0], i.cache_control.as_ref()),
+                (CONTENT_HEADERS[1], i.content_disposition.as_ref()),
+                (CONTENT_HEADERS[2], i.content_encoding.as_ref()),
+                (CONTENT_HEADERS[3], i.content_language.as_ref()),
+            ];
+            let attrs = attributes(&etag, headers, i.metadata.as_ref());
+            let ctype = i.content_type.as_ref().map(ToString::to_string);
+            e = object_entry(e.cap, e.size, ctype.as_deref(), attrs);
+        } else if src_bucket.as_ref() == i.bucket && src_key.as_ref() == i.key {
+            return Err(s3_error!(InvalidRequest, "copying an object to itself needs the REPLACE metadata directive"));
+        }
+        // Content is immutable: the copy names the same stored file.
+        e.mtime_ns = blackbox_util::now_secs().saturating_mul(1_000_000_000);
+        let dir = self.store.bucket(&i.bucket).await?;
+        self.store.set(&dir, &i.key, Some(e.clone())).await?;
+        let result =
+            CopyObjectResult { e_tag: etag_of(&e), last_modified: Some(timestamp(e.mtime_ns)), ..Default::default() };
+        Ok(S3Response::new(CopyObjectOutput { copy_object_result: Some(result), ..Default::default() }))
+    }
+
     async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
         let i = req.input;
         let dir = self.store.bucket(&i.bucket).await?;

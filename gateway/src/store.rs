@@ -29,10 +29,12 @@ pub struct Store {
 
 /// Maps client errors to S3 errors without leaking caps or paths.
 pub fn internal(e: ClientError) -> S3Error {
-    tracing::warn!(error = %e, "grid operation failed");
     match e {
         ClientError::Exists(_) => s3_error!(BucketAlreadyOwnedByYou),
-        _ => s3_error!(ServiceUnavailable, "the storage grid could not complete the request; retry"),
+        e => {
+            tracing::warn!(error = %e, "grid operation failed");
+            s3_error!(ServiceUnavailable, "the storage grid could not complete the request; retry")
+        }
     }
 }
 
