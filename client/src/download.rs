@@ -290,30 +290,24 @@ impl<T: Transport> Client<T> {
     }
 
     /// Streams bytes `offset..offset+len` of the file into `tx` as they are verified (a bounded
-    /// channel: memory stays bounded whatever the size); a failure is the last item sent.
-    pub async fn download_into(
+    /// channel: memory stays bounded whatever the size).
+    pub(crate) async fn chunks_into(
         &self,
         cap: &ReadCap,
         (offset, len): (u64, u64),
-        tx: mpsc::Sender<Result<Bytes, ClientError>>,
-    ) {
-        let r = async {
-            if offset.checked_add(len).is_none_or(|end| end > cap.size) {
-                return Err(ClientError::RangeOutside { offset, len, size: cap.size });
-            }
-            let vcap = cap.verify_cap();
-            let holders = self.locate(&vcap.storage_index).await;
-            if holders.distinct() < cap.k as usize {
-                return Err(self.not_enough(cap.k as usize, holders.distinct(), &holders));
-            }
-            let header = self.fetch_header(&vcap, &holders).await?;
-            let sink = ChannelSink(tx.clone());
-            self.download_from(vcap.storage_index, &header, &cap.key, holders.found, (offset, len, 0), sink).await
+        tx: &mpsc::Sender<Result<Bytes, ClientError>>,
+    ) -> Result<u64, ClientError> {
+        if offset.checked_add(len).is_none_or(|end| end > cap.size) {
+            return Err(ClientError::RangeOutside { offset, len, size: cap.size });
         }
-        .await;
-        if let Err(e) = r {
-            let _ = tx.send(Err(e)).await;
+        let vcap = cap.verify_cap();
+        let holders = self.locate(&vcap.storage_index).await;
+        if holders.distinct() < cap.k as usize {
+            return Err(self.not_enough(cap.k as usize, holders.distinct(), &holders));
         }
+        let header = self.fetch_header(&vcap, &holders).await?;
+        let sink = ChannelSink(tx.clone());
+        self.download_from(vcap.storage_index, &header, &cap.key, holders.found, (offset, len, 0), sink).await
     }
 
     /// Downloads a small file that is one of many read together (a directory node): as

@@ -23,8 +23,23 @@ impl Session {
             out.write_all(&l.data)?;
             return Ok(l.data.len() as u64);
         }
-        let cap: ReadCap = entry.cap.parse()?;
-        self.get(&cap, None, out, Arc::default()).await
+        if let Ok(cap) = entry.cap.parse::<ReadCap>() {
+            return self.get(&cap, None, out, Arc::default()).await;
+        }
+        // A multi-part file: its parts in order, streamed.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let reading = self.client.read_into(&entry.cap, (0, entry.size), tx);
+        let writing = async {
+            let mut n = 0u64;
+            while let Some(piece) = rx.recv().await {
+                let piece = piece?;
+                out.write_all(&piece)?;
+                n += piece.len() as u64;
+            }
+            Ok::<u64, ClientError>(n)
+        };
+        let ((), written) = tokio::join!(self.recorded(reading), writing);
+        written
     }
 
     /// Moves `src` to `dst` (into `dst` when it is a directory). Within one directory this is

@@ -113,6 +113,9 @@ pub enum ClientError {
     /// A directory node failed to decode or a name is invalid.
     #[error(transparent)]
     Dir(#[from] blackbox_core::dir::DirError),
+    /// A multi-part file's manifest does not decode.
+    #[error(transparent)]
+    Manifest(#[from] blackbox_core::multi::ManifestError),
     /// A path does not exist.
     #[error("{0}: no such file or directory")]
     NotFound(String),

@@ -17,6 +17,7 @@ mod files;
 mod happiness;
 mod known;
 mod maintain;
+pub mod multi;
 pub mod namespace;
 pub mod nodes;
 pub mod pay;

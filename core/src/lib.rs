@@ -12,6 +12,7 @@ mod erasure;
 mod error;
 pub mod hashtree;
 mod lit;
+pub mod multi;
 mod params;
 mod prices;
 mod share;
@@ -22,6 +23,7 @@ pub use crypto::{decrypt_segment, encrypt_segment, storage_index, FileKey, Stora
 pub use erasure::{SegmentDecoder, SegmentEncoder, SegmentRebuilder};
 pub use error::CoreError;
 pub use lit::{LiteralCap, MAX_LITERAL_LEN};
+pub use multi::{Manifest, MultiCap};
 pub use params::{EncodingParams, DEFAULT_LEASE_SECS, DEFAULT_SEGMENT_SIZE, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE};
 pub use prices::Prices;
 pub use share::{

@@ -22,6 +22,8 @@ pub struct GatewayConfig {
     pub max_object_size: u64,
     /// Requests served at once; more wait.
     pub max_concurrent_requests: usize,
+    /// Multipart uploads neither completed nor aborted after this many seconds are removed.
+    pub multipart_max_age_secs: u64,
     /// Access keys.
     pub keys: Vec<KeyConfig>,
 }
@@ -77,6 +79,7 @@ impl Default for GatewayConfig {
             root: "/s3".into(),
             max_object_size: 5 << 30,
             max_concurrent_requests: 256,
+            multipart_max_age_secs: 7 * 86_400,
             keys: Vec::new(),
         }
     }

@@ -5,6 +5,7 @@
 mod auth;
 pub mod config;
 mod list;
+mod multipart;
 mod ops;
 mod store;
 
@@ -35,6 +36,21 @@ pub enum GatewayError {
     Listen { addr: String, source: std::io::Error },
 }
 
+/// Removes abandoned multipart uploads now and every hour.
+fn spawn_collector(store: Arc<store::Store>, max_age_secs: u64) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            match store.collect_abandoned(max_age_secs).await {
+                Ok(0) => {}
+                Ok(n) => info!(uploads = n, "removed abandoned multipart uploads"),
+                Err(e) => warn!(error = %e, "cannot collect abandoned multipart uploads"),
+            }
+        }
+    });
+}
+
 /// Runs the gateway until `stop` resolves; calls `ready` with the bound address once listening.
 pub async fn run(
     cfg: GatewayConfig,
@@ -50,6 +66,7 @@ pub async fn run(
         .map_err(|source| blackbox_client::ClientError::State { what: "the spool dir", source })?;
     let session = Arc::new(blackbox_client::Session::connect(client_cfg).await?);
     let store = Arc::new(store::Store::open(session, &cfg.root).await?);
+    spawn_collector(store.clone(), cfg.multipart_max_age_secs);
     let keys = auth::Keys::new(&cfg.keys);
     let gateway = ops::Gateway::new(store, keys.clone(), cfg.region.clone(), cfg.max_object_size, spool);
     let mut builder = S3ServiceBuilder::new(gateway);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use blackbox_core::dir::Entry;
-use blackbox_core::{LiteralCap, ReadCap, MAX_LITERAL_LEN};
+use blackbox_core::{LiteralCap, MAX_LITERAL_LEN};
 use futures::StreamExt;
 use md5::{Digest, Md5};
 use s3s::dto::*;
@@ -18,7 +18,7 @@ use crate::store::{attr, internal, object_entry, Store, CONTENT_HEADERS, ETAG, U
 
 /// The gateway: S3 over the grid.
 pub struct Gateway {
-    store: Arc<Store>,
+    pub(crate) store: Arc<Store>,
     keys: crate::auth::Keys,
     region: String,
     max_object_size: u64,
@@ -44,11 +44,11 @@ fn local(e: std::io::Error) -> S3Error {
     s3_error!(InternalError, "the gateway could not buffer the request body")
 }
 
-fn timestamp(ns: u64) -> Timestamp {
+pub(crate) fn timestamp(ns: u64) -> Timestamp {
     Timestamp::from(SystemTime::UNIX_EPOCH + Duration::from_nanos(ns))
 }
 
-fn etag_of(e: &Entry) -> Option<ETag> {
+pub(crate) fn etag_of(e: &Entry) -> Option<ETag> {
     attr(e, ETAG).map(|t| ETag::Strong(t.to_string()))
 }
 
@@ -94,8 +94,27 @@ fn preconditions(
     Ok(())
 }
 
+/// The four content headers kept with an object, by name.
+pub(crate) fn content_headers<'a>(
+    cache: &'a Option<String>,
+    disposition: &'a Option<String>,
+    encoding: &'a Option<String>,
+    language: &'a Option<String>,
+) -> [(&'static str, Option<&'a String>); 4] {
+    [
+        (CONTENT_HEADERS[0], cache.as_ref()),
+        (CONTENT_HEADERS[1], disposition.as_ref()),
+        (CONTENT_HEADERS[2], encoding.as_ref()),
+        (CONTENT_HEADERS[3], language.as_ref()),
+    ]
+}
+
 /// The S3 attributes of a PUT: content headers and user metadata, as entry metadata.
-fn attributes(etag: &str, headers: [(&str, Option<&String>); 4], meta: Option<&Metadata>) -> BTreeMap<String, String> {
+pub(crate) fn attributes(
+    etag: &str,
+    headers: [(&str, Option<&String>); 4],
+    meta: Option<&Metadata>,
+) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     out.insert(ETAG.to_string(), etag.to_string());
     for (k, v) in headers {
@@ -111,7 +130,10 @@ fn attributes(etag: &str, headers: [(&str, Option<&String>); 4], meta: Option<&M
 
 impl Gateway {
     /// Spools a request body to a private file, hashing it; refuses bodies over the limit.
-    async fn spool_body(&self, body: Option<StreamingBlob>) -> S3Result<(tempfile::NamedTempFile, u64, String)> {
+    pub(crate) async fn spool_body(
+        &self,
+        body: Option<StreamingBlob>,
+    ) -> S3Result<(tempfile::NamedTempFile, u64, String)> {
         let file = tempfile::NamedTempFile::new_in(&self.spool).map_err(local)?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
         let (mut md5, mut size) = (Md5::new(), 0u64);
@@ -132,7 +154,7 @@ impl Gateway {
     }
 
     /// Stores a spooled body: inline when small, uploaded otherwise; returns its cap.
-    async fn store_body(&self, file: &tempfile::NamedTempFile, size: u64) -> S3Result<String> {
+    pub(crate) async fn store_body(&self, file: &tempfile::NamedTempFile, size: u64) -> S3Result<String> {
         if size as usize <= MAX_LITERAL_LEN {
             let data = std::fs::read(file.path()).map_err(local)?;
             return Ok(LiteralCap { data }.to_string());
@@ -144,21 +166,31 @@ impl Gateway {
         Ok(report.cap.to_string())
     }
 
-    /// The body of `e`, bytes `range` of it.
-    fn body(&self, e: &Entry, range: std::ops::Range<u64>) -> S3Result<StreamingBlob> {
-        if let Ok(l) = e.cap.parse::<LiteralCap>() {
-            let part = bytes::Bytes::copy_from_slice(&l.data[range.start as usize..range.end as usize]);
-            return Ok(StreamingBlob::wrap(futures::stream::once(async move { Ok::<_, std::io::Error>(part) })));
-        }
-        let cap: ReadCap = e.cap.parse().map_err(|_| s3_error!(InternalError, "unreadable object"))?;
+    /// The body of `e`, bytes `range` of it, streamed as it is read and verified.
+    pub(crate) fn body(&self, e: &Entry, range: std::ops::Range<u64>) -> StreamingBlob {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let session = self.store.session.clone();
+        let (session, cap) = (self.store.session.clone(), e.cap.clone());
         tokio::spawn(async move {
-            session.client.download_into(&cap, (range.start, range.end - range.start), tx).await;
+            session.client.read_into(&cap, (range.start, range.end - range.start), tx).await;
         });
         let stream = tokio_stream(rx).map(|r| r.map_err(|e| std::io::Error::other(e.to_string())));
-        Ok(StreamingBlob::wrap(stream))
+        StreamingBlob::wrap(stream)
     }
+}
+
+/// Reads and drops a request body the answer refuses (a client that sent `Expect: 100-continue`
+/// may send it anyway, and its bytes must not be read as the next request); returns `e`.
+pub(crate) async fn drain(body: Option<StreamingBlob>, e: S3Error) -> S3Error {
+    if let Some(mut body) = body {
+        let mut left: u64 = 16 << 20;
+        while let Some(Ok(chunk)) = body.next().await {
+            left = left.saturating_sub(chunk.len() as u64);
+            if left == 0 {
+                break;
+            }
+        }
+    }
+    e
 }
 
 /// A receiver as a stream.
@@ -220,8 +252,11 @@ impl S3 for Gateway {
     }
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
-        let i = req.input;
-        let dir = self.store.bucket(&i.bucket).await?;
+        let mut i = req.input;
+        let dir = match self.store.bucket(&i.bucket).await {
+            Ok(d) => d,
+            Err(e) => return Err(drain(i.body.take(), e).await),
+        };
         if i.key.len() > 1024 || i.key.is_empty() {
             return Err(s3_error!(KeyTooLongError));
         }
@@ -233,12 +268,8 @@ impl S3 for Gateway {
             return Err(s3_error!(IncompleteBody));
         }
         let cap = self.store_body(&file, size).await?;
-        let headers = [
-            (CONTENT_HEADERS[0], i.cache_control.as_ref()),
-            (CONTENT_HEADERS[1], i.content_disposition.as_ref()),
-            (CONTENT_HEADERS[2], i.content_encoding.as_ref()),
-            (CONTENT_HEADERS[3], i.content_language.as_ref()),
-        ];
+        let headers =
+            content_headers(&i.cache_control, &i.content_disposition, &i.content_encoding, &i.content_language);
         let attrs = attributes(&etag, headers, i.metadata.as_ref());
         let ctype = i.content_type.as_ref().map(ToString::to_string);
         self.store.set(&dir, &i.key, Some(object_entry(cap, size, ctype.as_deref(), attrs))).await?;
@@ -263,7 +294,7 @@ impl S3 for Gateway {
         let content_range =
             i.range.is_some().then(|| format!("bytes {}-{}/{}", range.start, range.end.saturating_sub(1), e.size));
         let out = GetObjectOutput {
-            body: Some(self.body(&e, range.clone())?),
+            body: Some(self.body(&e, range.clone())),
             content_length: Some((range.end - range.start) as i64),
             content_range,
             accept_ranges: Some("bytes".into()),
@@ -355,12 +386,8 @@ impl S3 for Gateway {
         let replace = i.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
         if replace {
             let etag = attr(&e, ETAG).unwrap_or_default().to_string();
-            let headers = [
-                (CONTENT_HEADERS[0], i.cache_control.as_ref()),
-                (CONTENT_HEADERS[1], i.content_disposition.as_ref()),
-                (CONTENT_HEADERS[2], i.content_encoding.as_ref()),
-                (CONTENT_HEADERS[3], i.content_language.as_ref()),
-            ];
+            let headers =
+                content_headers(&i.cache_control, &i.content_disposition, &i.content_encoding, &i.content_language);
             let attrs = attributes(&etag, headers, i.metadata.as_ref());
             let ctype = i.content_type.as_ref().map(ToString::to_string);
             e = object_entry(e.cap, e.size, ctype.as_deref(), attrs);
@@ -374,6 +401,61 @@ impl S3 for Gateway {
         let result =
             CopyObjectResult { e_tag: etag_of(&e), last_modified: Some(timestamp(e.mtime_ns)), ..Default::default() };
         Ok(S3Response::new(CopyObjectOutput { copy_object_result: Some(result), ..Default::default() }))
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        Ok(S3Response::new(self.mp_create(req.input).await?))
+    }
+
+    async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+        Ok(S3Response::new(self.mp_part(req.input).await?))
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let key = req
+            .credentials
+            .as_ref()
+            .and_then(|c| self.keys.get(&c.access_key))
+            .ok_or_else(|| s3_error!(AccessDenied))?;
+        let CopySource::Bucket { bucket, key: src_key, .. } = &req.input.copy_source else {
+            return Err(s3_error!(NotImplemented, "copy from an access point"));
+        };
+        if !key.allows(bucket, crate::config::Need::Read) {
+            return Err(s3_error!(AccessDenied));
+        }
+        let src = self.store.object(&self.store.bucket(bucket).await?, src_key).await?;
+        Ok(S3Response::new(self.mp_part_copy(req.input, src).await?))
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        Ok(S3Response::new(self.mp_complete(req.input).await?))
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        Ok(S3Response::new(self.mp_abort(req.input).await?))
+    }
+
+    async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+        Ok(S3Response::new(self.mp_list_parts(req.input).await?))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        Ok(S3Response::new(self.mp_list_uploads(req.input).await?))
     }
 
     async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {

@@ -12,6 +12,8 @@ use s3s::{s3_error, S3Error};
 
 /// Entry metadata keys the gateway uses; user metadata is stored under `x-amz-meta-<name>`.
 pub const ETAG: &str = "etag";
+/// The directory of multipart uploads in progress, beside the buckets.
+pub const UPLOADS: &str = ".multipart-uploads";
 /// Prefix of user metadata keys.
 pub const USER_META: &str = "x-amz-meta-";
 /// Content headers kept with an object.
@@ -22,6 +24,8 @@ pub struct Store {
     /// The client.
     pub session: Arc<Session>,
     root: blackbox_core::SlotWriteCap,
+    /// Multipart uploads in progress: a directory per upload (see `multipart.rs`).
+    pub uploads: DirCap,
     buckets: Mutex<HashMap<String, DirCap>>,
     /// How objects are encoded.
     pub opts: UploadOptions,
@@ -52,11 +56,13 @@ pub fn valid_bucket(name: &str) -> bool {
 
 impl Store {
     /// Opens (creating if needed) the root directory at `root` in the session's namespace.
-    pub async fn open(session: Arc<Session>, root: &str) -> Result<Self, ClientError> {
-        let dir = session.mkdir(root, true).await?;
-        let DirCap::Write(root) = dir else { return Err(ClientError::ReadOnly(root.into())) };
+    pub async fn open(session: Arc<Session>, root_path: &str) -> Result<Self, ClientError> {
+        let dir = session.mkdir(root_path, true).await?;
+        let DirCap::Write(root) = dir else { return Err(ClientError::ReadOnly(root_path.into())) };
         let opts = session.upload_options(&PutOptions::default())?;
-        Ok(Self { session, root, buckets: Mutex::new(HashMap::new()), opts })
+        // Not a bucket: its name is no valid bucket name.
+        let uploads = session.mkdir(&format!("{}/{UPLOADS}", root_path.trim_end_matches('/')), true).await?;
+        Ok(Self { session, root, uploads, buckets: Mutex::new(HashMap::new()), opts })
     }
 
     fn cached(&self, name: &str) -> Option<DirCap> {
@@ -74,7 +80,8 @@ impl Store {
             let page = c.dir_list(&read, &snap, after.as_deref(), 1000).await.map_err(internal)?;
             let Some((last, _)) = page.last() else { break };
             after = Some(last.clone());
-            out.extend(page.into_iter().filter(|(_, e)| e.kind == Kind::Dir).map(|(n, e)| (n, e.mtime_ns)));
+            let buckets = page.into_iter().filter(|(n, e)| e.kind == Kind::Dir && valid_bucket(n));
+            out.extend(buckets.map(|(n, e)| (n, e.mtime_ns)));
         }
         Ok(out)
     }
@@ -99,15 +106,7 @@ impl Store {
         if !valid_bucket(name) {
             return Err(s3_error!(InvalidBucketName));
         }
-        let c = &self.session.client;
-        let child = c.dir_create(&self.opts).await.map_err(internal)?;
-        let parent = DirCap::Write(self.root.clone());
-        let entry = self.session.entry_for_cap(&parent, &child.to_string()).map_err(internal)?;
-        let edit = |cur: Vec<Option<Entry>>| match cur[0] {
-            Some(_) => Err(ClientError::Exists(name.into())),
-            None => Ok(vec![Some(entry.clone())]),
-        };
-        c.dir_update(&self.root, &[name], &self.opts, edit).await.map_err(internal)?;
+        self.link_new_dir(&DirCap::Write(self.root.clone()), name).await?;
         Ok(())
     }
 
@@ -123,6 +122,26 @@ impl Store {
         Ok(())
     }
 
+    /// Makes a new directory and links it as `name` in `parent` (refused if taken).
+    pub async fn link_new_dir(&self, parent: &DirCap, name: &str) -> Result<DirCap, S3Error> {
+        let c = &self.session.client;
+        let child = c.dir_create(&self.opts).await.map_err(internal)?;
+        let entry = self.session.entry_for_cap(parent, &child.to_string()).map_err(internal)?;
+        self.create(parent, name, entry).await?;
+        Ok(DirCap::Write(child))
+    }
+
+    /// Sets `name` in `dir` only if absent.
+    pub async fn create(&self, dir: &DirCap, name: &str, entry: Entry) -> Result<(), S3Error> {
+        let w = dir.write(name).map_err(|_| s3_error!(AccessDenied))?;
+        let edit = |cur: Vec<Option<Entry>>| match cur[0] {
+            Some(_) => Err(ClientError::Exists(name.into())),
+            None => Ok(vec![Some(entry.clone())]),
+        };
+        self.session.client.dir_update(w, &[name], &self.opts, edit).await.map_err(internal)?;
+        Ok(())
+    }
+
     /// Up to `limit` objects of a bucket after `after`.
     pub async fn list(&self, dir: &DirCap, after: Option<&str>, limit: usize) -> Result<Vec<(String, Entry)>, S3Error> {
         let c = &self.session.client;
@@ -133,11 +152,15 @@ impl Store {
 
     /// The object `key` of a bucket.
     pub async fn object(&self, dir: &DirCap, key: &str) -> Result<Entry, S3Error> {
+        self.entry(dir, key).await?.filter(|e| e.kind == Kind::File).ok_or_else(|| s3_error!(NoSuchKey))
+    }
+
+    /// The entry `name` of `dir`, if any.
+    pub async fn entry(&self, dir: &DirCap, name: &str) -> Result<Option<Entry>, S3Error> {
         let c = &self.session.client;
         let read = dir.read();
         let snap = c.dir_read(&read).await.map_err(internal)?;
-        let e = c.dir_get(&read, &snap, key).await.map_err(internal)?;
-        e.filter(|e| e.kind == Kind::File).ok_or_else(|| s3_error!(NoSuchKey))
+        c.dir_get(&read, &snap, name).await.map_err(internal)
     }
 
     /// Sets (or with `None` removes) the object `key`.
