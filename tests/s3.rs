@@ -81,3 +81,49 @@ fn boto3_suite_passes_against_the_gateway() {
     assert_eq!(listing.trim(), "doc");
     assert_eq!(stdout(&net.run(&["get", "/s3/shared-docs/doc"])), "shared");
 }
+
+/// Runs a step of `tests/s3/scenario.py` against `endpoint` (owner key).
+fn scenario(endpoint: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(venv());
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("s3").join("scenario.py"))
+        .args(args)
+        .env("BB_S3_ENDPOINT", endpoint)
+        .env("BB_S3_KEY", "BBOWNER0000000000000")
+        .env("BB_S3_SECRET", "owner-secret")
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    cmd
+}
+
+fn run_ok(mut cmd: Command) {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+/// `kill -9` of the gateway in the middle of a multipart upload: a new gateway completes it, and
+/// the object is whole with the right ETag. Then two nodes die during a GET, which still returns
+/// the right bytes.
+#[test]
+fn multipart_survives_a_killed_gateway_and_gets_survive_killed_nodes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = Devnet::start(&tmp.path().join("net"), 10, &[]);
+    let state = tmp.path().join("upload.json");
+    let (mut gateway, endpoint) = start_gateway(&net, "unused");
+    run_ok(scenario(&endpoint, &["start-multipart", state.to_str().unwrap()]));
+    let _ = gateway.0.kill(); // SIGKILL
+    let _ = gateway.0.wait();
+    drop(gateway);
+    let (_gateway, endpoint) = start_gateway(&net, "unused");
+    run_ok(scenario(&endpoint, &["finish-multipart", state.to_str().unwrap()]));
+
+    run_ok(scenario(&endpoint, &["put-big"]));
+    let mut get = scenario(&endpoint, &["slow-get"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(get.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "reading");
+    net.kill_node(2);
+    net.kill_node(7);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = get.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut get.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success() && rest.last().map(String::as_str) == Some("ok"), "slow GET failed: {rest:?}\n{err}");
+}

@@ -13,7 +13,8 @@ pub const MAX_PARTS: usize = 10_000;
 /// Format version of an encoded [`Manifest`].
 pub const MANIFEST_VERSION: u8 = 1;
 /// Longest cap of one part.
-const MAX_PART_CAP: usize = 512;
+/// (A literal part of 1 KiB has a cap of 1,646 characters.)
+const MAX_PART_CAP: usize = 2048;
 
 /// One part: its size and its cap (`bb:chk:` or `bb:lit:`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,14 +11,15 @@ use s3s::{s3_error, S3Result};
 
 use crate::config::{KeyConfig, Need};
 
-/// The configured keys, by access key id.
+/// The configured keys, by access key id, and the buckets anyone may read.
 #[derive(Clone)]
-pub struct Keys(Arc<HashMap<String, KeyConfig>>);
+pub struct Keys(Arc<HashMap<String, KeyConfig>>, Arc<Vec<String>>);
 
 impl Keys {
     /// The keys of the config.
-    pub fn new(keys: &[KeyConfig]) -> Self {
-        Self(Arc::new(keys.iter().map(|k| (k.access_key_id.clone(), k.clone())).collect()))
+    pub fn new(keys: &[KeyConfig], public_read: &[String]) -> Self {
+        let keys = keys.iter().map(|k| (k.access_key_id.clone(), k.clone())).collect();
+        Self(Arc::new(keys), Arc::new(public_read.to_vec()))
     }
 
     /// The key with this id.
@@ -57,7 +58,18 @@ fn need_of(op: &str) -> Need {
 #[async_trait::async_trait]
 impl S3Access for Keys {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
-        let Some(creds) = cx.credentials() else { return Err(s3_error!(AccessDenied, "Signature is required")) };
+        let Some(creds) = cx.credentials() else {
+            // Anonymous: only reads of objects and listings of a public-read bucket.
+            let public = match cx.s3_path() {
+                S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => self.1.iter().any(|b| **b == **bucket),
+                S3Path::Root => false,
+            };
+            let read = matches!(
+                cx.s3_op().name(),
+                "GetObject" | "HeadObject" | "ListObjects" | "ListObjectsV2" | "HeadBucket"
+            );
+            return if public && read { Ok(()) } else { Err(s3_error!(AccessDenied, "Signature is required")) };
+        };
         let key = self.0.get(&creds.access_key).ok_or_else(|| s3_error!(InvalidAccessKeyId))?;
         let bucket = match cx.s3_path() {
             S3Path::Root => return Ok(()),

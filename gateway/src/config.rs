@@ -24,6 +24,10 @@ pub struct GatewayConfig {
     pub max_concurrent_requests: usize,
     /// Multipart uploads neither completed nor aborted after this many seconds are removed.
     pub multipart_max_age_secs: u64,
+    /// Buckets anyone may read without signing (listing and GET/HEAD of objects).
+    pub public_read: Vec<String>,
+    /// Largest XML request body (CompleteMultipartUpload, DeleteObjects), in bytes.
+    pub max_xml_body: u64,
     /// Access keys.
     pub keys: Vec<KeyConfig>,
 }
@@ -80,6 +84,8 @@ impl Default for GatewayConfig {
             max_object_size: 5 << 30,
             max_concurrent_requests: 256,
             multipart_max_age_secs: 7 * 86_400,
+            public_read: Vec::new(),
+            max_xml_body: 2 << 20,
             keys: Vec::new(),
         }
     }

@@ -36,6 +36,28 @@ pub enum GatewayError {
     Listen { addr: String, source: std::io::Error },
 }
 
+/// Whether a POST's XML body is over `max` bytes (or chunked, of unknown length). Browser form
+/// uploads (multipart/form-data) carry an object, not XML, and are not limited here.
+fn xml_too_long<B>(req: &hyper::Request<B>, max: u64) -> bool {
+    let h = req.headers();
+    let form = h
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("multipart/form-data"));
+    let len: Option<u64> = h.get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+    !form && (len.is_some_and(|l| l > max) || (len.is_none() && h.contains_key(hyper::header::TRANSFER_ENCODING)))
+}
+
+/// The answer to an XML body over the limit (or of unknown length).
+fn too_large() -> s3s::HttpResponse {
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>MaxMessageLengthExceeded</Code>\
+                <Message>the request body is too long</Message></Error>";
+    let mut resp = s3s::HttpResponse::new(s3s::Body::from(body.to_string()));
+    *resp.status_mut() = hyper::StatusCode::BAD_REQUEST;
+    resp.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+    resp
+}
+
 /// Removes abandoned multipart uploads now and every hour.
 fn spawn_collector(store: Arc<store::Store>, max_age_secs: u64) {
     tokio::spawn(async move {
@@ -67,7 +89,7 @@ pub async fn run(
     let session = Arc::new(blackbox_client::Session::connect(client_cfg).await?);
     let store = Arc::new(store::Store::open(session, &cfg.root).await?);
     spawn_collector(store.clone(), cfg.multipart_max_age_secs);
-    let keys = auth::Keys::new(&cfg.keys);
+    let keys = auth::Keys::new(&cfg.keys, &cfg.public_read);
     let gateway = ops::Gateway::new(store, keys.clone(), cfg.region.clone(), cfg.max_object_size, spool);
     let mut builder = S3ServiceBuilder::new(gateway);
     builder.set_auth(keys.clone());
@@ -93,12 +115,16 @@ pub async fn run(
             },
             () = &mut stop => return Ok(()),
         };
-        let (service, http, limit) = (service.clone(), http.clone(), limit.clone());
+        let (service, http, limit, max_xml) = (service.clone(), http.clone(), limit.clone(), cfg.max_xml_body);
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
+            let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let (service, limit) = (service.clone(), limit.clone());
                 async move {
                     let _permit = limit.acquire_owned().await;
+                    // XML bodies (POST) are read whole by the S3 layer: refuse big ones first.
+                    if req.method() == hyper::Method::POST && xml_too_long(&req, max_xml) {
+                        return Ok(too_large());
+                    }
                     hyper::service::Service::call(&service, req).await
                 }
             });

@@ -173,7 +173,12 @@ impl Gateway {
         tokio::spawn(async move {
             session.client.read_into(&cap, (range.start, range.end - range.start), tx).await;
         });
-        let stream = tokio_stream(rx).map(|r| r.map_err(|e| std::io::Error::other(e.to_string())));
+        let stream = tokio_stream(rx).map(|r| {
+            r.map_err(|e| {
+                tracing::warn!(error = %e, "reading an object failed part-way");
+                std::io::Error::other("the object could not be read from the grid")
+            })
+        });
         StreamingBlob::wrap(stream)
     }
 }
