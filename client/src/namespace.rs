@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use blackbox_core::dir::{check_name, open_write_cap, seal_write_cap, Entry, Kind, Node};
 use blackbox_core::{LiteralCap, ReadCap, SlotReadCap, SlotWriteCap, MAX_LITERAL_LEN};
-use blackbox_util::{load_or_create_secret, now_secs};
+use blackbox_util::load_or_create_secret;
 use rand::RngCore;
 
 use crate::dir::new_write_cap;
@@ -99,6 +99,11 @@ pub(crate) fn is_within(inner: &str, outer: &str) -> Result<bool, ClientError> {
     Ok(i.start == o.start && !o.parts.is_empty() && i.parts.starts_with(&o.parts))
 }
 
+/// Now, in nanoseconds since the Unix epoch (entry times: S3 clients compare them to file times).
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// A new entry for `cap` of this kind, stamped now.
 pub fn new_entry(kind: Kind, cap: String, size: u64) -> Entry {
     let mode = match kind {
@@ -111,7 +116,7 @@ pub fn new_entry(kind: Kind, cap: String, size: u64) -> Entry {
         cap,
         sealed_write: None,
         size,
-        mtime_ns: now_secs().saturating_mul(1_000_000_000),
+        mtime_ns: now_ns(),
         mode,
         content_type: String::new(),
         metadata: Vec::new(),

@@ -157,7 +157,7 @@ impl Gateway {
         let mut entry = object;
         entry.cap = MultiCap { manifest: manifest_cap }.to_string();
         entry.size = total;
-        entry.mtime_ns = blackbox_util::now_secs().saturating_mul(1_000_000_000);
+        entry.mtime_ns = blackbox_client::namespace::now_ns();
         entry.metadata.retain(|(k, _)| k != BUCKET && k != KEY);
         entry.metadata.push((ETAG.into(), etag.clone()));
         entry.metadata.sort();

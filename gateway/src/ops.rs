@@ -400,7 +400,7 @@ impl S3 for Gateway {
             return Err(s3_error!(InvalidRequest, "copying an object to itself needs the REPLACE metadata directive"));
         }
         // Content is immutable: the copy names the same stored file.
-        e.mtime_ns = blackbox_util::now_secs().saturating_mul(1_000_000_000);
+        e.mtime_ns = blackbox_client::namespace::now_ns();
         let dir = self.store.bucket(&i.bucket).await?;
         self.store.set(&dir, &i.key, Some(e.clone())).await?;
         let result =
