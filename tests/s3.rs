@@ -80,6 +80,11 @@ fn boto3_suite_passes_against_the_gateway() {
     let listing = stdout(&net.run(&["ls", "/s3/shared-docs"]));
     assert_eq!(listing.trim(), "doc");
     assert_eq!(stdout(&net.run(&["get", "/s3/shared-docs/doc"])), "shared");
+    // Multi-part objects are looked after like any file: their parts are reached, checked, renewed.
+    let out = net.run(&["check", "--recursive", "/s3"]);
+    let report = stdout(&out);
+    assert!(out.status.success(), "{report}{}", stderr(&out));
+    assert!(report.lines().any(|l| l.contains("big/file (part 2): 10 of 10 shares")), "{report}");
 }
 
 /// Runs a step of `tests/s3/scenario.py` against `endpoint` (owner key).

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use blackbox_core::dir::Kind;
-use blackbox_core::{ReadCap, SlotVerifyCap, VerifyCap};
+use blackbox_core::{MultiCap, ReadCap, SlotVerifyCap, VerifyCap};
 
 use crate::{AuditOptions, ClientError, Session};
 
@@ -95,17 +95,36 @@ impl Session {
                             Ok(d) => todo.push((child_path, d)),
                             Err(e) => tracing::warn!(path = %child_path, error = %e, "skipping a bad directory entry"),
                         },
-                        Kind::File => {
-                            if let Ok(cap) = entry.cap.parse::<ReadCap>() {
-                                out.push(Reached::File { path: child_path, cap: cap.verify_cap() });
-                            }
-                        }
+                        Kind::File => self.reach_file(&child_path, &entry.cap, &mut out).await,
                         Kind::Symlink => {}
                     }
                 }
             }
         }
         Ok(out)
+    }
+
+    /// The stored files behind one file cap: itself, or a multi-part file's manifest and parts
+    /// (literal files hold nothing on the grid).
+    async fn reach_file(&self, path: &str, cap: &str, out: &mut Vec<Reached>) {
+        if let Ok(r) = cap.parse::<ReadCap>() {
+            out.push(Reached::File { path: path.to_string(), cap: r.verify_cap() });
+            return;
+        }
+        let Ok(m) = cap.parse::<MultiCap>() else { return };
+        if let Ok(r) = m.manifest.parse::<ReadCap>() {
+            out.push(Reached::File { path: format!("{path} (manifest)"), cap: r.verify_cap() });
+        }
+        match self.client.manifest(&m).await {
+            Ok(manifest) => {
+                for (i, part) in manifest.parts.iter().enumerate() {
+                    if let Ok(r) = part.cap.parse::<ReadCap>() {
+                        out.push(Reached::File { path: format!("{path} (part {})", i + 1), cap: r.verify_cap() });
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(%path, error = %e, "cannot read a multi-part file's manifest"),
+        }
     }
 
     /// Applies `op` to everything reachable from `path`, calling `each` as objects finish.
