@@ -72,7 +72,7 @@ pub struct E2eReport {
     pub node_rss_kib: Option<u64>,
 }
 
-fn run_measured(cmd: &mut Command) -> Result<Measured, E2eError> {
+pub(crate) fn run_measured(cmd: &mut Command) -> Result<Measured, E2eError> {
     let start = Instant::now();
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()?;
     let mut stdout = String::new();
@@ -96,7 +96,7 @@ fn run_measured(cmd: &mut Command) -> Result<Measured, E2eError> {
     Ok(Measured { secs, max_rss_kib: usage.ru_maxrss, cpu_secs: tv(usage.ru_utime) + tv(usage.ru_stime), stdout })
 }
 
-fn write_random(path: &Path, len: u64) -> std::io::Result<()> {
+pub(crate) fn write_random(path: &Path, len: u64) -> std::io::Result<()> {
     let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     let mut rng = Xorshift::new(0x9e3779b97f4a7c15u64 ^ u64::from(std::process::id()));
     let mut buf = vec![0u8; 1 << 20];
@@ -110,7 +110,7 @@ fn write_random(path: &Path, len: u64) -> std::io::Result<()> {
     f.flush()
 }
 
-fn files_equal(a: &Path, b: &Path) -> std::io::Result<bool> {
+pub(crate) fn files_equal(a: &Path, b: &Path) -> std::io::Result<bool> {
     let (mut fa, mut fb) = (std::fs::File::open(a)?, std::fs::File::open(b)?);
     if fa.metadata()?.len() != fb.metadata()?.len() {
         return Ok(false);

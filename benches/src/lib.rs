@@ -5,6 +5,7 @@ pub mod dht;
 pub mod dir;
 pub mod e2e;
 pub mod proofs;
+pub mod s3;
 
 use std::hint::black_box;
 use std::time::Instant;

@@ -23,6 +23,9 @@ pub enum BenchAction {
     /// Directory operations (add, lookup, page, list all, small put) at growing sizes, on a
     /// fresh devnet.
     Dir(DirArgs),
+    /// The S3 gateway beside the CLI: `aws s3 cp` of a large file, gateway RSS, and 4 KiB objects
+    /// with 16 parallel clients (needs `.venv` from scripts/setup.sh).
+    S3(S3Args),
     /// Payment channel updates signed and verified per second on one core.
     Channel {
         /// Seconds to run each side.
@@ -65,6 +68,20 @@ pub struct E2eArgs {
     /// Gets to run after the put (each timed).
     #[arg(long, default_value_t = 1)]
     gets: usize,
+}
+
+/// `bench s3` options.
+#[derive(Args)]
+pub struct S3Args {
+    /// Nodes in the devnet.
+    #[arg(long, default_value_t = 10)]
+    nodes: usize,
+    /// Size of the large file.
+    #[arg(long, default_value = "1GiB", value_parser = |s: &str| ByteSize::parse(s))]
+    size: ByteSize,
+    /// The checkout (its .venv and tests/s3 are used).
+    #[arg(long, default_value = ".")]
+    checkout: PathBuf,
 }
 
 /// `bench dir` options.
@@ -131,6 +148,18 @@ pub async fn run(_config: Option<PathBuf>, action: BenchAction) -> Result<ExitCo
                 payments: !args.no_payments,
             };
             println!("{}", blackbox_benches::dir::run(&cfg).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchAction::S3(args) => {
+            let cfg = blackbox_benches::s3::S3Config {
+                exe: std::env::current_exe()?,
+                nodes: args.nodes,
+                size: args.size.0,
+                venv: args.checkout.join(".venv"),
+                suite: args.checkout.join("tests").join("s3"),
+            };
+            let report = tokio::task::spawn_blocking(move || blackbox_benches::s3::run(&cfg)).await??;
+            println!("{report}");
             Ok(ExitCode::SUCCESS)
         }
         BenchAction::Dht { nodes, providers } => {

@@ -81,6 +81,8 @@ pub struct Client<T> {
     payments: Option<std::sync::Arc<pay::Payments>>,
     /// Directory tree nodes read or written lately.
     node_cache: dir::NodeCache,
+    /// One edit at a time per directory within this process (they would only race each other).
+    dir_locks: dir::DirLocks,
 }
 
 impl<T: Transport> Client<T> {
@@ -94,6 +96,7 @@ impl<T: Transport> Client<T> {
             query_timeout: Duration::from_secs(10),
             payments: None,
             node_cache: Default::default(),
+            dir_locks: Default::default(),
         }
     }
 

@@ -31,6 +31,20 @@ const NEWER_WAITS: u32 = 8;
 /// Compare-and-swap attempts of one edit before it gives up.
 const UPDATE_ATTEMPTS: u32 = 30;
 
+/// Per-directory locks, so that this process's edits of one directory queue up instead of
+/// racing each other through compare-and-swap round trips.
+#[derive(Default)]
+pub struct DirLocks(Mutex<HashMap<[u8; 32], std::sync::Arc<tokio::sync::Mutex<()>>>>);
+
+impl DirLocks {
+    fn get(&self, si: [u8; 32]) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Locks nobody holds or waits for are dropped, so the map stays as small as the work.
+        all.retain(|_, l| std::sync::Arc::strong_count(l) > 1);
+        all.entry(si).or_default().clone()
+    }
+}
+
 /// A directory as read: its root node and the slot state it came from (for the next swap).
 #[derive(Debug, Clone)]
 pub struct DirSnapshot {
@@ -180,13 +194,19 @@ impl<T: Transport> Client<T> {
         F: Fn(Vec<Option<Entry>>) -> Result<Vec<Option<Entry>>, ClientError>,
     {
         let read = cap.read_cap();
+        let lock = self.dir_locks.get(read.verify_cap().storage_index());
+        let _mine = lock.lock().await;
         let store = GridNodes::new(self, &read, Some(opts));
-        let (mut attempt, mut waits) = (0, 0);
+        let (mut attempt, mut waits, mut waiting_for) = (0, 0, 0);
         loop {
             let snap = self.dir_read(&read).await?;
             // A newer version than the one read is being written: build on it once it is
             // readable, so no writer replaces a version it did not see (a writer that died
-            // part-way is given up on after a while).
+            // part-way, whose version stays the newest and unreadable for ~5 s, is given up on).
+            if snap.state.max_seen != waiting_for {
+                // Writers are making progress: wait afresh for the newest one.
+                (waiting_for, waits) = (snap.state.max_seen, 0);
+            }
             if snap.sequence < snap.state.max_seen && waits < NEWER_WAITS {
                 tokio::time::sleep(conflict_backoff(waits)).await;
                 waits += 1;

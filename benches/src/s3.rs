@@ -1,0 +1,162 @@
+//! `blackbox bench s3`: the S3 gateway against the CLI on one fresh devnet. A large file with
+//! `aws s3 cp` (multipart, default settings) up and down beside `blackbox put`/`get` of the same
+//! file, the gateway's peak RSS, and 1,000 objects of 4 KiB with 16 parallel clients.
+
+use std::fmt;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use blackbox_util::ByteSize;
+
+use crate::e2e::{files_equal, run_measured, start_devnet, stop_devnet, vm_hwm_kib, E2eConfig, E2eError, Measured};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    /// The `blackbox` executable.
+    pub exe: PathBuf,
+    /// Nodes in the devnet.
+    pub nodes: usize,
+    /// Size of the large file.
+    pub size: u64,
+    /// The Python virtualenv with awscli and boto3 (`scripts/setup.sh` makes `.venv`).
+    pub venv: PathBuf,
+    /// The directory of `tests/s3` (its `bench.py` drives the small-object run).
+    pub suite: PathBuf,
+}
+
+/// The measurements.
+#[derive(Debug, Clone)]
+pub struct S3Report {
+    /// What ran.
+    pub cfg: S3Config,
+    /// `blackbox put` and `get`.
+    pub cli: (Measured, Measured),
+    /// `aws s3 cp` up and down.
+    pub aws: (Measured, Measured),
+    /// The gateway's peak RSS, KiB.
+    pub gateway_rss_kib: Option<u64>,
+    /// What `bench.py` printed (objects/s for PUT, GET, LIST).
+    pub small: String,
+}
+
+struct Gateway(Child);
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_gateway(exe: &Path, net: &Path) -> Result<(Gateway, String), E2eError> {
+    let mut child = Command::new(exe)
+        .args(["gateway", "--config"])
+        .arg(net.join("gateway.toml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let out = child.stdout.take().ok_or(E2eError::Devnet)?;
+    let gateway = Gateway(child);
+    let line = BufReader::new(out).lines().next().ok_or(E2eError::Devnet)??;
+    let endpoint = line.rsplit(' ').next().unwrap_or_default().to_string();
+    Ok((gateway, endpoint))
+}
+
+/// The first key pair of the devnet's gateway config.
+fn key_pair(net: &Path) -> Result<(String, String), E2eError> {
+    let cfg = blackbox_gateway::GatewayConfig::load(&net.join("gateway.toml"))
+        .map_err(|e| E2eError::Client(e.to_string()))?;
+    let k = cfg.keys.first().ok_or_else(|| E2eError::Client("gateway.toml has no key".into()))?;
+    Ok((k.access_key_id.clone(), k.secret_access_key.clone()))
+}
+
+/// Runs the benchmark on a fresh devnet.
+pub fn run(cfg: &S3Config) -> Result<S3Report, E2eError> {
+    let dir = std::env::temp_dir().join(format!("blackbox-bench-s3-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let net = dir.join("net");
+    let e2e = E2eConfig { exe: cfg.exe.clone(), nodes: cfg.nodes, size: cfg.size, dir: None, payments: true, gets: 1 };
+    let devnet = start_devnet(&e2e, &net)?;
+    let result = measure(cfg, &dir, &net);
+    stop_devnet(devnet);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn measure(cfg: &S3Config, dir: &Path, net: &Path) -> Result<S3Report, E2eError> {
+    let (file, back) = (dir.join("input"), dir.join("output"));
+    eprintln!("writing a {} random file…", ByteSize(cfg.size));
+    crate::e2e::write_random(&file, cfg.size)?;
+    let config = net.join("client.toml");
+    let cli = |args: &[&str]| {
+        let mut c = Command::new(&cfg.exe);
+        c.arg("--config").arg(&config).args(args);
+        c
+    };
+    let put = run_measured(cli(&["put"]).arg(&file))?;
+    let get = run_measured(cli(&["get", put.stdout.trim(), "-o"]).arg(&back))?;
+    if !files_equal(&file, &back)? {
+        return Err(E2eError::Differs);
+    }
+    let (gateway, endpoint) = start_gateway(&cfg.exe, net)?;
+    let (key, secret) = key_pair(net)?;
+    let aws = |args: &[&str]| {
+        let mut c = Command::new(cfg.venv.join("bin").join("aws"));
+        c.args(["--endpoint-url", &endpoint]).args(args);
+        c.env("AWS_ACCESS_KEY_ID", &key).env("AWS_SECRET_ACCESS_KEY", &secret);
+        c.env("AWS_DEFAULT_REGION", "us-east-1").env("AWS_CONFIG_FILE", "/dev/null");
+        c
+    };
+    run_measured(&mut aws(&["s3", "mb", "s3://bench"]))?;
+    let file_s = file.to_string_lossy().to_string();
+    let back_s = back.to_string_lossy().to_string();
+    let aws_put = run_measured(&mut aws(&["s3", "cp", "--only-show-errors", &file_s, "s3://bench/big"]))?;
+    let _ = std::fs::remove_file(&back);
+    let aws_get = run_measured(&mut aws(&["s3", "cp", "--only-show-errors", "s3://bench/big", &back_s]))?;
+    if !files_equal(&file, &back)? {
+        return Err(E2eError::Differs);
+    }
+    let small = run_measured(
+        Command::new(cfg.venv.join("bin").join("python"))
+            .arg(cfg.suite.join("bench.py"))
+            .env("BB_S3_ENDPOINT", &endpoint)
+            .env("BB_S3_KEY", &key)
+            .env("BB_S3_SECRET", &secret),
+    )?;
+    let gateway_rss_kib = vm_hwm_kib(&gateway.0.id().to_string());
+    drop(gateway);
+    Ok(S3Report {
+        cfg: cfg.clone(),
+        cli: (put, get),
+        aws: (aws_put, aws_get),
+        gateway_rss_kib,
+        small: small.stdout.trim().into(),
+    })
+}
+
+impl fmt::Display for S3Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mb = self.cfg.size as f64 / 1e6;
+        writeln!(
+            f,
+            "S3 gateway on a devnet of {} nodes, {} file, payments on:",
+            self.cfg.nodes,
+            ByteSize(self.cfg.size)
+        )?;
+        let rate = |m: &Measured| mb / m.secs;
+        let (cp, cg) = (rate(&self.cli.0), rate(&self.cli.1));
+        let (ap, ag) = (rate(&self.aws.0), rate(&self.aws.1));
+        writeln!(f, "  blackbox put {cp:.0} MB/s, get {cg:.0} MB/s")?;
+        writeln!(
+            f,
+            "  aws s3 cp up {ap:.0} MB/s ({:.0}% of put), down {ag:.0} MB/s ({:.0}% of get)",
+            100.0 * ap / cp,
+            100.0 * ag / cg
+        )?;
+        let rss = self.gateway_rss_kib.map_or("?".into(), |k| format!("{:.0} MiB", k as f64 / 1024.0));
+        writeln!(f, "  gateway peak RSS: {rss}")?;
+        write!(f, "  4 KiB objects, 16 parallel boto3 clients: {}", self.small)
+    }
+}
