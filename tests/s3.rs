@@ -23,7 +23,7 @@ impl Drop for Gateway {
 fn start_gateway(net: &Devnet, shared: &str) -> (Gateway, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let cfg = format!(
-        "listen = \"127.0.0.1:{port}\"\nclient_config = \"client.toml\"\nroot = \"/s3\"\n\
+        "listen = \"127.0.0.1:{port}\"\nclient_config = \"client.toml\"\nroot = \"/s3\"\npublic_read = [\"public-site\"]\n\
          [[keys]]\naccess_key_id = \"BBOWNER0000000000000\"\nsecret_access_key = \"owner-secret\"\nowner = [\"*\"]\n\
          [[keys]]\naccess_key_id = \"BBREADER000000000000\"\nsecret_access_key = \"reader-secret\"\nread = [\"{shared}\"]\n"
     );
@@ -71,6 +71,7 @@ fn boto3_suite_passes_against_the_gateway() {
         .env("BB_S3_READER_KEY", "BBREADER000000000000")
         .env("BB_S3_READER_SECRET", "reader-secret")
         .env("BB_S3_READ_BUCKET", "shared-docs")
+        .env("BB_S3_PUBLIC_BUCKET", "public-site")
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .output()
         .unwrap();

@@ -27,8 +27,21 @@ pub struct Store {
     /// Multipart uploads in progress: a directory per upload (see `multipart.rs`).
     pub uploads: DirCap,
     buckets: Mutex<HashMap<String, DirCap>>,
+    /// Object writes waiting for their bucket's next root write, by bucket directory.
+    /// (whether a leader is committing them, the writes), by bucket directory.
+    queued: Arc<Mutex<Queues>>,
     /// How objects are encoded.
     pub opts: UploadOptions,
+}
+
+/// Per bucket directory: whether a committer runs, and the writes waiting for it.
+type Queues = HashMap<[u8; 32], (bool, Vec<Queued>)>;
+
+/// One object write waiting to be committed with others of its bucket.
+struct Queued {
+    key: String,
+    entry: Option<Entry>,
+    done: tokio::sync::oneshot::Sender<Result<(), String>>,
 }
 
 /// Maps client errors to S3 errors without leaking caps or paths.
@@ -62,7 +75,8 @@ impl Store {
         let opts = session.upload_options(&PutOptions::default())?;
         // Not a bucket: its name is no valid bucket name.
         let uploads = session.mkdir(&format!("{}/{UPLOADS}", root_path.trim_end_matches('/')), true).await?;
-        Ok(Self { session, root, uploads, buckets: Mutex::new(HashMap::new()), opts })
+        let (buckets, queued) = (Mutex::new(HashMap::new()), Arc::default());
+        Ok(Self { session, root, uploads, buckets, queued, opts })
     }
 
     fn cached(&self, name: &str) -> Option<DirCap> {
@@ -163,12 +177,68 @@ impl Store {
         c.dir_get(&read, &snap, name).await.map_err(internal)
     }
 
-    /// Sets (or with `None` removes) the object `key`.
+    /// Sets (or with `None` removes) the object `key`. Writes to one bucket that arrive while its
+    /// root is being written are committed together in the next root write (group commit), so
+    /// parallel PUTs of small objects share one compare-and-swap.
     pub async fn set(&self, dir: &DirCap, key: &str, entry: Option<Entry>) -> Result<(), S3Error> {
-        let w = dir.write(key).map_err(|_| s3_error!(AccessDenied))?;
-        let c = &self.session.client;
-        c.dir_update(w, &[key], &self.opts, |_| Ok(vec![entry.clone()])).await.map_err(internal)?;
-        Ok(())
+        let w = dir.write(key).map_err(|_| s3_error!(AccessDenied))?.clone();
+        let id = dir.read().verify_cap().storage_index();
+        let (done, result) = tokio::sync::oneshot::channel();
+        let leader = {
+            let mut all = self.queued.lock().unwrap_or_else(|p| p.into_inner());
+            let (active, queue) = all.entry(id).or_default();
+            queue.push(Queued { key: key.to_string(), entry, done });
+            !std::mem::replace(active, true)
+        };
+        if leader {
+            // Its own task: a request that goes away must not strand the writes queued behind it.
+            let (session, opts, queued) = (self.session.clone(), self.opts.clone(), self.queued.clone());
+            tokio::spawn(async move { commit_queued(&session, &opts, &queued, &w, id).await });
+        }
+        match result.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "grid operation failed");
+                Err(s3_error!(ServiceUnavailable, "the storage grid could not complete the request; retry"))
+            }
+            Err(_) => Err(s3_error!(InternalError)),
+        }
+    }
+}
+
+/// Commits the queued writes of one bucket, batch after batch, until none is left; writes
+/// that queue while a batch is being written go together in the next one.
+async fn commit_queued(
+    session: &Session,
+    opts: &UploadOptions,
+    queued: &Mutex<Queues>,
+    w: &blackbox_core::SlotWriteCap,
+    id: [u8; 32],
+) {
+    loop {
+        let batch: Vec<Queued> = {
+            let mut all = queued.lock().unwrap_or_else(|p| p.into_inner());
+            match all.get_mut(&id) {
+                Some((_, queue)) if !queue.is_empty() => std::mem::take(queue),
+                _ => {
+                    all.remove(&id);
+                    return;
+                }
+            }
+        };
+        // The last write of a key in the batch wins, as if they were applied in order.
+        let mut last: BTreeMap<String, Option<Entry>> = BTreeMap::new();
+        for q in &batch {
+            last.insert(q.key.clone(), q.entry.clone());
+        }
+        let names: Vec<&str> = last.keys().map(String::as_str).collect();
+        let values: Vec<Option<Entry>> = last.values().cloned().collect();
+        let c = &session.client;
+        let r = c.dir_update(w, &names, opts, |_| Ok(values.clone())).await;
+        let r = r.map(|_| ()).map_err(|e| e.to_string());
+        for q in batch {
+            let _ = q.done.send(r.clone());
+        }
     }
 }
 

@@ -213,3 +213,30 @@ def test_delete_objects_and_copy(s3, bucket):
     with pytest.raises(botocore.exceptions.ClientError) as e:
         s3.copy_object(Bucket=other, Key="c2", CopySource={"Bucket": bucket, "Key": "missing"})
     assert code(e) == "NoSuchKey"
+
+
+def test_limits_and_anonymous_access(s3, bucket):
+    import urllib.request
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="k" * 1025, Body=b"x")
+    assert code(e) in ("KeyTooLongError", "InvalidArgument", "InvalidRequest")
+    # An XML body over the limit (2 MiB) is refused before it is read or authenticated.
+    endpoint = os.environ["BB_S3_ENDPOINT"]
+    req = urllib.request.Request(f"{endpoint}/{bucket}?delete", data=b"<" * (3 << 20), method="POST")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req)
+    assert e.value.code == 400 and b"MaxMessageLengthExceeded" in e.value.read()
+    # Anonymous requests: refused, except reads of a public-read bucket.
+    s3.put_object(Bucket=bucket, Key="o", Body=b"private")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(f"{endpoint}/{bucket}/o")
+    assert e.value.code == 403
+    public = os.environ["BB_S3_PUBLIC_BUCKET"]
+    s3.create_bucket(Bucket=public)
+    s3.put_object(Bucket=public, Key="page.html", Body=b"<p>hi</p>", ContentType="text/html")
+    with urllib.request.urlopen(f"{endpoint}/{public}/page.html") as r:
+        assert r.read() == b"<p>hi</p>" and r.headers["Content-Type"] == "text/html"
+    req = urllib.request.Request(f"{endpoint}/{public}/new", data=b"x", method="PUT")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req)
+    assert e.value.code == 403
