@@ -22,6 +22,8 @@ pub struct GatewayConfig {
     pub max_object_size: u64,
     /// Requests served at once; more wait.
     pub max_concurrent_requests: usize,
+    /// Bodies uploaded to the grid at once (each holds its encoding buffers); more wait.
+    pub max_concurrent_uploads: usize,
     /// Multipart uploads neither completed nor aborted after this many seconds are removed.
     pub multipart_max_age_secs: u64,
     /// Buckets anyone may read without signing (listing and GET/HEAD of objects).
@@ -83,6 +85,7 @@ impl Default for GatewayConfig {
             root: "/s3".into(),
             max_object_size: 5 << 30,
             max_concurrent_requests: 256,
+            max_concurrent_uploads: 4,
             multipart_max_age_secs: 7 * 86_400,
             public_read: Vec::new(),
             max_xml_body: 2 << 20,

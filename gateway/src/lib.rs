@@ -90,7 +90,7 @@ pub async fn run(
     let store = Arc::new(store::Store::open(session, &cfg.root).await?);
     spawn_collector(store.clone(), cfg.multipart_max_age_secs);
     let keys = auth::Keys::new(&cfg.keys, &cfg.public_read);
-    let gateway = ops::Gateway::new(store, keys.clone(), cfg.region.clone(), cfg.max_object_size, spool);
+    let gateway = ops::Gateway::new(store, keys.clone(), &cfg, spool);
     let mut builder = S3ServiceBuilder::new(gateway);
     builder.set_auth(keys.clone());
     builder.set_access(keys);

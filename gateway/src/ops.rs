@@ -23,6 +23,8 @@ pub struct Gateway {
     region: String,
     max_object_size: u64,
     spool: std::path::PathBuf,
+    /// Grid uploads running at once (memory: each holds its encoding buffers).
+    uploads: tokio::sync::Semaphore,
 }
 
 impl Gateway {
@@ -30,11 +32,12 @@ impl Gateway {
     pub fn new(
         store: Arc<Store>,
         keys: crate::auth::Keys,
-        region: String,
-        max_object_size: u64,
+        cfg: &crate::GatewayConfig,
         spool: std::path::PathBuf,
     ) -> Self {
-        Self { store, keys, region, max_object_size, spool }
+        let (region, max_object_size) = (cfg.region.clone(), cfg.max_object_size);
+        let uploads = tokio::sync::Semaphore::new(cfg.max_concurrent_uploads.max(1));
+        Self { store, keys, region, max_object_size, spool, uploads }
     }
 }
 
@@ -162,6 +165,7 @@ impl Gateway {
         let path = file.path().to_path_buf();
         let open = move || std::fs::File::open(&path).map(|f| std::io::BufReader::with_capacity(1 << 20, f));
         let client = &self.store.session.client;
+        let _turn = self.uploads.acquire().await.map_err(|_| s3_error!(InternalError))?;
         let report = client.upload(open, size, &self.store.opts, Default::default()).await.map_err(internal)?;
         Ok(report.cap.to_string())
     }
