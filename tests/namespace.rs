@@ -237,8 +237,14 @@ fn a_stale_node_is_outvoted_and_a_forging_node_is_caught() {
     let out = tmp.path().join("out");
     ok(&net, &["get", "/d/f5", "-o", s(&out)]);
     assert!(same_file(&file, &out));
-    let nodes = ok(&net, &["nodes", "--json"]);
+    // Every share checked block by block (the first file was placed on every node, the forger
+    // included): the forger's blocks are caught and recorded against it.
     let forger = net.peer_of(6);
+    for i in 0..6 {
+        let cap = ok(&net, &["cap", &format!("/d/f{i}")]).trim().to_string();
+        let _ = net.run(&["check", "--verify", &cap]);
+    }
+    let nodes = ok(&net, &["nodes", "--json"]);
     let line = nodes.lines().find(|l| l.contains(&forger)).unwrap();
     let rep: f64 = line.split("\"reputation\":").nth(1).unwrap().split([',', '}']).next().unwrap().parse().unwrap();
     assert!(rep < 0.5, "the forging node kept its reputation: {line}");
