@@ -182,7 +182,7 @@ impl<T: Transport> Client<T> {
             let committed = match sent {
                 Ok(()) => match slot {
                     None => self.commit_share(&node, si, (share, upload), header_bytes.clone(), rent).await,
-                    Some(t) => self.commit_slot_share(&node, t, share, upload, rent).await,
+                    Some(t) => self.commit_slot_share(&node, t.si, share, upload, rent).await,
                 },
                 Err(e) => Err(e),
             };

@@ -379,19 +379,19 @@ impl<T: Transport> Client<T> {
         }
         drop(tx);
         write_share(self.transport.clone(), node.clone(), v.vsi, share, upload, rx).await?;
-        self.commit_slot_share(node, &SlotTarget::of(v, HashMap::new()), share, upload, rent).await
+        self.commit_slot_share(node, v.si, share, upload, rent).await
     }
 
     /// Makes an uploaded share the current version of its slot share at `node`, paying `rent`.
     pub(crate) async fn commit_slot_share(
         &self,
         node: &NodeRef,
-        t: &SlotTarget,
+        si: StorageIndex,
         share: u8,
         upload: UploadId,
         rent: blackbox_payments::Usage,
     ) -> Result<(), ClientError> {
-        match self.call_billed(node, Request::SlotCommit { si: t.si, share, upload }, rent).await? {
+        match self.call_billed(node, Request::SlotCommit { si, share, upload }, rent).await? {
             Response::Ok => Ok(()),
             other => Err(ClientError::unexpected(node, &other)),
         }
@@ -475,12 +475,6 @@ pub(crate) struct SlotTarget {
     pub vk: [u8; 32],
     pub encoded: Bytes,
     pub at: HashMap<(PeerId, u8), u64>,
-}
-
-impl SlotTarget {
-    fn of(v: &Version, at: HashMap<(PeerId, u8), u64>) -> Self {
-        Self { si: v.si, vk: v.vk, encoded: v.encoded.clone(), at }
-    }
 }
 
 /// A version ready to send: its signed header and every share's blocks.

@@ -249,7 +249,8 @@ impl<T: Transport> Client<T> {
         let store = GridNodes::new(self, &read, Some(opts));
         let root = tree::build(&store, entries).await?;
         store.flush().await?;
-        let state = self.read_slot(&read).await?.state;
+        // Only what the nodes hold is needed for the swap, not the old content.
+        let state = self.slot_state(&read.verify_cap()).await;
         self.write_slot(cap, &state, &root.encode(), opts).await
     }
 }
