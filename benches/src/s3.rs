@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 
 use blackbox_util::ByteSize;
 
-use crate::e2e::{files_equal, run_measured, start_devnet, stop_devnet, vm_hwm_kib, E2eConfig, E2eError, Measured};
+use crate::e2e::{files_equal, run_measured, start_devnet, stop_devnet, vm_hwm_kib, E2eConfig, E2eError};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -24,17 +24,28 @@ pub struct S3Config {
     pub venv: PathBuf,
     /// The directory of `tests/s3` (its `bench.py` drives the small-object run).
     pub suite: PathBuf,
+    /// Rounds of the large-file transfers (CLI and gateway alternate; medians are reported).
+    pub rounds: usize,
 }
 
-/// The measurements.
+/// One transfer: wall seconds and CPU seconds of every process involved (client, gateway, nodes).
+#[derive(Debug, Clone, Copy)]
+pub struct Transfer {
+    /// Wall seconds.
+    pub secs: f64,
+    /// User + system CPU seconds of the client, the gateway (if any) and the nodes.
+    pub cpu_secs: f64,
+}
+
+/// The median of each transfer over the rounds.
 #[derive(Debug, Clone)]
 pub struct S3Report {
     /// What ran.
     pub cfg: S3Config,
     /// `blackbox put` and `get`.
-    pub cli: (Measured, Measured),
+    pub cli: (Transfer, Transfer),
     /// `aws s3 cp` up and down.
-    pub aws: (Measured, Measured),
+    pub aws: (Transfer, Transfer),
     /// The gateway's peak RSS, KiB.
     pub gateway_rss_kib: Option<u64>,
     /// What `bench.py` printed (objects/s for PUT, GET, LIST).
@@ -79,13 +90,43 @@ pub fn run(cfg: &S3Config) -> Result<S3Report, E2eError> {
     let net = dir.join("net");
     let e2e = E2eConfig { exe: cfg.exe.clone(), nodes: cfg.nodes, size: cfg.size, dir: None, payments: true, gets: 1 };
     let devnet = start_devnet(&e2e, &net)?;
-    let result = measure(cfg, &dir, &net);
+    let result = measure(cfg, &dir, &net, devnet.id());
     stop_devnet(devnet);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-fn measure(cfg: &S3Config, dir: &Path, net: &Path) -> Result<S3Report, E2eError> {
+/// CPU seconds (user + system) so far of `pid` and its children (a devnet's nodes).
+fn tree_cpu_secs(pid: u32) -> f64 {
+    let ticks = |p: &str| -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        // Fields after the command name (which may hold spaces) are space separated.
+        let rest = stat.rsplit(')').next().unwrap_or_default();
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        f.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
+            + f.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    (ticks(&pid.to_string()) + children.split_whitespace().map(ticks).sum::<f64>()) / hz
+}
+
+/// Runs `cmd`, counting its CPU and that of the devnet (and the gateway, when given).
+fn transfer(cmd: &mut Command, devnet: u32, gateway: Option<u32>) -> Result<(Transfer, String), E2eError> {
+    let others = || tree_cpu_secs(devnet) + gateway.map_or(0.0, tree_cpu_secs);
+    let before = others();
+    let m = run_measured(cmd)?;
+    let cpu_secs = m.cpu_secs + others() - before;
+    Ok((Transfer { secs: m.secs, cpu_secs }, m.stdout))
+}
+
+fn median(mut v: Vec<Transfer>) -> Transfer {
+    v.sort_by(|a, b| a.secs.total_cmp(&b.secs));
+    v[v.len() / 2]
+}
+
+fn measure(cfg: &S3Config, dir: &Path, net: &Path, devnet: u32) -> Result<S3Report, E2eError> {
     let (file, back) = (dir.join("input"), dir.join("output"));
     eprintln!("writing a {} random file…", ByteSize(cfg.size));
     crate::e2e::write_random(&file, cfg.size)?;
@@ -95,12 +136,8 @@ fn measure(cfg: &S3Config, dir: &Path, net: &Path) -> Result<S3Report, E2eError>
         c.arg("--config").arg(&config).args(args);
         c
     };
-    let put = run_measured(cli(&["put"]).arg(&file))?;
-    let get = run_measured(cli(&["get", put.stdout.trim(), "-o"]).arg(&back))?;
-    if !files_equal(&file, &back)? {
-        return Err(E2eError::Differs);
-    }
     let (gateway, endpoint) = start_gateway(&cfg.exe, net)?;
+    let gw = Some(gateway.0.id());
     let (key, secret) = key_pair(net)?;
     let aws = |args: &[&str]| {
         let mut c = Command::new(cfg.venv.join("bin").join("aws"));
@@ -112,11 +149,24 @@ fn measure(cfg: &S3Config, dir: &Path, net: &Path) -> Result<S3Report, E2eError>
     run_measured(&mut aws(&["s3", "mb", "s3://bench"]))?;
     let file_s = file.to_string_lossy().to_string();
     let back_s = back.to_string_lossy().to_string();
-    let aws_put = run_measured(&mut aws(&["s3", "cp", "--only-show-errors", &file_s, "s3://bench/big"]))?;
-    let _ = std::fs::remove_file(&back);
-    let aws_get = run_measured(&mut aws(&["s3", "cp", "--only-show-errors", "s3://bench/big", &back_s]))?;
-    if !files_equal(&file, &back)? {
-        return Err(E2eError::Differs);
+    let mut runs: [Vec<Transfer>; 4] = Default::default();
+    for round in 0..cfg.rounds.max(1) {
+        eprintln!("round {} of {}…", round + 1, cfg.rounds.max(1));
+        let (put, cap) = transfer(cli(&["put"]).arg(&file), devnet, None)?;
+        let (get, _) = transfer(cli(&["get", cap.trim(), "-o"]).arg(&back), devnet, None)?;
+        if !files_equal(&file, &back)? {
+            return Err(E2eError::Differs);
+        }
+        let _ = std::fs::remove_file(&back);
+        let (up, _) = transfer(&mut aws(&["s3", "cp", "--only-show-errors", &file_s, "s3://bench/big"]), devnet, gw)?;
+        let (down, _) = transfer(&mut aws(&["s3", "cp", "--only-show-errors", "s3://bench/big", &back_s]), devnet, gw)?;
+        if !files_equal(&file, &back)? {
+            return Err(E2eError::Differs);
+        }
+        let _ = std::fs::remove_file(&back);
+        for (v, t) in runs.iter_mut().zip([put, get, up, down]) {
+            v.push(t);
+        }
     }
     let small = run_measured(
         Command::new(cfg.venv.join("bin").join("python"))
@@ -127,10 +177,11 @@ fn measure(cfg: &S3Config, dir: &Path, net: &Path) -> Result<S3Report, E2eError>
     )?;
     let gateway_rss_kib = vm_hwm_kib(&gateway.0.id().to_string());
     drop(gateway);
+    let [put, get, up, down] = runs.map(median);
     Ok(S3Report {
         cfg: cfg.clone(),
         cli: (put, get),
-        aws: (aws_put, aws_get),
+        aws: (up, down),
         gateway_rss_kib,
         small: small.stdout.trim().into(),
     })
@@ -145,13 +196,16 @@ impl fmt::Display for S3Report {
             self.cfg.nodes,
             ByteSize(self.cfg.size)
         )?;
-        let rate = |m: &Measured| mb / m.secs;
+        let rate = |t: &Transfer| mb / t.secs;
+        let per_gib = |t: &Transfer| t.cpu_secs / (self.cfg.size as f64 / f64::from(1u32 << 30));
         let (cp, cg) = (rate(&self.cli.0), rate(&self.cli.1));
         let (ap, ag) = (rate(&self.aws.0), rate(&self.aws.1));
-        writeln!(f, "  blackbox put {cp:.0} MB/s, get {cg:.0} MB/s")?;
+        let (c0, c1, a0, a1) = (per_gib(&self.cli.0), per_gib(&self.cli.1), per_gib(&self.aws.0), per_gib(&self.aws.1));
+        writeln!(f, "  medians of {} rounds; CPU-s/GiB counts the client, the gateway and all nodes", self.cfg.rounds)?;
+        writeln!(f, "  blackbox put {cp:.0} MB/s ({c0:.1} CPU-s/GiB), get {cg:.0} MB/s ({c1:.1} CPU-s/GiB)")?;
         writeln!(
             f,
-            "  aws s3 cp up {ap:.0} MB/s ({:.0}% of put), down {ag:.0} MB/s ({:.0}% of get)",
+            "  aws s3 cp up {ap:.0} MB/s ({:.0}% of put, {a0:.1} CPU-s/GiB), down {ag:.0} MB/s ({:.0}% of get, {a1:.1} CPU-s/GiB)",
             100.0 * ap / cp,
             100.0 * ag / cg
         )?;

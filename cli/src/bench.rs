@@ -82,6 +82,9 @@ pub struct S3Args {
     /// The checkout (its .venv and tests/s3 are used).
     #[arg(long, default_value = ".")]
     checkout: PathBuf,
+    /// Rounds of the large-file transfers; the median of each is reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 /// `bench dir` options.
@@ -157,6 +160,7 @@ pub async fn run(_config: Option<PathBuf>, action: BenchAction) -> Result<ExitCo
                 size: args.size.0,
                 venv: args.checkout.join(".venv"),
                 suite: args.checkout.join("tests").join("s3"),
+                rounds: args.rounds,
             };
             let report = tokio::task::spawn_blocking(move || blackbox_benches::s3::run(&cfg)).await??;
             println!("{report}");

@@ -81,6 +81,8 @@ pub struct Client<T> {
     payments: Option<std::sync::Arc<pay::Payments>>,
     /// Directory tree nodes read or written lately.
     node_cache: dir::NodeCache,
+    /// Manifests of multi-part files read lately (a ranged GET of a big object reads one per part).
+    manifests: dir::RootCache<std::sync::Arc<blackbox_core::Manifest>>,
     /// One edit at a time per directory within this process (they would only race each other).
     dir_locks: dir::DirLocks,
 }
@@ -96,6 +98,7 @@ impl<T: Transport> Client<T> {
             query_timeout: Duration::from_secs(10),
             payments: None,
             node_cache: Default::default(),
+            manifests: dir::RootCache::new(multi::MANIFEST_CACHE_BYTES),
             dir_locks: Default::default(),
         }
     }

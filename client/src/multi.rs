@@ -1,6 +1,8 @@
 //! Reading any file cap as a stream: immutable (`bb:chk:`), literal (`bb:lit:`) and multi-part
 //! (`bb:multi:`, whose manifest lists part caps) files, any byte range, verified as it goes.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -11,22 +13,27 @@ use blackbox_net::Transport;
 
 use crate::{Client, ClientError};
 
+/// Bytes of manifests kept in memory (a 1 GiB object of 8 MiB parts has a ~20 KiB manifest).
+pub(crate) const MANIFEST_CACHE_BYTES: usize = 16 << 20;
+
 /// Where a streamed read sends its pieces; a failure is the last item.
 pub type Chunks = mpsc::Sender<Result<Bytes, ClientError>>;
 
 impl<T: Transport> Client<T> {
     /// The manifest of a multi-part file.
-    pub async fn manifest(&self, m: &MultiCap) -> Result<Manifest, ClientError> {
-        let bytes = match m.manifest.parse::<LiteralCap>() {
-            Ok(l) => l.data,
-            Err(_) => {
-                let cap: ReadCap = m.manifest.parse()?;
-                let mut out = Vec::with_capacity(cap.size.min(1 << 20) as usize);
-                self.download_small(&cap, &mut out).await?;
-                out
-            }
-        };
-        Ok(Manifest::decode(&bytes)?)
+    pub async fn manifest(&self, m: &MultiCap) -> Result<Arc<Manifest>, ClientError> {
+        if let Ok(l) = m.manifest.parse::<LiteralCap>() {
+            return Ok(Arc::new(Manifest::decode(&l.data)?));
+        }
+        let cap: ReadCap = m.manifest.parse()?;
+        if let Some(m) = self.manifests.get(&cap.root) {
+            return Ok(m);
+        }
+        let mut out = Vec::with_capacity(cap.size.min(1 << 20) as usize);
+        self.download_small(&cap, &mut out).await?;
+        let manifest = Arc::new(Manifest::decode(&out)?);
+        self.manifests.put(cap.root, &manifest, out.len());
+        Ok(manifest)
     }
 
     /// Streams bytes `offset..offset+len` of the file `cap` names into `tx`.

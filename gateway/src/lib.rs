@@ -3,6 +3,7 @@
 //! XML and SigV4 work, every storage behaviour is here, over the client library.
 
 mod auth;
+mod body;
 pub mod config;
 mod list;
 mod multipart;

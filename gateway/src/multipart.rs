@@ -14,7 +14,8 @@ use md5::{Digest, Md5};
 use s3s::dto::*;
 use s3s::{s3_error, S3Result};
 
-use crate::ops::{attributes, content_headers, drain, etag_of, timestamp, Gateway};
+use crate::body::drain;
+use crate::ops::{attributes, content_headers, etag_of, timestamp, Gateway};
 use crate::store::{attr, internal, object_entry, ETAG};
 
 /// Most parts of one upload.
@@ -75,13 +76,21 @@ impl Gateway {
             Ok((dir, _)) => dir,
             Err(e) => return Err(drain(i.body.take(), e).await),
         };
-        let (file, size, etag) = self.spool_body(i.body).await?;
+        let t0 = std::time::Instant::now();
+        let body = self.spool_body(i.body, i.content_length.map(|l| l as u64)).await?;
+        let (size, etag) = (body.size, body.etag.clone());
         if i.content_length.is_some_and(|l| l as u64 != size) {
             return Err(s3_error!(IncompleteBody));
         }
-        let cap = self.store_body(&file, size).await?;
+        let t1 = std::time::Instant::now();
+        let cap = self.store_body(&body).await?;
+        drop(body);
+        let t2 = std::time::Instant::now();
         let attrs = BTreeMap::from([(ETAG.to_string(), etag.clone())]);
         self.store.set(&dir, &part_name(i.part_number), Some(object_entry(cap, size, None, attrs))).await?;
+        let ms = |a: std::time::Instant, b: std::time::Instant| (b - a).as_millis() as u64;
+        let (body_ms, store_ms, record_ms) = (ms(t0, t1), ms(t1, t2), ms(t2, std::time::Instant::now()));
+        tracing::debug!(part = i.part_number, body_ms, store_ms, record_ms, "part stored");
         Ok(UploadPartOutput { e_tag: Some(ETag::Strong(etag)), ..Default::default() })
     }
 
@@ -101,9 +110,10 @@ impl Gateway {
                     None => Range::Int { first: 0, last: None },
                 };
                 let range = range.check(src.size).map_err(|_| s3_error!(InvalidRange))?;
-                let (file, size, etag) = self.spool_body(Some(self.body(&src, range))).await?;
-                let cap = self.store_body(&file, size).await?;
-                object_entry(cap, size, None, BTreeMap::from([(ETAG.to_string(), etag)]))
+                let len = range.end - range.start;
+                let body = self.spool_body(Some(self.body(&src, range)), Some(len)).await?;
+                let cap = self.store_body(&body).await?;
+                object_entry(cap, body.size, None, BTreeMap::from([(ETAG.to_string(), body.etag.clone())]))
             }
         };
         let result = CopyPartResult {

@@ -2,29 +2,28 @@
 //! conditional and ranged reads, and listings as range scans of a bucket's sorted map.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use blackbox_core::dir::Entry;
-use blackbox_core::{LiteralCap, MAX_LITERAL_LEN};
-use futures::StreamExt;
-use md5::{Digest, Md5};
 use s3s::dto::*;
-use s3s::{s3_error, S3Error, S3Request, S3Response, S3Result, S3};
+use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
 
+use crate::body::drain;
 use crate::list::{list_page, Page};
-use crate::store::{attr, internal, object_entry, Store, CONTENT_HEADERS, ETAG, USER_META};
+use crate::store::{attr, object_entry, Store, CONTENT_HEADERS, ETAG, USER_META};
 
 /// The gateway: S3 over the grid.
 pub struct Gateway {
     pub(crate) store: Arc<Store>,
     keys: crate::auth::Keys,
     region: String,
-    max_object_size: u64,
-    spool: std::path::PathBuf,
+    pub(crate) max_object_size: u64,
+    pub(crate) spool: std::path::PathBuf,
     /// Grid uploads running at once (memory: each holds its encoding buffers).
-    uploads: tokio::sync::Semaphore,
+    pub(crate) uploads: tokio::sync::Semaphore,
+    /// MiB of request bodies held in memory at once.
+    pub(crate) memory: Arc<tokio::sync::Semaphore>,
 }
 
 impl Gateway {
@@ -37,14 +36,9 @@ impl Gateway {
     ) -> Self {
         let (region, max_object_size) = (cfg.region.clone(), cfg.max_object_size);
         let uploads = tokio::sync::Semaphore::new(cfg.max_concurrent_uploads.max(1));
-        Self { store, keys, region, max_object_size, spool, uploads }
+        let memory = Arc::new(tokio::sync::Semaphore::new(crate::body::MEMORY_BUDGET_MIB));
+        Self { store, keys, region, max_object_size, spool, uploads, memory }
     }
-}
-
-/// A local I/O failure (spool file): logged here, answered without details.
-fn local(e: std::io::Error) -> S3Error {
-    tracing::warn!(error = %e, "gateway spool I/O failed");
-    s3_error!(InternalError, "the gateway could not buffer the request body")
 }
 
 pub(crate) fn timestamp(ns: u64) -> Timestamp {
@@ -131,93 +125,6 @@ pub(crate) fn attributes(
     out
 }
 
-impl Gateway {
-    /// Spools a request body to a private file, hashing it; refuses bodies over the limit.
-    pub(crate) async fn spool_body(
-        &self,
-        body: Option<StreamingBlob>,
-    ) -> S3Result<(tempfile::NamedTempFile, u64, String)> {
-        let file = tempfile::NamedTempFile::new_in(&self.spool).map_err(local)?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-        let (mut md5, mut size) = (Md5::new(), 0u64);
-        if let Some(mut body) = body {
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|_| s3_error!(IncompleteBody))?;
-                size += chunk.len() as u64;
-                if size > self.max_object_size {
-                    return Err(s3_error!(EntityTooLarge));
-                }
-                md5.update(&chunk);
-                w.write_all(&chunk).map_err(local)?;
-            }
-        }
-        let file = w.into_inner().map_err(|e| local(e.into_error()))?;
-        let etag = data_encoding::HEXLOWER.encode(&md5.finalize());
-        Ok((file, size, etag))
-    }
-
-    /// Stores a spooled body: inline when small, uploaded otherwise; returns its cap.
-    pub(crate) async fn store_body(&self, file: &tempfile::NamedTempFile, size: u64) -> S3Result<String> {
-        if size as usize <= MAX_LITERAL_LEN {
-            let data = std::fs::read(file.path()).map_err(local)?;
-            return Ok(LiteralCap { data }.to_string());
-        }
-        let path = file.path().to_path_buf();
-        let open = move || std::fs::File::open(&path).map(|f| std::io::BufReader::with_capacity(1 << 20, f));
-        let client = &self.store.session.client;
-        let _turn = self.uploads.acquire().await.map_err(|_| s3_error!(InternalError))?;
-        let report = client.upload(open, size, &self.store.opts, Default::default()).await.map_err(internal)?;
-        Ok(report.cap.to_string())
-    }
-
-    /// The body of `e`, bytes `range` of it, streamed as it is read and verified.
-    pub(crate) fn body(&self, e: &Entry, range: std::ops::Range<u64>) -> StreamingBlob {
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let (session, cap) = (self.store.session.clone(), e.cap.clone());
-        tokio::spawn(async move {
-            session.client.read_into(&cap, (range.start, range.end - range.start), tx).await;
-        });
-        let stream = tokio_stream(rx).map(|r| {
-            r.map_err(|e| {
-                tracing::warn!(error = %e, "reading an object failed part-way");
-                std::io::Error::other("the object could not be read from the grid")
-            })
-        });
-        StreamingBlob::wrap(stream)
-    }
-}
-
-/// Reads and drops a request body the answer refuses (a client that sent `Expect: 100-continue`
-/// may send it anyway, and its bytes must not be read as the next request); returns `e`.
-pub(crate) async fn drain(body: Option<StreamingBlob>, e: S3Error) -> S3Error {
-    if let Some(mut body) = body {
-        let mut left: u64 = 16 << 20;
-        while let Some(Ok(chunk)) = body.next().await {
-            left = left.saturating_sub(chunk.len() as u64);
-            if left == 0 {
-                break;
-            }
-        }
-    }
-    e
-}
-
-/// A receiver as a stream.
-fn tokio_stream<T: Send + 'static>(
-    mut rx: tokio::sync::mpsc::Receiver<T>,
-) -> impl futures::Stream<Item = T> + Send + Sync {
-    let (tx, out) = futures::channel::mpsc::channel(1);
-    tokio::spawn(async move {
-        let mut tx = tx;
-        while let Some(item) = rx.recv().await {
-            if futures::SinkExt::send(&mut tx, item).await.is_err() {
-                break;
-            }
-        }
-    });
-    out
-}
-
 #[async_trait::async_trait]
 impl S3 for Gateway {
     async fn list_buckets(&self, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
@@ -272,11 +179,13 @@ impl S3 for Gateway {
         if i.content_length.is_some_and(|l| l < 0 || l as u64 > self.max_object_size) {
             return Err(s3_error!(EntityTooLarge));
         }
-        let (file, size, etag) = self.spool_body(i.body).await?;
+        let body = self.spool_body(i.body, i.content_length.map(|l| l as u64)).await?;
+        let (size, etag) = (body.size, body.etag.clone());
         if i.content_length.is_some_and(|l| l as u64 != size) {
             return Err(s3_error!(IncompleteBody));
         }
-        let cap = self.store_body(&file, size).await?;
+        let cap = self.store_body(&body).await?;
+        drop(body);
         let headers =
             content_headers(&i.cache_control, &i.content_disposition, &i.content_encoding, &i.content_language);
         let attrs = attributes(&etag, headers, i.metadata.as_ref());

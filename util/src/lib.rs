@@ -25,6 +25,9 @@ pub fn tune_allocator() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+        // Two arenas for two cores: with glibc's default of 8 per core, each worker thread kept its
+        // own arena of freed buffers (the gateway's RSS after a 512 MiB upload: 678 MiB, then 208).
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 

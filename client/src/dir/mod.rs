@@ -18,7 +18,7 @@ use blackbox_core::dir::{Entry, Node};
 use blackbox_core::{EncodingParams, FileEncoder, FileKey, ReadCap, SlotReadCap, SlotWriteCap};
 use blackbox_net::Transport;
 
-pub use cache::NodeCache;
+pub use cache::{NodeCache, RootCache};
 
 use crate::slot::{conflict_backoff, SlotState};
 use crate::{Client, ClientError, UploadOptions};
