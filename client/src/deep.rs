@@ -200,7 +200,7 @@ impl Session {
             DeepOp::Repair => {
                 let state = self.client.slot_state(slot).await;
                 let n = state.readable().map_or(0, |v| v.header.header.share_header.params.n());
-                let r = self.recorded(self.client.repair_slot(slot, opts, lease)).await?;
+                let r = self.recorded(self.client.repair_slot_from(slot, &state, opts, lease)).await?;
                 (
                     r.healthy_after() >= n,
                     format!("root: {} shares healthy ({} rebuilt)", r.healthy_after(), r.rebuilt.len()),

@@ -455,6 +455,17 @@ impl<T: Transport> Client<T> {
         lease_secs: u32,
     ) -> Result<crate::RepairReport, ClientError> {
         let state = self.slot_state(cap).await;
+        self.repair_slot_from(cap, &state, opts, lease_secs).await
+    }
+
+    /// As [`Client::repair_slot`], from a state the caller has just read.
+    pub async fn repair_slot_from(
+        &self,
+        cap: &SlotVerifyCap,
+        state: &SlotState,
+        opts: &crate::AuditOptions,
+        lease_secs: u32,
+    ) -> Result<crate::RepairReport, ClientError> {
         let v =
             state.readable().ok_or(ClientError::SlotUnreadable { highest: state.max_seen, found: state.answered })?;
         let expected: Vec<(u8, PeerId)> = v.holders.iter().map(|(s, n)| (*s, n.peer)).collect();

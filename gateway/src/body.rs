@@ -160,16 +160,23 @@ fn open(held: &Held) -> S3Result<Box<dyn Read + '_>> {
     })
 }
 
+/// Bytes of a refused body read and dropped before answering.
+const DRAIN_MAX: u64 = 16 << 20;
+
 /// Reads and drops a request body the answer refuses (a client that sent `Expect: 100-continue`
-/// may send it anyway, and its bytes must not be read as the next request); returns `e`.
+/// may send it anyway, and its bytes must not be read as the next request); returns `e`. A body
+/// longer than [`DRAIN_MAX`] is not read at all: the answer goes out and the connection closes.
 pub(crate) async fn drain(body: Option<StreamingBlob>, e: S3Error) -> S3Error {
-    if let Some(mut body) = body {
-        let mut left: u64 = 16 << 20;
-        while let Some(Ok(chunk)) = body.next().await {
-            left = left.saturating_sub(chunk.len() as u64);
-            if left == 0 {
-                break;
-            }
+    use s3s::stream::ByteStream;
+    let Some(mut body) = body else { return e };
+    if body.remaining_length().exact().is_some_and(|n| n as u64 > DRAIN_MAX) {
+        return e;
+    }
+    let mut left = DRAIN_MAX;
+    while let Some(Ok(chunk)) = body.next().await {
+        left = left.saturating_sub(chunk.len() as u64);
+        if left == 0 {
+            break;
         }
     }
     e

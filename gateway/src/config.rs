@@ -30,6 +30,12 @@ pub struct GatewayConfig {
     pub public_read: Vec<String>,
     /// Largest XML request body (CompleteMultipartUpload, DeleteObjects), in bytes.
     pub max_xml_body: u64,
+    /// Largest request header section (names, values and line ends), in bytes (S3: 8 KiB).
+    pub max_header_bytes: usize,
+    /// Open client connections at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// Seconds a client may take to send a request's headers before the connection is closed.
+    pub header_timeout_secs: u64,
     /// Access keys.
     pub keys: Vec<KeyConfig>,
 }
@@ -89,6 +95,9 @@ impl Default for GatewayConfig {
             multipart_max_age_secs: 7 * 86_400,
             public_read: Vec::new(),
             max_xml_body: 2 << 20,
+            max_header_bytes: 8 << 10,
+            max_connections: 1024,
+            header_timeout_secs: 30,
             keys: Vec::new(),
         }
     }

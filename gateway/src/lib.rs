@@ -37,6 +37,11 @@ pub enum GatewayError {
     Listen { addr: String, source: std::io::Error },
 }
 
+/// Bytes a connection may buffer (headers must fit; bodies stream through it in pieces).
+const HTTP_BUFFER: usize = 256 << 10;
+/// Headers a request may carry.
+const MAX_HEADERS: usize = 100;
+
 /// Whether a POST's XML body is over `max` bytes (or chunked, of unknown length). Browser form
 /// uploads (multipart/form-data) carry an object, not XML, and are not limited here.
 fn xml_too_long<B>(req: &hyper::Request<B>, max: u64) -> bool {
@@ -49,11 +54,17 @@ fn xml_too_long<B>(req: &hyper::Request<B>, max: u64) -> bool {
     !form && (len.is_some_and(|l| l > max) || (len.is_none() && h.contains_key(hyper::header::TRANSFER_ENCODING)))
 }
 
-/// The answer to an XML body over the limit (or of unknown length).
-fn too_large() -> s3s::HttpResponse {
-    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>MaxMessageLengthExceeded</Code>\
-                <Message>the request body is too long</Message></Error>";
-    let mut resp = s3s::HttpResponse::new(s3s::Body::from(body.to_string()));
+/// The bytes of a request's header section as sent (each line: name, ": ", value, CRLF).
+fn header_bytes<B>(req: &hyper::Request<B>) -> usize {
+    req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum()
+}
+
+/// A 400 answer with S3 error `code`, closing the connection (its body is not read).
+fn refuse(code: &str, message: &str) -> s3s::HttpResponse {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    );
+    let mut resp = s3s::HttpResponse::new(s3s::Body::from(body));
     *resp.status_mut() = hyper::StatusCode::BAD_REQUEST;
     resp.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
     resp
@@ -103,9 +114,22 @@ pub async fn run(
     info!(%addr, "S3 gateway listening");
     ready(addr);
     let limit = Arc::new(tokio::sync::Semaphore::new(cfg.max_concurrent_requests.max(1)));
-    let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let connections = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections.max(1)));
+    let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // A connection buffers at most this much; headers past it are answered 431 by hyper.
+    http.http1()
+        .max_buf_size(HTTP_BUFFER)
+        .max_headers(MAX_HEADERS)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(cfg.header_timeout_secs.max(1)));
+    let max_header = cfg.max_header_bytes;
     tokio::pin!(stop);
     loop {
+        // The semaphore is never closed, so waiting for a permit ends only with one.
+        let connection = tokio::select! {
+            p = connections.clone().acquire_owned() => p.ok(),
+            () = &mut stop => return Ok(()),
+        };
         let (socket, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(s) => s,
@@ -122,9 +146,12 @@ pub async fn run(
                 let (service, limit) = (service.clone(), limit.clone());
                 async move {
                     let _permit = limit.acquire_owned().await;
+                    if header_bytes(&req) > max_header {
+                        return Ok(refuse("RequestHeaderSectionTooLarge", "the request headers are too long"));
+                    }
                     // XML bodies (POST) are read whole by the S3 layer: refuse big ones first.
                     if req.method() == hyper::Method::POST && xml_too_long(&req, max_xml) {
-                        return Ok(too_large());
+                        return Ok(refuse("MaxMessageLengthExceeded", "the request body is too long"));
                     }
                     hyper::service::Service::call(&service, req).await
                 }
@@ -132,6 +159,7 @@ pub async fn run(
             if let Err(e) = http.serve_connection(TokioIo::new(socket), svc).await {
                 tracing::debug!(%peer, error = %e, "connection ended");
             }
+            drop(connection);
         });
     }
 }

@@ -49,6 +49,7 @@ impl Gateway {
         if i.key.is_empty() || i.key.len() > 1024 {
             return Err(s3_error!(KeyTooLongError));
         }
+        crate::ops::check_metadata(i.metadata.as_ref())?;
         let id = data_encoding::HEXLOWER.encode(&rand::random::<[u8; 16]>());
         let headers =
             content_headers(&i.cache_control, &i.content_disposition, &i.content_encoding, &i.content_language);

@@ -41,6 +41,27 @@ impl Gateway {
     }
 }
 
+/// The S3 output `$ty` describing the object entry `$e` (its type, content headers, ETag, time and
+/// user metadata), with the fields in braces set as well.
+macro_rules! described {
+    ($ty:ident, $e:expr, { $($field:ident: $value:expr),* $(,)? }) => {{
+        let e: &Entry = $e;
+        $ty {
+            accept_ranges: Some("bytes".into()),
+            content_type: e.content_type.parse().ok().filter(|_| !e.content_type.is_empty()),
+            cache_control: attr(e, CONTENT_HEADERS[0]).map(Into::into),
+            content_disposition: attr(e, CONTENT_HEADERS[1]).map(Into::into),
+            content_encoding: attr(e, CONTENT_HEADERS[2]).map(Into::into),
+            content_language: attr(e, CONTENT_HEADERS[3]).map(Into::into),
+            e_tag: etag_of(e),
+            last_modified: Some(timestamp(e.mtime_ns)),
+            metadata: user_metadata(e),
+            $($field: $value,)*
+            ..Default::default()
+        }
+    }};
+}
+
 pub(crate) fn timestamp(ns: u64) -> Timestamp {
     Timestamp::from(SystemTime::UNIX_EPOCH + Duration::from_nanos(ns))
 }
@@ -105,6 +126,18 @@ pub(crate) fn content_headers<'a>(
         (CONTENT_HEADERS[3], language.as_ref()),
     ]
 }
+
+/// User metadata over S3's limit (2 KiB of names and values) is refused, as S3 does.
+pub(crate) fn check_metadata(meta: Option<&Metadata>) -> S3Result<()> {
+    let bytes: usize = meta.into_iter().flatten().map(|(k, v)| k.len() + v.len()).sum();
+    if bytes > MAX_USER_METADATA {
+        return Err(s3_error!(MetadataTooLarge, "user metadata is limited to 2 KiB"));
+    }
+    Ok(())
+}
+
+/// Bytes of user metadata names and values an object may carry.
+const MAX_USER_METADATA: usize = 2 << 10;
 
 /// The S3 attributes of a PUT: content headers and user metadata, as entry metadata.
 pub(crate) fn attributes(
@@ -174,10 +207,13 @@ impl S3 for Gateway {
             Err(e) => return Err(drain(i.body.take(), e).await),
         };
         if i.key.len() > 1024 || i.key.is_empty() {
-            return Err(s3_error!(KeyTooLongError));
+            return Err(drain(i.body.take(), s3_error!(KeyTooLongError)).await);
         }
         if i.content_length.is_some_and(|l| l < 0 || l as u64 > self.max_object_size) {
-            return Err(s3_error!(EntityTooLarge));
+            return Err(drain(i.body.take(), s3_error!(EntityTooLarge)).await);
+        }
+        if let Err(e) = check_metadata(i.metadata.as_ref()) {
+            return Err(drain(i.body.take(), e).await);
         }
         let body = self.spool_body(i.body, i.content_length.map(|l| l as u64)).await?;
         let (size, etag) = (body.size, body.etag.clone());
@@ -211,21 +247,11 @@ impl S3 for Gateway {
         };
         let content_range =
             i.range.is_some().then(|| format!("bytes {}-{}/{}", range.start, range.end.saturating_sub(1), e.size));
-        let out = GetObjectOutput {
+        let out = described!(GetObjectOutput, &e, {
             body: Some(self.body(&e, range.clone())),
             content_length: Some((range.end - range.start) as i64),
-            content_range,
-            accept_ranges: Some("bytes".into()),
-            content_type: e.content_type.parse().ok().filter(|_| !e.content_type.is_empty()),
-            cache_control: attr(&e, CONTENT_HEADERS[0]).map(Into::into),
-            content_disposition: attr(&e, CONTENT_HEADERS[1]).map(Into::into),
-            content_encoding: attr(&e, CONTENT_HEADERS[2]).map(Into::into),
-            content_language: attr(&e, CONTENT_HEADERS[3]).map(Into::into),
-            e_tag: etag_of(&e),
-            last_modified: Some(timestamp(e.mtime_ns)),
-            metadata: user_metadata(&e),
-            ..Default::default()
-        };
+            content_range: content_range,
+        });
         Ok(S3Response::new(out))
     }
 
@@ -235,19 +261,7 @@ impl S3 for Gateway {
         let e = self.store.object(&dir, &i.key).await?;
         let (m, n) = (i.if_modified_since.as_ref(), i.if_unmodified_since.as_ref());
         preconditions(&e, i.if_match.as_ref(), i.if_none_match.as_ref(), m, n)?;
-        let out = HeadObjectOutput {
-            content_length: Some(e.size as i64),
-            accept_ranges: Some("bytes".into()),
-            content_type: e.content_type.parse().ok().filter(|_| !e.content_type.is_empty()),
-            cache_control: attr(&e, CONTENT_HEADERS[0]).map(Into::into),
-            content_disposition: attr(&e, CONTENT_HEADERS[1]).map(Into::into),
-            content_encoding: attr(&e, CONTENT_HEADERS[2]).map(Into::into),
-            content_language: attr(&e, CONTENT_HEADERS[3]).map(Into::into),
-            e_tag: etag_of(&e),
-            last_modified: Some(timestamp(e.mtime_ns)),
-            metadata: user_metadata(&e),
-            ..Default::default()
-        };
+        let out = described!(HeadObjectOutput, &e, { content_length: Some(e.size as i64) });
         Ok(S3Response::new(out))
     }
 
@@ -264,8 +278,11 @@ impl S3 for Gateway {
         }
         let dir = self.store.bucket(&i.bucket).await?;
         let (mut deleted, mut errors) = (Vec::new(), Vec::new());
-        for o in i.delete.objects {
-            match self.store.set(&dir, &o.key, None).await {
+        // All at once: the bucket's group commit removes them in one or two directory writes.
+        let results =
+            futures::future::join_all(i.delete.objects.iter().map(|o| self.store.set(&dir, &o.key, None))).await;
+        for (o, r) in i.delete.objects.into_iter().zip(results) {
+            match r {
                 Ok(()) => deleted.push(DeletedObject { key: Some(o.key), ..Default::default() }),
                 Err(e) => errors.push(Error {
                     code: Some(e.code().as_str().to_string()),
@@ -303,6 +320,7 @@ impl S3 for Gateway {
             .map_err(|_| s3_error!(PreconditionFailed))?;
         let replace = i.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
         if replace {
+            check_metadata(i.metadata.as_ref())?;
             let etag = attr(&e, ETAG).unwrap_or_default().to_string();
             let headers =
                 content_headers(&i.cache_control, &i.content_disposition, &i.content_encoding, &i.content_language);

@@ -245,3 +245,45 @@ def test_limits_and_anonymous_access(s3, bucket):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req)
     assert e.value.code == 403
+
+
+def raw_response(method, path, headers):
+    """Sends only the request line and headers; returns (status, body) of the answer."""
+    import http.client
+    endpoint = os.environ["BB_S3_ENDPOINT"].removeprefix("http://")
+    conn = http.client.HTTPConnection(endpoint, timeout=30)
+    conn.putrequest(method, path, skip_accept_encoding=True)
+    for k, v in headers.items():
+        conn.putheader(k, v)
+    conn.endheaders()
+    resp = conn.getresponse()
+    out = (resp.status, resp.read())
+    conn.close()
+    return out
+
+
+def test_size_header_and_metadata_limits(s3, bucket):
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    # A signed PUT announcing 6 GiB: refused from its headers, before any body byte is read.
+    url = f"{os.environ['BB_S3_ENDPOINT']}/{bucket}/huge"
+    req = AWSRequest(method="PUT", url=url, headers={
+        "Content-Length": str(6 << 30), "X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"})
+    SigV4Auth(Credentials(os.environ["BB_S3_KEY"], os.environ["BB_S3_SECRET"]), "s3", "us-east-1").add_auth(req)
+    status_code, body = raw_response("PUT", f"/{bucket}/huge", dict(req.headers))
+    assert status_code == 400 and b"EntityTooLarge" in body
+    # Headers over 8 KiB, and more than 100 of them: refused, the gateway keeps serving.
+    status_code, body = raw_response("GET", f"/{bucket}/x", {"X-Filler": "a" * (9 << 10)})
+    assert status_code == 400 and b"RequestHeaderSectionTooLarge" in body
+    status_code, _ = raw_response("GET", f"/{bucket}/x", {f"X-H{i}": "1" for i in range(150)})
+    assert status_code == 431
+    # User metadata over 2 KiB.
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="meta", Body=b"x", Metadata={"big": "v" * 2100})
+    assert code(e) == "MetadataTooLarge"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.create_multipart_upload(Bucket=bucket, Key="meta", Metadata={"big": "v" * 2100})
+    assert code(e) == "MetadataTooLarge"
+    s3.put_object(Bucket=bucket, Key="meta", Body=b"x", Metadata={"ok": "v" * 1000})
+    assert s3.head_object(Bucket=bucket, Key="meta")["Metadata"] == {"ok": "v" * 1000}
