@@ -36,6 +36,7 @@ struct Payer {
 struct World {
     server: StorageServer<MemoryStore>,
     payers: Vec<Payer>,
+    cfg: BillingConfig,
     _dir: tempfile::TempDir,
 }
 
@@ -60,7 +61,7 @@ fn world() -> World {
     .unwrap()
     .encode();
     let offer = bytes::Bytes::from(offer);
-    let billing = Billing::open(BillingConfig {
+    let cfg = BillingConfig {
         node: node.public().to_peer_id(),
         prices: PRICES,
         key: node_key,
@@ -70,8 +71,8 @@ fn world() -> World {
         close_margin_blocks: 6,
         min_fee_sat: 200,
         dir: dir.path().join("channels"),
-    })
-    .unwrap();
+    };
+    let billing = Billing::open(cfg.clone()).unwrap();
     let server = StorageServer::new(MemoryStore::new(), 1 << 30, Duration::from_secs(600))
         .unwrap()
         .with_billing(Arc::new(billing));
@@ -97,7 +98,7 @@ fn world() -> World {
         assert!(matches!(server.handle(&peer, open), Response::Channel { .. }));
         payers.push(Payer { peer, key, channel: PayerChannel::new(p).unwrap(), owed: 0 });
     }
-    World { server, payers, _dir: dir }
+    World { server, payers, cfg, _dir: dir }
 }
 
 #[derive(Debug, Clone)]
@@ -214,4 +215,36 @@ proptest! {
             }
         }
     }
+}
+
+/// Charges that arrive at once on one channel share their syncs (group commit), yet every one of
+/// them is in the books a restarted node loads.
+#[test]
+fn concurrent_charges_are_all_durable() {
+    let mut w = world();
+    let p = &mut w.payers[0];
+    p.channel.paid = 400_000;
+    let (signed, peer, funding) = (update(p), p.peer, p.channel.params.funding);
+    let server = &w.server;
+    let charged: u64 = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut sum = 0;
+                    for _ in 0..20 {
+                        let inner = Box::new(Request::LeaseCpu { cores: 1, secs: 10 });
+                        match server.handle(&peer, Request::Paid { update: signed.clone(), inner }) {
+                            Response::Receipt { charged, .. } => sum += charged,
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                    sum
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).sum()
+    });
+    assert_eq!(charged, 160 * Usage::default().with_cpu(10).owed(&PRICES));
+    let restarted = Billing::open(w.cfg.clone()).unwrap();
+    assert_eq!(restarted.owed(&funding), charged);
 }

@@ -14,8 +14,8 @@ impl Billing {
     pub fn close_due(&self, height: u32, margin: u32) -> Vec<(OutPoint, Txid)> {
         let all: Vec<_> = lock(&self.channels).values().cloned().collect();
         let mut closed = Vec::new();
-        for books in all {
-            let mut b = lock(&books);
+        for ch in all {
+            let mut b = lock(&ch.books);
             let a = &b.account;
             let funding = a.channel.params.funding;
             match a.closed {
