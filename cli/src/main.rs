@@ -5,6 +5,7 @@ mod commands;
 mod devnet;
 mod maintain;
 mod money;
+mod mount;
 mod paths;
 mod show;
 
@@ -80,6 +81,8 @@ enum Command {
     Wallet(money::WalletArgs),
     /// Lease CPU cores of a node (billed per core-second at its signed price).
     CpuLease(money::CpuLeaseArgs),
+    /// Mount a directory as a folder (FUSE), in the foreground until Ctrl-C, SIGTERM or umount.
+    Mount(mount::MountArgs),
     /// Serve the S3 API over the grid (config: gateway.toml; `devnet up` writes one).
     Gateway,
     /// Measure throughput.
@@ -200,6 +203,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wallet(args) => money::wallet(config, args).await,
         Command::CpuLease(args) => money::cpu_lease(config, args).await,
         Command::Bench { action } => bench::run(config, action).await,
+        Command::Mount(args) => mount::mount(config, args).await,
         Command::Gateway => {
             let path = config.ok_or_else(|| anyhow::anyhow!("`gateway` needs --config gateway.toml"))?;
             let cfg = blackbox_gateway::GatewayConfig::load(&path)?;

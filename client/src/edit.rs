@@ -86,7 +86,8 @@ impl Session {
         Ok(())
     }
 
-    fn resealed(&self, from: &DirCap, to: &DirCap, mut entry: Entry) -> Result<Entry, ClientError> {
+    /// `entry` moved from directory `from` to `to`: a subdirectory's sealed write cap resealed for `to`.
+    pub fn resealed(&self, from: &DirCap, to: &DirCap, mut entry: Entry) -> Result<Entry, ClientError> {
         if entry.kind != Kind::Dir || entry.sealed_write.is_none() {
             return Ok(entry);
         }
