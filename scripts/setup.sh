@@ -3,10 +3,11 @@
 # libclang-dev for bindgen, librocksdb-dev so RocksDB is linked rather than built from source,
 # g++ for libbitcoinconsensus (Bitcoin Core's consensus code, built by the bitcoinconsensus crate);
 # python3-venv for the S3 clients the gateway is tested with (boto3, pytest, awscli from PyPI into
-# .venv/ of the checkout).
+# .venv/ of the checkout); fuse3, rsync, sqlite3 and git for the tests of the FUSE drive (real tools
+# on a real mount).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(libclang-dev librocksdb-dev pkg-config g++ python3 python3-venv)
+pkgs=(libclang-dev librocksdb-dev pkg-config g++ python3 python3-venv fuse3 rsync sqlite3 git)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
