@@ -26,6 +26,9 @@ pub enum BenchAction {
     /// The S3 gateway beside the CLI: `aws s3 cp` of a large file, gateway RSS, and 4 KiB objects
     /// with 16 parallel clients (needs `.venv` from scripts/setup.sh).
     S3(S3Args),
+    /// The FUSE drive beside the CLI: dd of a large file both ways, `ls -l` of 10,000 entries,
+    /// `find` over 10,000 files, the mount's peak RSS (needs /dev/fuse; as root or with fusermount3).
+    Mount(MountArgs),
     /// Payment channel updates signed and verified per second on one core.
     Channel {
         /// Seconds to run each side.
@@ -85,6 +88,17 @@ pub struct S3Args {
     /// Rounds of the large-file transfers; the median of each is reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+}
+
+/// `bench mount` options.
+#[derive(Args)]
+pub struct MountArgs {
+    /// Nodes in the devnet.
+    #[arg(long, default_value_t = 10)]
+    nodes: usize,
+    /// Size of the large file.
+    #[arg(long, default_value = "1GiB", value_parser = |s: &str| ByteSize::parse(s))]
+    size: ByteSize,
 }
 
 /// `bench dir` options.
@@ -151,6 +165,15 @@ pub async fn run(_config: Option<PathBuf>, action: BenchAction) -> Result<ExitCo
                 payments: !args.no_payments,
             };
             println!("{}", blackbox_benches::dir::run(&cfg).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchAction::Mount(args) => {
+            let cfg = blackbox_benches::mount::MountBenchConfig {
+                exe: std::env::current_exe()?,
+                nodes: args.nodes,
+                size: args.size.0,
+            };
+            println!("{}", blackbox_benches::mount::run(&cfg).await?);
             Ok(ExitCode::SUCCESS)
         }
         BenchAction::S3(args) => {

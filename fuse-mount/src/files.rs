@@ -2,6 +2,7 @@
 //! reading is sequential; writes into a private write-back file beside a journal naming where it
 //! belongs, uploaded as the file's new version on flush/fsync/close.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -9,11 +10,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use blackbox_client::{ClientError, FileReader, Session, UploadOptions};
-use blackbox_core::{LiteralCap, SlotWriteCap, MAX_LITERAL_LEN};
+use blackbox_core::multi::{Manifest, Part};
+use blackbox_core::{LiteralCap, MultiCap, SlotWriteCap, MAX_LITERAL_LEN};
 use tokio::task::JoinHandle;
 
 /// Bytes fetched from the grid at a time (and prefetched ahead of a sequential reader).
 pub const WINDOW: u64 = 8 << 20;
+/// Windows fetched ahead of a sequential reader.
+const AHEAD: u64 = 2;
 /// First line of a journal file.
 const JOURNAL_MAGIC: &str = "blackbox-dirty 1";
 /// Longest journal accepted (a cap and a name).
@@ -29,8 +33,8 @@ pub struct FileState {
     reader: Option<(String, Arc<FileReader>)>,
     /// The window last fetched: where it starts, and its bytes.
     window: Option<(u64, Arc<Vec<u8>>)>,
-    /// The next window, being fetched.
-    ahead: Option<(u64, Pending)>,
+    /// The next windows, being fetched, in order.
+    ahead: std::collections::VecDeque<(u64, Pending)>,
     /// Local content being written, when the file is open for writing.
     pub back: Option<WriteBack>,
     /// Handles open on the file.
@@ -46,7 +50,19 @@ pub struct WriteBack {
     pub size: u64,
     /// Whether it differs from the stored version.
     pub dirty: bool,
+    /// Chunks of a large file already stored or being stored, by index; a write into a chunk
+    /// drops it from here (it is stored again at the next flush).
+    chunks: BTreeMap<u64, Chunk>,
 }
+
+/// A chunk of the local copy stored as one part of a multi-part file.
+enum Chunk {
+    Storing(JoinHandle<Result<String, ClientError>>),
+    Stored(String),
+}
+
+/// Bytes per part of a file larger than one chunk: parts are stored while the writer goes on.
+pub const CHUNK: u64 = 64 << 20;
 
 impl WriteBack {
     /// A new, empty local copy in `cache_dir` for the file `name` of the directory `parent`;
@@ -57,19 +73,42 @@ impl WriteBack {
         let journal = cache_dir.join(format!("{id}.journal"));
         let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&data)?;
         blackbox_util::write_secret(&journal, format!("{JOURNAL_MAGIC}\n{parent}\n{name}\n").as_bytes())?;
-        Ok(Self { file, data, journal, size: 0, dirty: false })
+        Ok(Self { file, data, journal, size: 0, dirty: false, chunks: BTreeMap::new() })
     }
 
-    /// Writes `bytes` at `offset`.
-    pub fn write_at(&mut self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+    /// Writes `bytes` at `offset`; returns the chunk this write completed (its end passed), which
+    /// may be stored now while the writer goes on.
+    pub fn write_at(&mut self, offset: u64, bytes: &[u8]) -> std::io::Result<Option<u64>> {
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        let end = offset + bytes.len() as u64;
+        self.changed(offset / CHUNK..=(end - 1) / CHUNK);
         self.file.write_all_at(bytes, offset)?;
-        self.size = self.size.max(offset + bytes.len() as u64);
+        self.size = self.size.max(end);
         self.dirty = true;
-        Ok(())
+        let last_full = (end / CHUNK).checked_sub(1);
+        Ok(last_full.filter(|&c| (c + 1) * CHUNK > offset && !self.chunks.contains_key(&c)))
+    }
+
+    /// Forgets the stored chunks in `range` (their bytes change).
+    fn changed(&mut self, range: std::ops::RangeInclusive<u64>) {
+        let hit: Vec<u64> = self.chunks.range(range).map(|(&c, _)| c).collect();
+        for c in hit {
+            if let Some(Chunk::Storing(task)) = self.chunks.remove(&c) {
+                task.abort();
+            }
+        }
+    }
+
+    /// Starts storing chunk `c` (its bytes are final unless written again).
+    pub fn store_chunk(&mut self, c: u64, task: impl FnOnce(PathBuf, u64) -> JoinHandle<Result<String, ClientError>>) {
+        self.chunks.insert(c, Chunk::Storing(task(self.data.clone(), c * CHUNK)));
     }
 
     /// Cuts or extends the copy to `size` bytes.
     pub fn set_len(&mut self, size: u64) -> std::io::Result<()> {
+        self.changed(size / CHUNK..=u64::MAX);
         self.file.set_len(size)?;
         self.size = size;
         self.dirty = true;
@@ -100,21 +139,58 @@ impl Drop for WriteBack {
     }
 }
 
-/// Stores the local copy `back` and returns its cap: inline when small, uploaded otherwise.
-pub async fn store(session: &Session, opts: &UploadOptions, back: &WriteBack) -> Result<String, ClientError> {
-    back.file.sync_data()?;
-    store_file(session, opts, &back.data, back.size).await
+/// Stores the local copy `back` and returns its cap: inline when small, uploaded otherwise; a
+/// copy larger than one chunk as a multi-part file of its chunks (those stored already reused).
+/// (The copy is not synced to the local disk first: once stored in the grid it is not needed, and
+/// until then a crash of the machine may lose what was never fsync'd, as on any filesystem.)
+pub async fn store(session: &Session, opts: &UploadOptions, back: &mut WriteBack) -> Result<String, ClientError> {
+    if back.size <= CHUNK {
+        back.changed(0..=u64::MAX);
+        return store_range(session, opts, &back.data, 0, back.size).await;
+    }
+    let mut parts = Vec::new();
+    for c in 0..back.size.div_ceil(CHUNK) {
+        let len = CHUNK.min(back.size - c * CHUNK);
+        let cap = match back.chunks.remove(&c) {
+            Some(Chunk::Stored(cap)) if len == CHUNK => cap,
+            Some(Chunk::Storing(task)) if len == CHUNK => task.await.map_err(|_| ClientError::Cancelled)??,
+            _ => store_range(session, opts, &back.data, c * CHUNK, len).await?,
+        };
+        back.chunks.insert(c, Chunk::Stored(cap.clone()));
+        parts.push(Part { size: len, cap });
+    }
+    let manifest = Manifest { parts }.encode();
+    let cap = if manifest.len() <= MAX_LITERAL_LEN {
+        LiteralCap { data: manifest }.to_string()
+    } else {
+        let size = manifest.len() as u64;
+        let open = move || Ok(std::io::Cursor::new(manifest.clone()));
+        session.client.upload(open, size, opts, Default::default()).await?.cap.to_string()
+    };
+    Ok(MultiCap { manifest: cap }.to_string())
 }
 
-async fn store_file(session: &Session, opts: &UploadOptions, path: &Path, size: u64) -> Result<String, ClientError> {
-    if size as usize <= MAX_LITERAL_LEN {
-        let mut data = Vec::with_capacity(size as usize);
-        File::open(path)?.take(size).read_to_end(&mut data)?;
+/// Stores bytes `offset..offset+len` of the file at `path`; returns the cap.
+pub async fn store_range(
+    session: &Session,
+    opts: &UploadOptions,
+    path: &Path,
+    offset: u64,
+    len: u64,
+) -> Result<String, ClientError> {
+    let open_at = move |path: &Path| -> std::io::Result<File> {
+        let mut f = File::open(path)?;
+        std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(offset))?;
+        Ok(f)
+    };
+    if len as usize <= MAX_LITERAL_LEN {
+        let mut data = Vec::with_capacity(len as usize);
+        open_at(path)?.take(len).read_to_end(&mut data)?;
         return Ok(LiteralCap { data }.to_string());
     }
     let path = path.to_path_buf();
-    let open = move || File::open(&path).map(|f| std::io::BufReader::with_capacity(1 << 20, f.take(size)));
-    Ok(session.client.upload(open, size, opts, Default::default()).await?.cap.to_string())
+    let open = move || open_at(&path).map(|f| std::io::BufReader::with_capacity(1 << 20, f.take(len)));
+    Ok(session.client.upload(open, len, opts, Default::default()).await?.cap.to_string())
 }
 
 impl FileState {
@@ -128,7 +204,8 @@ impl FileState {
     ) -> Result<Vec<u8>, ClientError> {
         if self.reader.as_ref().is_none_or(|(c, _)| c != cap) {
             let r = rt.block_on(session.client.open_reader(cap))?;
-            (self.reader, self.window, self.ahead) = (Some((cap.to_string(), Arc::new(r))), None, None);
+            self.stored_changed();
+            self.reader = Some((cap.to_string(), Arc::new(r)));
         }
         let reader = self.reader.as_ref().map(|(_, r)| r.clone()).ok_or(ClientError::Cancelled)?;
         let end = offset.saturating_add(u64::from(len)).min(reader.size());
@@ -163,29 +240,33 @@ impl FileState {
             }
         }
         let sequential = self.window.as_ref().is_some_and(|(s, _)| s + WINDOW == start);
-        let bytes = match self.ahead.take() {
-            Some((s, pending)) if s == start => rt.block_on(pending).map_err(|_| ClientError::Cancelled)??,
-            other => {
-                if let Some((_, p)) = other {
-                    p.abort();
-                }
-                rt.block_on(session.client.read_at(reader, start, WINDOW))?
+        // Fetches queued for other windows are of no use to a reader that moved elsewhere.
+        while self.ahead.front().is_some_and(|(s, _)| *s != start) {
+            if let Some((_, p)) = self.ahead.pop_front() {
+                p.abort();
             }
+        }
+        let bytes = match self.ahead.pop_front() {
+            Some((_, pending)) => rt.block_on(pending).map_err(|_| ClientError::Cancelled)??,
+            None => rt.block_on(session.client.read_at(reader, start, WINDOW))?,
         };
         let bytes = Arc::new(bytes);
         self.window = Some((start, bytes.clone()));
-        let next = start + WINDOW;
-        if (sequential || start == 0) && next < reader.size() {
-            let (session, reader) = (session.clone(), reader.clone());
-            let task = rt.spawn(async move { session.client.read_at(&reader, next, WINDOW).await });
-            self.ahead = Some((next, task));
+        if sequential || start == 0 {
+            let mut next = self.ahead.back().map_or(start, |(s, _)| *s) + WINDOW;
+            while next < reader.size() && (self.ahead.len() as u64) < AHEAD {
+                let (session, reader) = (session.clone(), reader.clone());
+                let task = rt.spawn(async move { session.client.read_at(&reader, next, WINDOW).await });
+                self.ahead.push_back((next, task));
+                next += WINDOW;
+            }
         }
         Ok(bytes)
     }
 
     /// Forgets what was read of the stored version (a new one was written).
     pub fn stored_changed(&mut self) {
-        if let Some((_, p)) = self.ahead.take() {
+        for (_, p) in self.ahead.drain(..) {
             p.abort();
         }
         (self.reader, self.window) = (None, None);
@@ -237,7 +318,7 @@ fn parse_journal(path: &Path) -> Option<(SlotWriteCap, String)> {
 /// Stores a leftover copy and links it where its journal says (replacing the entry there).
 pub async fn recover(session: &Session, opts: &UploadOptions, l: &Leftover) -> Result<(), ClientError> {
     let size = std::fs::metadata(&l.data)?.len();
-    let cap = store_file(session, opts, &l.data, size).await?;
+    let cap = store_range(session, opts, &l.data, 0, size).await?;
     let fresh = blackbox_client::namespace::new_entry(blackbox_core::dir::Kind::File, cap, size);
     session
         .client

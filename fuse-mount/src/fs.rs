@@ -201,6 +201,15 @@ impl Drive {
 }
 
 impl Filesystem for Drive {
+    fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
+        // Writes and reads of up to 1 MiB per request (the kernel's default is 128 KiB or less);
+        // a kernel that refuses keeps its own sizes.
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_BIG_WRITES | fuser::InitFlags::FUSE_MAX_PAGES);
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_readahead(1 << 20);
+        Ok(())
+    }
+
     fn destroy(&mut self) {
         let open: Vec<u64> = lock(&self.files).keys().copied().collect();
         for ino in open {

@@ -58,7 +58,11 @@ pub struct Drive {
     handles: Mutex<HashMap<u64, u64>>,
     /// Open directory listings.
     dirs: Mutex<HashMap<u64, fs::Listing>>,
+    /// Directories read lately, by inode, with when.
+    snaps: Mutex<HashMap<u64, (std::time::Instant, Arc<blackbox_client::dir::DirSnapshot>)>>,
     next_fh: AtomicU64,
+    /// Chunks of large files being stored at once (each holds its encoding buffers).
+    chunk_uploads: Arc<tokio::sync::Semaphore>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -105,7 +109,9 @@ impl Drive {
             files: Mutex::default(),
             handles: Mutex::default(),
             dirs: Mutex::default(),
+            snaps: Mutex::default(),
             next_fh: AtomicU64::new(1),
+            chunk_uploads: Arc::new(tokio::sync::Semaphore::new(2)),
         })
     }
 }

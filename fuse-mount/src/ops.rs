@@ -3,8 +3,9 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use blackbox_client::dir::DirSnapshot;
 use blackbox_client::namespace::{new_entry, now_ns, DirCap};
 use blackbox_client::{ClientError, Session};
 use blackbox_core::dir::{Entry, Kind};
@@ -14,6 +15,9 @@ use fuser::{Errno, FileAttr, FileType, INodeNo};
 use crate::files::{FileState, WriteBack};
 use crate::inodes::Inode;
 use crate::{lock, Drive};
+
+/// How long a directory read serves lookups (the kernel's entry TTL is as long).
+pub const SNAPSHOT_TTL: Duration = Duration::from_secs(1);
 
 /// Maps a client error to the errno a program expects; unexpected ones are logged as EIO.
 pub fn errno(e: ClientError) -> Errno {
@@ -107,13 +111,25 @@ impl Drive {
         }
     }
 
+    /// Directory `ino` as read at most [`SNAPSHOT_TTL`] ago (the kernel keeps names as long),
+    /// so the lookups of a listing share one read of the directory.
+    pub(crate) fn snapshot(&self, ino: u64, dir: &DirCap) -> Result<Arc<DirSnapshot>, Errno> {
+        if let Some((at, snap)) = lock(&self.snaps).get(&ino) {
+            if at.elapsed() < SNAPSHOT_TTL {
+                return Ok(snap.clone());
+            }
+        }
+        let snap = Arc::new(self.block(self.session.client.dir_read(&dir.read())).map_err(errno)?);
+        lock(&self.snaps).insert(ino, (Instant::now(), snap.clone()));
+        Ok(snap)
+    }
+
     /// Reads `name` of directory `parent` from the grid and gives it an inode.
     pub(crate) fn lookup_name(&self, parent: u64, name: &str) -> Result<(u64, Inode), Errno> {
         let dir = self.dir(parent)?;
+        let snap = self.snapshot(parent, &dir)?;
         let c = &self.session.client;
-        let read = dir.read();
-        let snap = self.block(c.dir_read(&read)).map_err(errno)?;
-        let entry = self.block(c.dir_get(&read, &snap, name)).map_err(errno)?.ok_or(Errno::ENOENT)?;
+        let entry = self.block(c.dir_get(&dir.read(), &snap, name)).map_err(errno)?.ok_or(Errno::ENOENT)?;
         Ok(self.adopt(parent, name, &dir, entry))
     }
 
@@ -132,7 +148,9 @@ impl Drive {
         F: Fn(Vec<Option<Entry>>) -> Result<Vec<Option<Entry>>, ClientError>,
     {
         let w = self.wdir(parent)?;
-        self.block(self.session.client.dir_update(&w, names, &self.opts, edit)).map_err(errno)?;
+        let r = self.block(self.session.client.dir_update(&w, names, &self.opts, edit));
+        lock(&self.snaps).remove(&parent);
+        r.map_err(errno)?;
         Ok(())
     }
 
@@ -217,7 +235,7 @@ impl Drive {
                 if chunk.is_empty() {
                     return Err(Errno::EIO);
                 }
-                back.write_at(at, &chunk).map_err(io)?;
+                let _ = back.write_at(at, &chunk).map_err(io)?;
                 at += chunk.len() as u64;
             }
             back.dirty = false;
@@ -242,7 +260,17 @@ impl Drive {
         let i = self.inode(ino)?;
         let f = self.file(ino);
         let mut st = lock(&f);
-        self.writable(&mut st, &i)?.write_at(offset, data).map_err(io)?;
+        let back = self.writable(&mut st, &i)?;
+        if let Some(chunk) = back.write_at(offset, data).map_err(io)? {
+            // A chunk the writer is done with is stored while it goes on (a bounded few at once).
+            let (session, opts, turns) = (self.session.clone(), self.opts.clone(), self.chunk_uploads.clone());
+            back.store_chunk(chunk, |path, at| {
+                self.rt.spawn(async move {
+                    let _turn = turns.acquire_owned().await.map_err(|_| ClientError::Cancelled)?;
+                    crate::files::store_range(&session, &opts, &path, at, crate::files::CHUNK).await
+                })
+            });
+        }
         Ok(data.len() as u32)
     }
 
@@ -251,7 +279,7 @@ impl Drive {
     pub(crate) fn flush(&self, ino: u64) -> Result<(), Errno> {
         let Some(f) = lock(&self.files).get(&ino).cloned() else { return Ok(()) };
         let mut st = lock(&f);
-        let Some(back) = st.back.as_ref().filter(|b| b.dirty) else { return Ok(()) };
+        let Some(back) = st.back.as_mut().filter(|b| b.dirty) else { return Ok(()) };
         let cap = self.block(crate::files::store(&self.session, &self.opts, back)).map_err(errno)?;
         let size = back.size;
         let i = self.inode(ino)?;
