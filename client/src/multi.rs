@@ -36,6 +36,23 @@ impl<T: Transport> Client<T> {
         Ok(manifest)
     }
 
+    /// Stores a manifest of `parts` (inline when it is small) and returns the multi-part file's cap.
+    pub async fn store_multi(
+        &self,
+        parts: Vec<blackbox_core::multi::Part>,
+        opts: &crate::UploadOptions,
+    ) -> Result<String, ClientError> {
+        let manifest = Manifest { parts }.encode();
+        let cap = if manifest.len() <= blackbox_core::MAX_LITERAL_LEN {
+            LiteralCap { data: manifest }.to_string()
+        } else {
+            let size = manifest.len() as u64;
+            let open = move || Ok(std::io::Cursor::new(manifest.clone()));
+            self.upload(open, size, opts, Default::default()).await?.cap.to_string()
+        };
+        Ok(MultiCap { manifest: cap }.to_string())
+    }
+
     /// Streams bytes `offset..offset+len` of the file `cap` names into `tx`.
     pub async fn read_into(&self, cap: &str, range: (u64, u64), tx: Chunks) {
         if let Err(e) = self.read_chunks(cap, range, &tx).await {

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use blackbox_client::{ClientError, FileReader, Session, UploadOptions};
-use blackbox_core::multi::{Manifest, Part};
-use blackbox_core::{LiteralCap, MultiCap, SlotWriteCap, MAX_LITERAL_LEN};
+use blackbox_core::multi::Part;
+use blackbox_core::{LiteralCap, SlotWriteCap, MAX_LITERAL_LEN};
 use tokio::task::JoinHandle;
 
 /// Bytes fetched from the grid at a time (and prefetched ahead of a sequential reader).
@@ -159,15 +159,7 @@ pub async fn store(session: &Session, opts: &UploadOptions, back: &mut WriteBack
         back.chunks.insert(c, Chunk::Stored(cap.clone()));
         parts.push(Part { size: len, cap });
     }
-    let manifest = Manifest { parts }.encode();
-    let cap = if manifest.len() <= MAX_LITERAL_LEN {
-        LiteralCap { data: manifest }.to_string()
-    } else {
-        let size = manifest.len() as u64;
-        let open = move || Ok(std::io::Cursor::new(manifest.clone()));
-        session.client.upload(open, size, opts, Default::default()).await?.cap.to_string()
-    };
-    Ok(MultiCap { manifest: cap }.to_string())
+    session.client.store_multi(parts, opts).await
 }
 
 /// Stores bytes `offset..offset+len` of the file at `path`; returns the cap.

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use blackbox_client::namespace::DirCap;
 use blackbox_core::dir::Entry;
-use blackbox_core::multi::{Manifest, Part};
-use blackbox_core::{LiteralCap, MultiCap, MAX_LITERAL_LEN};
+use blackbox_core::multi::Part;
+use blackbox_core::LiteralCap;
 use md5::{Digest, Md5};
 use s3s::dto::*;
 use s3s::{s3_error, S3Result};
@@ -156,17 +156,10 @@ impl Gateway {
         }
         let etag = format!("{}-{}", data_encoding::HEXLOWER.encode(&md5s.finalize()), parts.len());
         let total: u64 = parts.iter().map(|p| p.size).sum();
-        let manifest = Manifest { parts }.encode();
-        let manifest_cap = if manifest.len() <= MAX_LITERAL_LEN {
-            LiteralCap { data: manifest }.to_string()
-        } else {
-            let size = manifest.len() as u64;
-            let open = move || Ok(std::io::Cursor::new(manifest.clone()));
-            let client = &self.store.session.client;
-            client.upload(open, size, &self.store.opts, Default::default()).await.map_err(internal)?.cap.to_string()
-        };
+        let client = &self.store.session.client;
+        let multi = client.store_multi(parts, &self.store.opts).await.map_err(internal)?;
         let mut entry = object;
-        entry.cap = MultiCap { manifest: manifest_cap }.to_string();
+        entry.cap = multi;
         entry.size = total;
         entry.mtime_ns = blackbox_client::namespace::now_ns();
         entry.metadata.retain(|(k, _)| k != BUCKET && k != KEY);
