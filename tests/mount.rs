@@ -1,7 +1,7 @@
 //! The FUSE drive with real tools on a real mount over a devnet of real node processes: cp,
 //! rsync, tar, git, an editor's write-then-rename and sqlite3, checked byte for byte after a
 //! remount; two writers at once, a reader beside a writer, a `kill -9` of the mount with a file
-//! half written, and nodes killed during a copy.
+//! half written, and nodes killed during a copy; fsx for 10,000 random operations.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -180,6 +180,52 @@ fn writers_readers_a_killed_mount_and_killed_nodes() {
     let _ = writer.wait();
     let m = Mount::start(&net, &point);
     sh(&point, &format!("grep -qx unsaved-but-kept dirty.txt && cmp {w}/c.bin c.bin && cmp {w}/a.bin shared/a.bin"));
+    m.stop();
+    net.stop();
+}
+
+/// A tool `scripts/setup.sh` builds into `.tools/bin`.
+fn tool(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let path = root.join(".tools/bin").join(name);
+    assert!(path.exists(), "no {}: run ./scripts/setup.sh (it builds {name})", path.display());
+    path
+}
+
+#[test]
+fn fsx_ten_thousand_operations_without_a_miscompare() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = Devnet::start(&tmp.path().join("net"), 5, &[]);
+    let (point, artifacts) = (tmp.path().join("mnt"), tmp.path().join("fsx"));
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let m = Mount::start(&net, &point);
+    let out = Command::new(tool("fsx"))
+        .args(["-N", "10000", "-S", "42", "-P"])
+        .arg(&artifacts)
+        .arg(point.join("fsx.bin"))
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("A-OK"), "fsx failed:\n{text}");
+    m.stop();
+    net.stop();
+}
+
+/// pjdfstest over the supported operations: every test passes but those `tests/pjdfstest.toml`
+/// lists as expected failures, grouped by what the drive deliberately does not keep.
+#[test]
+fn pjdfstest_passes_for_what_the_drive_keeps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = Devnet::start(&tmp.path().join("net"), 5, &[]);
+    let point = tmp.path().join("mnt");
+    let m = Mount::start(&net, &point);
+    std::fs::create_dir(point.join("pjd")).unwrap();
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("pjdfstest.toml");
+    let out = Command::new(tool("pjdfstest")).arg("-c").arg(&config).arg("-p").arg(point.join("pjd")).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let summary = text.lines().rev().find(|l| l.starts_with("Summary:")).unwrap_or_default().to_string();
+    assert!(out.status.success() && summary.contains(" 0 failed"), "pjdfstest failed ({summary}):\n{text}");
+    assert!(!summary.contains(" 0 passed"), "{summary}");
     m.stop();
     net.stop();
 }

@@ -40,8 +40,11 @@ fn io(e: std::io::Error) -> Errno {
     Errno::EIO
 }
 
-/// A name as the namespace takes it (UTF-8), or EINVAL.
+/// A name as the namespace takes it (UTF-8, at most 1,024 bytes), or EINVAL / ENAMETOOLONG.
 pub fn name_of(name: &std::ffi::OsStr) -> Result<&str, Errno> {
+    if name.len() > blackbox_core::dir::MAX_NAME_LEN {
+        return Err(Errno::ENAMETOOLONG);
+    }
     name.to_str().ok_or(Errno::EINVAL)
 }
 
