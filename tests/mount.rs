@@ -229,3 +229,50 @@ fn pjdfstest_passes_for_what_the_drive_keeps() {
     m.stop();
     net.stop();
 }
+
+/// Names holding `/` (as S3 keys do) are shown as nested folders, and edits in those folders
+/// are edits of the full names.
+#[test]
+fn names_with_slashes_are_nested_folders() {
+    use blackbox_client::namespace::{new_entry, DirCap};
+    use blackbox_core::dir::Kind;
+    use blackbox_core::LiteralCap;
+    let tmp = tempfile::tempdir().unwrap();
+    let net = Devnet::start(&tmp.path().join("net"), 5, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let session = rt.block_on(blackbox_client::Session::open(&net.config())).unwrap();
+    let names = ["photos/2026/a.txt", "photos/2026/b.txt", "photos/c.txt", "top.txt", "docs/"];
+    rt.block_on(async {
+        let DirCap::Write(w) = session.mkdir("/bucket", true).await.unwrap() else { panic!("read-only") };
+        let opts = session.upload_options(&Default::default()).unwrap();
+        let entries = |_: Vec<_>| {
+            Ok(names
+                .iter()
+                .map(|n| {
+                    Some(new_entry(Kind::File, LiteralCap { data: n.as_bytes().to_vec() }.to_string(), n.len() as u64))
+                })
+                .collect())
+        };
+        session.client.dir_update(&w, &names, &opts, entries).await.unwrap();
+    });
+    let point = tmp.path().join("mnt");
+    let m = Mount::start(&net, &point);
+    sh(
+        &point.join("bucket"),
+        "test \"$(ls | tr '\\n' ' ')\" = 'docs photos top.txt '
+         test \"$(ls photos | tr '\\n' ' ')\" = '2026 c.txt '
+         test \"$(cat photos/2026/a.txt)\" = photos/2026/a.txt && test -d photos/2026
+         echo new > photos/2026/new.txt && mv photos/c.txt photos/2026/c.txt
+         test \"$(ls photos | tr '\\n' ' ')\" = '2026 '
+         ! rmdir photos 2>/dev/null && rmdir docs && rm photos/2026/b.txt
+         mkdir photos/2027 && test -d photos/2027",
+    );
+    let listed = rt.block_on(async {
+        let DirCap::Write(w) = session.resolve_dir("/bucket").await.unwrap() else { panic!("read-only") };
+        let d = DirCap::Write(w);
+        session.list(&d, None, 100).await.unwrap().into_iter().map(|(n, _)| n).collect::<Vec<_>>()
+    });
+    assert_eq!(listed, ["photos/2026/a.txt", "photos/2026/c.txt", "photos/2026/new.txt", "photos/2027", "top.txt"]);
+    m.stop();
+    net.stop();
+}

@@ -28,11 +28,20 @@ pub struct Listing {
     parent: u64,
     cap: SlotReadCap,
     snap: blackbox_client::dir::DirSnapshot,
+    /// The prefix of the names shown (a folder for names with `/`), "" for a whole directory.
+    prefix: String,
     /// The offset of the next entry to hand out, and the name before it.
     pos: u64,
     after: Option<String>,
     page: std::collections::VecDeque<(String, Entry)>,
     done: bool,
+    /// The next entry to show, once found: its name and type.
+    next: Option<(String, FileType)>,
+}
+
+/// Past every name that goes on after `prefix` (names are at most 1,024 bytes).
+fn past(prefix: &str) -> String {
+    format!("{prefix}{}", char::MAX.to_string().repeat(260))
 }
 
 fn kind_of(e: &Entry) -> FileType {
@@ -69,11 +78,23 @@ impl Drive {
         let dir = i.dir.ok_or(Errno::ENOTDIR)?;
         let cap = dir.read();
         let snap = self.block(self.session().client.dir_read(&cap)).map_err(errno)?;
-        Ok(Listing { ino, parent: i.parent, cap, snap, pos: 0, after: None, page: Default::default(), done: false })
+        let after = (!i.prefix.is_empty()).then(|| i.prefix.clone());
+        Ok(Listing {
+            ino,
+            parent: i.parent,
+            cap,
+            snap,
+            after: after.clone(),
+            prefix: i.prefix,
+            pos: 0,
+            page: Default::default(),
+            done: false,
+            next: None,
+        })
     }
 
-    /// The next entry of a listing (left in place), reading the next page when needed.
-    fn peek(&self, l: &mut Listing) -> Result<Option<(String, Entry)>, Errno> {
+    /// The next raw entry of a listing's directory, reading the next page when needed.
+    fn raw_next(&self, l: &mut Listing) -> Result<Option<(String, Entry)>, Errno> {
         if l.page.is_empty() && !l.done {
             let c = &self.session().client;
             let page = self.block(c.dir_list(&l.cap, &l.snap, l.after.as_deref(), PAGE)).map_err(errno)?;
@@ -83,7 +104,30 @@ impl Drive {
             }
             l.page.extend(page);
         }
-        Ok(l.page.front().cloned())
+        Ok(l.page.pop_front())
+    }
+
+    /// The next entry to show (left in place): an entry after the prefix, or one folder for all
+    /// the names that go on with the same `part/`.
+    fn peek(&self, l: &mut Listing) -> Result<Option<(String, FileType)>, Errno> {
+        while l.next.is_none() {
+            let Some((name, e)) = self.raw_next(l)? else { return Ok(None) };
+            let Some(rest) = name.strip_prefix(&l.prefix) else {
+                (l.done, l.page) = (true, Default::default());
+                return Ok(None);
+            };
+            match rest.split_once('/') {
+                None => l.next = Some((rest.to_string(), kind_of(&e))),
+                Some(("", _)) => {}
+                Some((part, _)) => {
+                    l.next = Some((part.to_string(), FileType::Directory));
+                    // Skip the rest of that folder's names.
+                    (l.after, l.done) = (Some(past(&format!("{}{part}/", l.prefix))), false);
+                    l.page.clear();
+                }
+            }
+        }
+        Ok(l.next.clone())
     }
 
     /// Adds entries from `offset` on until the reply is full; the offset of an entry is its
@@ -91,7 +135,8 @@ impl Drive {
     fn fill(&self, l: &mut Listing, offset: u64, reply: &mut ReplyDirectory) -> Result<(), Errno> {
         if offset < l.pos {
             // The program went back: read again from the start of this snapshot.
-            (l.pos, l.after, l.done) = (0, None, false);
+            (l.pos, l.done, l.next) = (0, false, None);
+            l.after = (!l.prefix.is_empty()).then(|| l.prefix.clone());
             l.page.clear();
         }
         while l.pos < offset {
@@ -99,7 +144,7 @@ impl Drive {
                 if self.peek(l)?.is_none() {
                     return Ok(());
                 }
-                l.page.pop_front();
+                l.next = None;
             }
             l.pos += 1;
         }
@@ -109,14 +154,14 @@ impl Drive {
                 1 => (l.parent, FileType::Directory, "..".to_string()),
                 _ => match self.peek(l)? {
                     None => return Ok(()),
-                    Some((name, e)) => (listed_ino(l.ino, &name), kind_of(&e), name),
+                    Some((name, kind)) => (listed_ino(l.ino, &name), kind, name),
                 },
             };
             if reply.add(INodeNo(ino), l.pos + 1, kind, &name) {
                 return Ok(());
             }
             if l.pos >= 2 {
-                l.page.pop_front();
+                l.next = None;
             }
             l.pos += 1;
         }
@@ -128,19 +173,22 @@ impl Drive {
             (false, true) => return Err(Errno::EISDIR),
             (true, false) => return Err(Errno::ENOTDIR),
             (true, true) => {
-                let d = i.dir.ok_or(Errno::EIO)?;
+                let d = i.dir.clone().ok_or(Errno::EIO)?;
                 let c = &self.session().client;
                 let snap = self.block(c.dir_read(&d.read())).map_err(errno)?;
-                if !self.block(c.dir_list(&d.read(), &snap, None, 1)).map_err(errno)?.is_empty() {
+                if self.has_children(&d, &snap, &i.prefix)? {
                     return Err(Errno::ENOTEMPTY);
                 }
             }
             (false, false) => {}
         }
+        // (A folder for a prefix goes with its marker entry `prefix/`, if there is one.)
         let cap = i.entry.cap.clone();
-        self.edit(parent, &[name], |cur| match &cur[0] {
-            Some(e) if e.cap == cap => Ok(vec![None]),
+        let prefix_only = i.prefix_only;
+        self.edit(parent, &[&i.key], |cur| match &cur[0] {
+            Some(e) if prefix_only || e.cap == cap => Ok(vec![None]),
             Some(_) => Ok(vec![cur[0].clone()]),
+            None if prefix_only => Ok(vec![None]),
             None => Err(ClientError::NotFound(name.into())),
         })?;
         let mut t = lock(&self.inodes);
@@ -155,6 +203,10 @@ impl Drive {
         }
         let noreplace = flags.contains(RenameFlags::RENAME_NOREPLACE);
         let (src_ino, src) = self.lookup_name(from.0, from.1)?;
+        if src.prefix_only {
+            // A folder for a prefix is every name under it: programs copy it instead.
+            return Err(Errno::EXDEV);
+        }
         match self.lookup_name(to.0, to.1) {
             Ok(_) if noreplace => return Err(Errno::EEXIST),
             Ok((_, dst)) if dst.entry.kind == Kind::Dir && src.entry.kind != Kind::Dir => return Err(Errno::EISDIR),
@@ -170,26 +222,28 @@ impl Drive {
             Err(e) => return Err(e),
         }
         let cap = src.entry.cap.clone();
-        if from.0 == to.0 {
-            self.edit(from.0, &[from.1, to.1], |cur| match &cur[0] {
+        let (skey, dkey) = (src.key.clone(), self.key_in(to.0, to.1)?);
+        let (sdir, ddir) = (self.dir(from.0)?, self.dir(to.0)?);
+        if sdir.read() == ddir.read() {
+            // One namespace directory (also between folders of a prefix): one atomic change.
+            self.edit(from.0, &[&skey, &dkey], |cur| match &cur[0] {
                 Some(e) if e.cap == cap => Ok(vec![None, Some(e.clone())]),
                 _ => Err(ClientError::NotFound(from.1.into())),
             })?;
         } else {
-            let (sdir, ddir) = (self.dir(from.0)?, self.dir(to.0)?);
             let moved = self.session().resealed(&sdir, &ddir, src.entry.clone()).map_err(errno)?;
             let moved = Entry { mode: src.entry.mode, mtime_ns: src.entry.mtime_ns, ..moved };
-            self.edit(to.0, &[to.1], |_| Ok(vec![Some(moved.clone())]))?;
-            self.edit(from.0, &[from.1], |cur| match &cur[0] {
+            self.edit(to.0, &[&dkey], |_| Ok(vec![Some(moved.clone())]))?;
+            self.edit(from.0, &[&skey], |cur| match &cur[0] {
                 Some(e) if e.cap == cap => Ok(vec![None]),
                 _ => Ok(vec![cur[0].clone()]),
             })?;
         }
-        lock(&self.inodes).rename(from.0, from.1, to.0, to.1);
+        lock(&self.inodes).rename(from.0, from.1, to.0, to.1, &dkey);
         // A file open for writing is stored under its new name.
         if let (Some(f), Ok(w)) = (lock(&self.files).get(&src_ino).cloned(), self.wdir(to.0)) {
             if let Some(b) = lock(&f).back.as_ref() {
-                b.moved(&w, to.1).map_err(|_| Errno::EIO)?;
+                b.moved(&w, &dkey).map_err(|_| Errno::EIO)?;
             }
         }
         if src.entry.kind == Kind::Dir {

@@ -14,12 +14,19 @@ pub const ROOT: u64 = 1;
 pub struct Inode {
     /// The directory holding it (the root is its own parent).
     pub parent: u64,
-    /// Its name there.
+    /// Its name there, as the kernel sees it.
     pub name: String,
-    /// The entry as last read or written.
+    /// Its name in the namespace directory that holds it: `name` after the prefix of its parent
+    /// (a folder shown for names holding `/`, as S3 keys do, has the prefix itself as key).
+    pub key: String,
+    /// The entry as last read or written (made up for a folder shown for a prefix).
     pub entry: Entry,
-    /// For a directory: its cap, writable when its parent's is.
+    /// For a directory: the namespace directory its entries are in, writable when its parent's is.
     pub dir: Option<DirCap>,
+    /// For a directory: the prefix of its entries' names in `dir` ("" for a real directory).
+    pub prefix: String,
+    /// A folder shown for a prefix of names, not a directory of the namespace.
+    pub prefix_only: bool,
 }
 
 /// Every inode handed to the kernel, by number and by (parent, name).
@@ -43,10 +50,9 @@ impl Inodes {
         self.by_ino.get(&ino).cloned()
     }
 
-    /// The inode of `name` in `parent`, made or refreshed with what was just read.
-    pub fn upsert(&mut self, parent: u64, name: &str, entry: Entry, dir: Option<DirCap>) -> u64 {
-        let key = (parent, name.to_string());
-        let inode = Inode { parent, name: name.to_string(), entry, dir };
+    /// The inode of `inode.name` in `inode.parent`, made or refreshed with what was just read.
+    pub fn upsert(&mut self, inode: Inode) -> u64 {
+        let key = (inode.parent, inode.name.clone());
         if let Some(&ino) = self.by_name.get(&key) {
             self.by_ino.insert(ino, inode);
             return ino;
@@ -75,13 +81,14 @@ impl Inodes {
         self.by_name.remove(&(parent, name.to_string()));
     }
 
-    /// Moves the inode at (`parent`, `name`) to (`to`, `new_name`); whatever was there is unlinked.
-    pub fn rename(&mut self, parent: u64, name: &str, to: u64, new_name: &str) {
+    /// Moves the inode at (`parent`, `name`) to (`to`, `new_name`) with namespace name `key`;
+    /// whatever was there is unlinked.
+    pub fn rename(&mut self, parent: u64, name: &str, to: u64, new_name: &str, key: &str) {
         self.by_name.remove(&(to, new_name.to_string()));
         if let Some(ino) = self.by_name.remove(&(parent, name.to_string())) {
             self.by_name.insert((to, new_name.to_string()), ino);
             if let Some(i) = self.by_ino.get_mut(&ino) {
-                (i.parent, i.name) = (to, new_name.to_string());
+                (i.parent, i.name, i.key) = (to, new_name.to_string(), key.to_string());
             }
         }
     }
@@ -117,15 +124,27 @@ mod tests {
         new_entry(Kind::File, "bb:lit:".into(), 0)
     }
 
+    fn at(name: &str) -> Inode {
+        Inode {
+            parent: ROOT,
+            name: name.into(),
+            key: name.into(),
+            entry: file(),
+            dir: None,
+            prefix: String::new(),
+            prefix_only: false,
+        }
+    }
+
     #[test]
     fn names_keep_their_numbers_and_move_with_renames() {
-        let mut t = Inodes::new(Inode { parent: ROOT, name: String::new(), entry: file(), dir: None });
-        let a = t.upsert(ROOT, "a", file(), None);
-        assert_eq!(t.upsert(ROOT, "a", file(), None), a);
-        let b = t.upsert(ROOT, "b", file(), None);
-        t.rename(ROOT, "a", ROOT, "b");
-        assert_eq!(t.upsert(ROOT, "b", file(), None), a);
-        assert_ne!(t.upsert(ROOT, "a", file(), None), a);
+        let mut t = Inodes::new(at(""));
+        let a = t.upsert(at("a"));
+        assert_eq!(t.upsert(at("a")), a);
+        let b = t.upsert(at("b"));
+        t.rename(ROOT, "a", ROOT, "b", "b");
+        assert_eq!(t.upsert(at("b")), a);
+        assert_ne!(t.upsert(at("a")), a);
         assert!(t.get(b).is_some(), "a replaced inode lives on until forgotten");
         t.forget(b);
         assert!(t.get(b).is_none() && t.get(a).is_some());

@@ -43,6 +43,9 @@ pub struct MountConfig {
     pub threads: usize,
 }
 
+/// A directory as read, and when.
+type Snapshot = (std::time::Instant, Arc<blackbox_client::dir::DirSnapshot>);
+
 /// The mounted filesystem's state; every lock is per inode or held only briefly.
 pub struct Drive {
     session: Arc<Session>,
@@ -58,8 +61,8 @@ pub struct Drive {
     handles: Mutex<HashMap<u64, u64>>,
     /// Open directory listings.
     dirs: Mutex<HashMap<u64, fs::Listing>>,
-    /// Directories read lately, by inode, with when.
-    snaps: Mutex<HashMap<u64, (std::time::Instant, Arc<blackbox_client::dir::DirSnapshot>)>>,
+    /// Directories read lately, by storage index, with when.
+    snaps: Mutex<HashMap<[u8; 32], Snapshot>>,
     next_fh: AtomicU64,
     /// Chunks of large files being stored at once (each holds its encoding buffers).
     chunk_uploads: Arc<tokio::sync::Semaphore>,
@@ -95,7 +98,15 @@ impl Drive {
         let read_only = cfg.read_only || matches!(root, DirCap::Read(_));
         let mut entry = new_entry(Kind::Dir, String::new(), 0);
         entry.mode = 0o755;
-        let inodes = Inodes::new(Inode { parent: inodes::ROOT, name: String::new(), entry, dir: Some(root) });
+        let inodes = Inodes::new(Inode {
+            parent: inodes::ROOT,
+            name: String::new(),
+            key: String::new(),
+            entry,
+            dir: Some(root),
+            prefix: String::new(),
+            prefix_only: false,
+        });
         // SAFETY: getuid/getgid have no preconditions.
         let owner = unsafe { (libc::getuid(), libc::getgid()) };
         Ok(Self {

@@ -114,35 +114,79 @@ impl Drive {
         }
     }
 
-    /// Directory `ino` as read at most [`SNAPSHOT_TTL`] ago (the kernel keeps names as long),
+    /// A directory as read at most [`SNAPSHOT_TTL`] ago (the kernel keeps names as long),
     /// so the lookups of a listing share one read of the directory.
-    pub(crate) fn snapshot(&self, ino: u64, dir: &DirCap) -> Result<Arc<DirSnapshot>, Errno> {
-        if let Some((at, snap)) = lock(&self.snaps).get(&ino) {
+    pub(crate) fn snapshot(&self, dir: &DirCap) -> Result<Arc<DirSnapshot>, Errno> {
+        let id = dir.read().verify_cap().storage_index();
+        if let Some((at, snap)) = lock(&self.snaps).get(&id) {
             if at.elapsed() < SNAPSHOT_TTL {
                 return Ok(snap.clone());
             }
         }
         let snap = Arc::new(self.block(self.session.client.dir_read(&dir.read())).map_err(errno)?);
-        lock(&self.snaps).insert(ino, (Instant::now(), snap.clone()));
+        lock(&self.snaps).insert(id, (Instant::now(), snap.clone()));
         Ok(snap)
     }
 
-    /// Reads `name` of directory `parent` from the grid and gives it an inode.
+    /// Reads `name` of directory `parent` from the grid and gives it an inode: an entry of that
+    /// name, else a folder for the names that go on with `name/`.
     pub(crate) fn lookup_name(&self, parent: u64, name: &str) -> Result<(u64, Inode), Errno> {
-        let dir = self.dir(parent)?;
-        let snap = self.snapshot(parent, &dir)?;
+        let p = self.inode(parent)?;
+        let dir = p.dir.clone().ok_or(Errno::ENOTDIR)?;
+        let snap = self.snapshot(&dir)?;
         let c = &self.session.client;
-        let entry = self.block(c.dir_get(&dir.read(), &snap, name)).map_err(errno)?.ok_or(Errno::ENOENT)?;
-        Ok(self.adopt(parent, name, &dir, entry))
+        let key = format!("{}{name}", p.prefix);
+        if let Some(entry) = self.block(c.dir_get(&dir.read(), &snap, &key)).map_err(errno)? {
+            return Ok(self.adopt(parent, name, &key, &dir, entry));
+        }
+        let prefix = format!("{key}/");
+        let marker = self.block(c.dir_get(&dir.read(), &snap, &prefix)).map_err(errno)?.is_some();
+        if name.contains('/') || !(marker || self.has_children(&dir, &snap, &prefix)?) {
+            return Err(Errno::ENOENT);
+        }
+        let mut entry = new_entry(Kind::Dir, String::new(), 0);
+        entry.mtime_ns = p.entry.mtime_ns;
+        let inode = Inode {
+            parent,
+            name: name.to_string(),
+            key: prefix.clone(),
+            entry,
+            dir: Some(dir),
+            prefix,
+            prefix_only: true,
+        };
+        let mut t = lock(&self.inodes);
+        let ino = t.upsert(inode);
+        Ok((ino, t.get(ino).ok_or(Errno::EIO)?))
     }
 
-    /// Gives the entry `name` of `dir` (inode `parent`) its inode.
-    pub(crate) fn adopt(&self, parent: u64, name: &str, dir: &DirCap, entry: Entry) -> (u64, Inode) {
-        let child = (entry.kind == Kind::Dir).then(|| Session::child_dir(dir, &entry, name).ok()).flatten();
+    /// Whether any name of `dir` goes on after `prefix`.
+    pub(crate) fn has_children(&self, dir: &DirCap, snap: &DirSnapshot, prefix: &str) -> Result<bool, Errno> {
+        let next = self.block(self.session.client.dir_list(&dir.read(), snap, Some(prefix), 1)).map_err(errno)?;
+        Ok(next.first().is_some_and(|(n, _)| n.starts_with(prefix)))
+    }
+
+    /// Gives the entry `key` of `dir`, shown as `name` in inode `parent`, its inode.
+    pub(crate) fn adopt(&self, parent: u64, name: &str, key: &str, dir: &DirCap, entry: Entry) -> (u64, Inode) {
+        let child = (entry.kind == Kind::Dir).then(|| Session::child_dir(dir, &entry, key).ok()).flatten();
+        let inode = Inode {
+            parent,
+            name: name.to_string(),
+            key: key.to_string(),
+            entry,
+            dir: child,
+            prefix: String::new(),
+            prefix_only: false,
+        };
         let mut t = lock(&self.inodes);
-        let ino = t.upsert(parent, name, entry, child);
+        let ino = t.upsert(inode);
         let inode = t.get(ino).unwrap_or_else(|| unreachable!("just inserted"));
         (ino, inode)
+    }
+
+    /// The namespace name of `name` in directory `parent` (after the folder's prefix).
+    pub(crate) fn key_in(&self, parent: u64, name: &str) -> Result<String, Errno> {
+        Ok(format!("{}{name}", self.inode(parent)?.prefix))
     }
 
     /// Edits the entries `names` of directory `parent` atomically.
@@ -152,19 +196,20 @@ impl Drive {
     {
         let w = self.wdir(parent)?;
         let r = self.block(self.session.client.dir_update(&w, names, &self.opts, edit));
-        lock(&self.snaps).remove(&parent);
+        lock(&self.snaps).remove(&w.read_cap().verify_cap().storage_index());
         r.map_err(errno)?;
         Ok(())
     }
 
     /// Links a new entry `name` in `parent` (EEXIST when taken) and gives it an inode.
     pub(crate) fn create_entry(&self, parent: u64, name: &str, entry: Entry) -> Result<(u64, Inode), Errno> {
-        self.edit(parent, &[name], |cur| match cur[0] {
-            Some(_) => Err(ClientError::Exists(name.into())),
+        let key = self.key_in(parent, name)?;
+        self.edit(parent, &[&key], |cur| match cur[0] {
+            Some(_) => Err(ClientError::Exists(key.clone())),
             None => Ok(vec![Some(entry.clone())]),
         })?;
         let dir = self.dir(parent)?;
-        Ok(self.adopt(parent, name, &dir, entry))
+        Ok(self.adopt(parent, name, &key, &dir, entry))
     }
 
     /// Makes a directory `name` in `parent`.
@@ -186,7 +231,7 @@ impl Drive {
         let f = self.file(ino);
         let mut st = lock(&f);
         if st.back.is_none() {
-            st.back = Some(WriteBack::create(&self.cache_dir, &w, name).map_err(io)?);
+            st.back = Some(WriteBack::create(&self.cache_dir, &w, &inode.key).map_err(io)?);
         }
         Ok((ino, inode, fh))
     }
@@ -231,7 +276,7 @@ impl Drive {
     fn writable<'a>(&self, st: &'a mut FileState, i: &Inode) -> Result<&'a mut WriteBack, Errno> {
         if st.back.is_none() {
             let w = self.wdir(i.parent)?;
-            let mut back = WriteBack::create(&self.cache_dir, &w, &i.name).map_err(io)?;
+            let mut back = WriteBack::create(&self.cache_dir, &w, &i.key).map_err(io)?;
             let mut at = 0u64;
             while at < i.entry.size {
                 let chunk = st.read_stored(&self.session, &self.rt, &i.entry.cap, (at, 1 << 20)).map_err(errno)?;
@@ -290,8 +335,7 @@ impl Drive {
         if linked {
             let mut entry = i.entry.clone();
             (entry.cap, entry.size, entry.mtime_ns, entry.kind) = (cap, size, now_ns(), Kind::File);
-            let name = i.name.clone();
-            self.edit(i.parent, &[&name], |_| Ok(vec![Some(entry.clone())]))?;
+            self.edit(i.parent, &[&i.key], |_| Ok(vec![Some(entry.clone())]))?;
             lock(&self.inodes).set_entry(ino, entry);
         }
         if let Some(b) = st.back.as_mut() {
@@ -350,11 +394,11 @@ impl Drive {
             r.and(released)?;
         }
         if mode.is_some() || mtime.is_some() {
-            if ino == crate::inodes::ROOT {
+            let i = self.inode(ino)?;
+            if ino == crate::inodes::ROOT || i.prefix_only {
                 return Err(Errno::EPERM);
             }
-            let i = self.inode(ino)?;
-            let name = i.name.clone();
+            let name = i.key.clone();
             let edited = Mutex::new(None);
             self.edit(i.parent, &[&name], |cur| {
                 let mut e = cur[0].clone().ok_or_else(|| ClientError::NotFound(name.clone()))?;
