@@ -19,8 +19,9 @@ enum Kind {
         header: ShareHeader,
         holders: Vec<(u8, NodeRef)>,
     },
-    /// Parts: where each starts, and its cap (opened when read).
-    Multi(Vec<(u64, u64, String)>),
+    /// Parts: where each starts, its size and cap, and the parts opened so far (each part is
+    /// located once however many reads it serves).
+    Multi(Vec<(u64, u64, String)>, std::sync::Mutex<std::collections::HashMap<usize, std::sync::Arc<FileReader>>>),
 }
 
 impl FileReader {
@@ -47,7 +48,7 @@ impl<T: Transport> Client<T> {
             parts.push((at, p.size, p.cap.clone()));
             at += p.size;
         }
-        Ok(FileReader { size: at, kind: Kind::Multi(parts) })
+        Ok(FileReader { size: at, kind: Kind::Multi(parts, Default::default()) })
     }
 
     /// The holders of a file's shares and its verified header.
@@ -88,13 +89,22 @@ impl<T: Transport> Client<T> {
                     self.download_from(si, &header, &cap.key, holders, range, sink).await?;
                 }
             }
-            Kind::Multi(parts) => {
-                for (start, size, cap) in parts {
+            Kind::Multi(parts, opened) => {
+                for (i, (start, size, cap)) in parts.iter().enumerate() {
                     let (from, to) = (offset.max(*start), end.min(start + size));
-                    if from < to {
-                        let part = Box::pin(self.open_reader(cap)).await?;
-                        out.extend(Box::pin(self.read_at(&part, from - start, to - from)).await?);
+                    if from >= to {
+                        continue;
                     }
+                    let known = opened.lock().unwrap_or_else(|p| p.into_inner()).get(&i).cloned();
+                    let part = match known {
+                        Some(p) => p,
+                        None => {
+                            let p = std::sync::Arc::new(Box::pin(self.open_reader(cap)).await?);
+                            opened.lock().unwrap_or_else(|p| p.into_inner()).insert(i, p.clone());
+                            p
+                        }
+                    };
+                    out.extend(Box::pin(self.read_at(&part, from - start, to - from)).await?);
                 }
             }
         }
