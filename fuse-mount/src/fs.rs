@@ -191,9 +191,10 @@ impl Drive {
             None if prefix_only => Ok(vec![None]),
             None => Err(ClientError::NotFound(name.into())),
         })?;
+        let open = lock(&self.files).contains_key(&ino);
         let mut t = lock(&self.inodes);
         t.unlink(parent, name);
-        t.forget_if_closed(ino, lock(&self.files).contains_key(&ino));
+        t.forget_if_closed(ino, open);
         Ok(())
     }
 
@@ -241,7 +242,8 @@ impl Drive {
         }
         lock(&self.inodes).rename(from.0, from.1, to.0, to.1, &dkey);
         // A file open for writing is stored under its new name.
-        if let (Some(f), Ok(w)) = (lock(&self.files).get(&src_ino).cloned(), self.wdir(to.0)) {
+        let open = lock(&self.files).get(&src_ino).cloned();
+        if let (Some(f), Ok(w)) = (open, self.wdir(to.0)) {
             if let Some(b) = lock(&f).back.as_ref() {
                 b.moved(&w, &dkey).map_err(|_| Errno::EIO)?;
             }

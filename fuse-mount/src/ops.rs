@@ -81,7 +81,9 @@ impl Drive {
     pub(crate) fn attr(&self, ino: u64, i: &Inode) -> FileAttr {
         let e = &i.entry;
         let mut size = e.size;
-        if let Some(f) = lock(&self.files).get(&ino).cloned() {
+        // (The map's lock is let go before the file's: a file being stored holds its own lock.)
+        let open = lock(&self.files).get(&ino).cloned();
+        if let Some(f) = open {
             if let Some(b) = lock(&f).back.as_ref() {
                 size = b.size;
             }
@@ -358,16 +360,14 @@ impl Drive {
             return Ok(());
         }
         let stored = self.flush(ino);
-        let mut files = lock(&self.files);
-        if let Some(f) = files.get(&ino).cloned() {
-            let mut st = lock(&f);
-            if st.handles == 0 {
-                // A copy still dirty (its upload failed) stays in the cache for the next mount.
-                st.back = None;
-                drop(st);
-                files.remove(&ino);
-            }
+        let f = self.file(ino);
+        let mut st = lock(&f);
+        if st.handles == 0 {
+            // A copy still dirty (its upload failed) stays in the cache for the next mount.
+            st.back = None;
+            lock(&self.files).remove(&ino);
         }
+        drop(st);
         stored
     }
 
