@@ -298,13 +298,38 @@ pub fn leftovers(cache_dir: &Path) -> Vec<Leftover> {
 fn parse_journal(path: &Path) -> Option<(SlotWriteCap, String)> {
     let mut text = String::new();
     File::open(path).ok()?.take(JOURNAL_MAX).read_to_string(&mut text).ok()?;
+    parse_journal_text(&text)
+}
+
+/// A journal's text: where its copy belongs (the directory's write cap and the name), if valid.
+pub fn parse_journal_text(text: &str) -> Option<(SlotWriteCap, String)> {
     let mut lines = text.lines();
     if lines.next()? != JOURNAL_MAGIC {
         return None;
     }
     let parent = lines.next()?.parse().ok()?;
     let name = lines.next()?.to_string();
+    if name.is_empty() || name.len() > blackbox_core::dir::MAX_NAME_LEN || lines.next().is_some() {
+        return None;
+    }
     Some((parent, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journals_round_trip_and_junk_is_refused() {
+        let cap = blackbox_client::dir::new_write_cap();
+        let text = format!("{JOURNAL_MAGIC}\n{cap}\nphotos/a b.txt\n");
+        let (parent, name) = parse_journal_text(&text).unwrap();
+        assert_eq!((parent.to_string(), name.as_str()), (cap.to_string(), "photos/a b.txt"));
+        for bad in ["", "blackbox-dirty 2\nx\ny\n", &format!("{JOURNAL_MAGIC}\nbb:slot-rw:zz\nn\n")] {
+            assert!(parse_journal_text(bad).is_none(), "{bad:?}");
+        }
+        assert!(parse_journal_text(&format!("{JOURNAL_MAGIC}\n{cap}\n\n")).is_none(), "an empty name");
+    }
 }
 
 /// Stores a leftover copy and links it where its journal says (replacing the entry there).

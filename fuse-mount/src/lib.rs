@@ -18,6 +18,7 @@ use blackbox_core::dir::Kind;
 use thiserror::Error;
 use tracing::{info, warn};
 
+pub use files::parse_journal_text;
 use files::FileState;
 use inodes::{Inode, Inodes};
 
