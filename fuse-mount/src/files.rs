@@ -315,23 +315,6 @@ pub fn parse_journal_text(text: &str) -> Option<(SlotWriteCap, String)> {
     Some((parent, name))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn journals_round_trip_and_junk_is_refused() {
-        let cap = blackbox_client::dir::new_write_cap();
-        let text = format!("{JOURNAL_MAGIC}\n{cap}\nphotos/a b.txt\n");
-        let (parent, name) = parse_journal_text(&text).unwrap();
-        assert_eq!((parent.to_string(), name.as_str()), (cap.to_string(), "photos/a b.txt"));
-        for bad in ["", "blackbox-dirty 2\nx\ny\n", &format!("{JOURNAL_MAGIC}\nbb:slot-rw:zz\nn\n")] {
-            assert!(parse_journal_text(bad).is_none(), "{bad:?}");
-        }
-        assert!(parse_journal_text(&format!("{JOURNAL_MAGIC}\n{cap}\n\n")).is_none(), "an empty name");
-    }
-}
-
 /// Stores a leftover copy and links it where its journal says (replacing the entry there).
 pub async fn recover(session: &Session, opts: &UploadOptions, l: &Leftover) -> Result<(), ClientError> {
     let size = std::fs::metadata(&l.data)?.len();
@@ -348,4 +331,21 @@ pub async fn recover(session: &Session, opts: &UploadOptions, l: &Leftover) -> R
     std::fs::remove_file(&l.journal)?;
     std::fs::remove_file(&l.data)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journals_round_trip_and_junk_is_refused() {
+        let cap = blackbox_client::dir::new_write_cap();
+        let text = format!("{JOURNAL_MAGIC}\n{cap}\nphotos/a b.txt\n");
+        let (parent, name) = parse_journal_text(&text).unwrap();
+        assert_eq!((parent.to_string(), name.as_str()), (cap.to_string(), "photos/a b.txt"));
+        for bad in ["", "blackbox-dirty 2\nx\ny\n", &format!("{JOURNAL_MAGIC}\nbb:slot-rw:zz\nn\n")] {
+            assert!(parse_journal_text(bad).is_none(), "{bad:?}");
+        }
+        assert!(parse_journal_text(&format!("{JOURNAL_MAGIC}\n{cap}\n\n")).is_none(), "an empty name");
+    }
 }
