@@ -214,6 +214,17 @@ impl<T: Transport> Client<T> {
         h
     }
 
+    /// The holders of a file's shares (at least k distinct nodes) and its verified header.
+    pub(crate) async fn locate_file(&self, cap: &ReadCap) -> Result<(ShareHeader, Vec<(u8, NodeRef)>), ClientError> {
+        let vcap = cap.verify_cap();
+        let holders = self.locate(&vcap.storage_index).await;
+        if holders.distinct() < cap.k as usize {
+            return Err(self.not_enough(cap.k as usize, holders.distinct(), &holders));
+        }
+        let header = self.fetch_header(&vcap, &holders).await?;
+        Ok((header, holders.found))
+    }
+
     /// Fetches a header from some holder and checks it against the cap's root and parameters.
     pub(crate) async fn fetch_header(&self, cap: &VerifyCap, holders: &Holders) -> Result<ShareHeader, ClientError> {
         let mut tried = HashSet::new();
@@ -278,15 +289,9 @@ impl<T: Transport> Client<T> {
         if offset.checked_add(len).is_none_or(|end| end > cap.size) {
             return Err(ClientError::RangeOutside { offset, len, size: cap.size });
         }
-        let vcap = cap.verify_cap();
-        let si = vcap.storage_index;
-        let holders = self.locate(&si).await;
-        let k = cap.k as usize;
-        if holders.distinct() < k {
-            return Err(self.not_enough(k, holders.distinct(), &holders));
-        }
-        let header = self.fetch_header(&vcap, &holders).await?;
-        self.download_from(si, &header, &cap.key, holders.found.clone(), (offset, len, 0), out).await
+        let (header, holders) = self.locate_file(cap).await?;
+        let si = cap.verify_cap().storage_index;
+        self.download_from(si, &header, &cap.key, holders, (offset, len, 0), out).await
     }
 
     /// Streams bytes `offset..offset+len` of the file into `tx` as they are verified (a bounded
@@ -300,31 +305,22 @@ impl<T: Transport> Client<T> {
         if offset.checked_add(len).is_none_or(|end| end > cap.size) {
             return Err(ClientError::RangeOutside { offset, len, size: cap.size });
         }
-        let vcap = cap.verify_cap();
-        let holders = self.locate(&vcap.storage_index).await;
-        if holders.distinct() < cap.k as usize {
-            return Err(self.not_enough(cap.k as usize, holders.distinct(), &holders));
-        }
-        let header = self.fetch_header(&vcap, &holders).await?;
+        let (header, holders) = self.locate_file(cap).await?;
         let sink = ChannelSink(tx.clone());
-        self.download_from(vcap.storage_index, &header, &cap.key, holders.found, (offset, len, 0), sink).await
+        let si = cap.verify_cap().storage_index;
+        self.download_from(si, &header, &cap.key, holders, (offset, len, 0), sink).await
     }
 
     /// Downloads a small file that is one of many read together (a directory node): as
     /// [`Client::download`], prepaying [`SMALL_READS_PREPAY`] of reads when it pays.
     pub(crate) async fn download_small(&self, cap: &ReadCap, out: &mut Vec<u8>) -> Result<u64, ClientError> {
-        let vcap = cap.verify_cap();
-        let holders = self.locate(&vcap.storage_index).await;
-        if holders.distinct() < cap.k as usize {
-            return Err(self.not_enough(cap.k as usize, holders.distinct(), &holders));
-        }
-        let header = self.fetch_header(&vcap, &holders).await?;
+        let (header, holders) = self.locate_file(cap).await?;
         let sink = |b: &[u8]| {
             out.extend_from_slice(b);
             Ok(())
         };
         let range = (0, cap.size, SMALL_READS_PREPAY);
-        self.download_from(vcap.storage_index, &header, &cap.key, holders.found, range, sink).await
+        self.download_from(cap.verify_cap().storage_index, &header, &cap.key, holders, range, sink).await
     }
 
     /// Downloads bytes `offset..offset+len` of the file whose (already verified) header is

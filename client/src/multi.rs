@@ -43,13 +43,8 @@ impl<T: Transport> Client<T> {
         opts: &crate::UploadOptions,
     ) -> Result<String, ClientError> {
         let manifest = Manifest { parts }.encode();
-        let cap = if manifest.len() <= blackbox_core::MAX_LITERAL_LEN {
-            LiteralCap { data: manifest }.to_string()
-        } else {
-            let size = manifest.len() as u64;
-            let open = move || Ok(std::io::Cursor::new(manifest.clone()));
-            self.upload(open, size, opts, Default::default()).await?.cap.to_string()
-        };
+        let size = manifest.len() as u64;
+        let cap = self.store_content(move || Ok(std::io::Cursor::new(manifest.clone())), size, opts).await?;
         Ok(MultiCap { manifest: cap }.to_string())
     }
 

@@ -3,7 +3,6 @@
 //! parent's entry only when the parent was reached with its write cap.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use blackbox_core::dir::{check_name, open_write_cap, seal_write_cap, Entry, Kind, Node};
 use blackbox_core::{LiteralCap, ReadCap, SlotReadCap, SlotWriteCap, MAX_LITERAL_LEN};
@@ -290,15 +289,10 @@ impl Session {
                 return Err(ClientError::Exists(path.to_string()));
             }
         }
-        let cap = if literal {
-            LiteralCap { data: std::fs::read(local)? }.to_string()
-        } else {
-            let uopts = self.upload_options(opts)?;
-            let local = local.to_path_buf();
-            let open = move || std::fs::File::open(&local).map(std::io::BufReader::new);
-            let report = self.recorded(self.client.upload(open, size, &uopts, Arc::default())).await?;
-            report.cap.to_string()
-        };
+        let uopts = self.upload_options(opts)?;
+        let local = local.to_path_buf();
+        let open = move || std::fs::File::open(&local).map(std::io::BufReader::new);
+        let cap = self.recorded(self.client.store_content(open, size, &uopts)).await?;
         let mut entry = new_entry(Kind::File, cap, size);
         entry.content_type = guess_type(&name).to_string();
         self.link_in(&dir, &name, entry.clone(), force, path).await?;

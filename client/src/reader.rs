@@ -51,17 +51,6 @@ impl<T: Transport> Client<T> {
         Ok(FileReader { size: at, kind: Kind::Multi(parts, Default::default()) })
     }
 
-    /// The holders of a file's shares and its verified header.
-    async fn locate_file(&self, cap: &ReadCap) -> Result<(ShareHeader, Vec<(u8, NodeRef)>), ClientError> {
-        let vcap = cap.verify_cap();
-        let holders = self.locate(&vcap.storage_index).await;
-        if holders.distinct() < cap.k as usize {
-            return Err(self.not_enough(cap.k as usize, holders.distinct(), &holders));
-        }
-        let header = self.fetch_header(&vcap, &holders).await?;
-        Ok((header, holders.found))
-    }
-
     /// Bytes `offset..offset+len` of the file (fewer at its end), verified.
     pub async fn read_at(&self, f: &FileReader, offset: u64, len: u64) -> Result<Vec<u8>, ClientError> {
         let end = offset.saturating_add(len).min(f.size);

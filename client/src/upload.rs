@@ -201,6 +201,22 @@ impl<T: Transport> Client<T> {
         Ok(UploadReport { cap, placements: placed.iter().map(|(s, n)| (*s, n.peer)).collect(), happiness, ranking })
     }
 
+    /// Stores `size` bytes read from `open()` and returns the cap text: at most
+    /// [`blackbox_core::MAX_LITERAL_LEN`] bytes live in the cap itself (a literal), more are
+    /// uploaded with [`Client::upload`].
+    pub async fn store_content<R, F>(&self, open: F, size: u64, opts: &UploadOptions) -> Result<String, ClientError>
+    where
+        F: Fn() -> std::io::Result<R> + Send + Sync + 'static,
+        R: Read + Send + 'static,
+    {
+        if size as usize <= blackbox_core::MAX_LITERAL_LEN {
+            let mut data = vec![0u8; size as usize];
+            open()?.read_exact(&mut data).map_err(ClientError::InputShort)?;
+            return Ok(blackbox_core::LiteralCap { data }.to_string());
+        }
+        Ok(self.upload(open, size, opts, Arc::default()).await?.cap.to_string())
+    }
+
     /// The claims of "already stored" among `claimed` that the node's stored header does not back
     /// (another file's share under this storage index, or none): noted as bad data.
     async fn false_claims(&self, si: &StorageIndex, cap: &ReadCap, claimed: &[(u8, NodeRef)]) -> Vec<(u8, PeerId)> {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use blackbox_client::{ClientError, FileReader, Session, UploadOptions};
 use blackbox_core::multi::Part;
-use blackbox_core::{LiteralCap, SlotWriteCap, MAX_LITERAL_LEN};
+use blackbox_core::SlotWriteCap;
 use tokio::task::JoinHandle;
 
 /// Bytes fetched from the grid at a time (and prefetched ahead of a sequential reader).
@@ -72,7 +72,7 @@ impl WriteBack {
         let data = cache_dir.join(format!("{id}.data"));
         let journal = cache_dir.join(format!("{id}.journal"));
         let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&data)?;
-        blackbox_util::write_secret(&journal, format!("{JOURNAL_MAGIC}\n{parent}\n{name}\n").as_bytes())?;
+        write_journal(&journal, parent, name)?;
         Ok(Self { file, data, journal, size: 0, dirty: false, chunks: BTreeMap::new() })
     }
 
@@ -125,7 +125,7 @@ impl WriteBack {
 
     /// Points the journal at a new place (the file was renamed while open).
     pub fn moved(&self, parent: &SlotWriteCap, name: &str) -> std::io::Result<()> {
-        blackbox_util::write_secret(&self.journal, format!("{JOURNAL_MAGIC}\n{parent}\n{name}\n").as_bytes())
+        write_journal(&self.journal, parent, name)
     }
 }
 
@@ -170,23 +170,17 @@ pub async fn store_range(
     offset: u64,
     len: u64,
 ) -> Result<String, ClientError> {
-    let open_at = move |path: &Path| -> std::io::Result<File> {
-        let mut f = File::open(path)?;
-        std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(offset))?;
-        Ok(f)
-    };
-    if len as usize <= MAX_LITERAL_LEN {
-        let mut data = Vec::with_capacity(len as usize);
-        open_at(path)?.take(len).read_to_end(&mut data)?;
-        return Ok(LiteralCap { data }.to_string());
-    }
     let path = path.to_path_buf();
-    let open = move || open_at(&path).map(|f| std::io::BufReader::with_capacity(1 << 20, f.take(len)));
-    Ok(session.client.upload(open, len, opts, Default::default()).await?.cap.to_string())
+    let open = move || -> std::io::Result<_> {
+        let mut f = File::open(&path)?;
+        std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(offset))?;
+        Ok(std::io::BufReader::with_capacity(1 << 20, f.take(len)))
+    };
+    session.client.store_content(open, len, opts).await
 }
 
 impl FileState {
-    /// Up to `len` bytes at `offset` of the stored version `cap` (of `size` bytes).
+    /// Up to `len` bytes at `offset` of the stored version `cap`.
     pub fn read_stored(
         &mut self,
         session: &Arc<Session>,
@@ -293,6 +287,11 @@ pub fn leftovers(cache_dir: &Path) -> Vec<Leftover> {
         }
     }
     out
+}
+
+/// Writes (0600, durably) the journal saying a copy belongs at `name` of the directory `parent`.
+fn write_journal(path: &Path, parent: &SlotWriteCap, name: &str) -> std::io::Result<()> {
+    blackbox_util::write_secret(path, format!("{JOURNAL_MAGIC}\n{parent}\n{name}\n").as_bytes())
 }
 
 fn parse_journal(path: &Path) -> Option<(SlotWriteCap, String)> {

@@ -27,7 +27,7 @@ pub struct Listing {
     ino: u64,
     parent: u64,
     cap: SlotReadCap,
-    snap: blackbox_client::dir::DirSnapshot,
+    snap: std::sync::Arc<blackbox_client::dir::DirSnapshot>,
     /// The prefix of the names shown (a folder for names with `/`), "" for a whole directory.
     prefix: String,
     /// The offset of the next entry to hand out, and the name before it.
@@ -77,7 +77,8 @@ impl Drive {
         let i = self.inode(ino)?;
         let dir = i.dir.ok_or(Errno::ENOTDIR)?;
         let cap = dir.read();
-        let snap = self.block(self.session().client.dir_read(&cap)).map_err(errno)?;
+        // The read the lookups that follow a listing (`ls -l`) share.
+        let snap = self.snapshot(&dir)?;
         let after = (!i.prefix.is_empty()).then(|| i.prefix.clone());
         Ok(Listing {
             ino,
