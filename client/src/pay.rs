@@ -109,10 +109,10 @@ pub struct ChannelRecord {
     /// The newest signed update (encoded, hex), resent while its credit lasts.
     #[serde(default)]
     pub signature: String,
-    /// Prices pinned when the channel opened (sat/GB-month, sat/GB, sat/core-hour); records
-    /// without them are from before pinning and are kept for refunds only.
+    /// Prices pinned when the channel opened (sat/GB-month, sat/GB, sat/core-hour, and since
+    /// jobs sat/10^9 fuel); records without them are from before pinning, kept for refunds only.
     #[serde(default)]
-    pub prices: Option<[u64; 3]>,
+    pub prices: Option<Vec<u64>>,
     /// Satoshis the node reported owed on the channel, as of its newest receipt here.
     #[serde(default)]
     pub owed: u64,
@@ -201,7 +201,12 @@ fn record(peer: &PeerId, l: &Live) -> ChannelRecord {
         cpu_core_secs: 0,
         refunded: None,
         signature: data_encoding::HEXLOWER.encode(&l.signature),
-        prices: Some([l.prices.storage_sat_per_gb_month, l.prices.egress_sat_per_gb, l.prices.cpu_sat_per_core_hour]),
+        prices: Some(vec![
+            l.prices.storage_sat_per_gb_month,
+            l.prices.egress_sat_per_gb,
+            l.prices.cpu_sat_per_core_hour,
+            l.prices.fuel_sat_per_gfuel,
+        ]),
         owed: l.owed,
     }
 }
@@ -337,16 +342,21 @@ impl Payments {
         let path = self.path(peer);
         let Some(r) = load_toml::<ChannelRecord>(&path) else { return Ok(None) };
         let Ok(params) = r.channel_params() else { return Ok(None) };
-        let (Some([storage, egress, cpu]), Ok(signature)) =
-            (r.prices, data_encoding::HEXLOWER.decode(r.signature.as_bytes()))
+        let (Some(&[storage, egress, cpu, ref fuel @ ..]), Ok(signature)) =
+            (r.prices.as_deref(), data_encoding::HEXLOWER.decode(r.signature.as_bytes()))
         else {
             return Ok(None);
         };
+        let fuel = fuel.first().copied().unwrap_or(0);
         if params.provider != payee.key || params.payer != public_key(&self.cfg.key) || r.refunded.is_some() {
             return Ok(None);
         }
-        let prices =
-            Prices { storage_sat_per_gb_month: storage, egress_sat_per_gb: egress, cpu_sat_per_core_hour: cpu };
+        let prices = Prices {
+            storage_sat_per_gb_month: storage,
+            egress_sat_per_gb: egress,
+            cpu_sat_per_core_hour: cpu,
+            fuel_sat_per_gfuel: fuel,
+        };
         let live = Live {
             ch: PayerChannel { params, paid: r.paid },
             prices,

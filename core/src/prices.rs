@@ -9,4 +9,6 @@ pub struct Prices {
     pub egress_sat_per_gb: u64,
     /// Per core-hour of CPU.
     pub cpu_sat_per_core_hour: u64,
+    /// Per 10^9 units of job fuel (WebAssembly instructions, roughly).
+    pub fuel_sat_per_gfuel: u64,
 }

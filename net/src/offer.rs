@@ -1,6 +1,6 @@
 //! Signed offers: what a node sells, at what price, until when, signed with its identity key.
 //!
-//! Byte format (version 1): `1u8`, node public key (libp2p protobuf encoding, length-prefixed),
+//! Byte format (version 2; version 1 had no fuel price): `1u8`, node public key (libp2p protobuf encoding, length-prefixed),
 //! resources, availability, prices, bitcoin public key (33 bytes, compressed), region
 //! (length-prefixed UTF-8), issued-at and expires-at (unix seconds), then the ed25519 signature
 //! (length-prefixed) over `"blackbox offer v1" ++ everything before it`.
@@ -14,7 +14,7 @@ use crate::bin::{Reader, Writer};
 use crate::wire::WireError;
 
 /// Version byte of the offer format.
-pub const OFFER_VERSION: u8 = 1;
+pub const OFFER_VERSION: u8 = 2;
 /// Largest encoded offer accepted.
 pub const MAX_OFFER_LEN: usize = 1024;
 /// Longest declared region.
@@ -123,7 +123,10 @@ impl Offer {
             Availability::DailyUtc { start_minute, end_minute } => w.u8(1).u16(start_minute).u16(end_minute),
             Availability::WhenIdle => w.u8(2),
         };
-        w.u64(p.storage_sat_per_gb_month).u64(p.egress_sat_per_gb).u64(p.cpu_sat_per_core_hour);
+        w.u64(p.storage_sat_per_gb_month)
+            .u64(p.egress_sat_per_gb)
+            .u64(p.cpu_sat_per_core_hour)
+            .u64(p.fuel_sat_per_gfuel);
         w.raw(&self.bitcoin_pubkey).bytes(self.region.as_bytes()).u64(self.issued_at).u64(self.expires_at);
         w.0
     }
@@ -193,8 +196,12 @@ impl SignedOffer {
             2 => Availability::WhenIdle,
             other => return Err(OfferError::Malformed(format!("unknown availability {other}"))),
         };
-        let prices =
-            Prices { storage_sat_per_gb_month: r.u64()?, egress_sat_per_gb: r.u64()?, cpu_sat_per_core_hour: r.u64()? };
+        let prices = Prices {
+            storage_sat_per_gb_month: r.u64()?,
+            egress_sat_per_gb: r.u64()?,
+            cpu_sat_per_core_hour: r.u64()?,
+            fuel_sat_per_gfuel: r.u64()?,
+        };
         let bitcoin_pubkey = r.array()?;
         let region = String::from_utf8(r.bytes()?.to_vec()).map_err(|_| OfferError::Malformed("region".into()))?;
         let (issued_at, expires_at) = (r.u64()?, r.u64()?);
@@ -246,7 +253,12 @@ mod tests {
                 ram_bytes: 4 << 30,
             },
             availability: Availability::DailyUtc { start_minute: 22 * 60, end_minute: 6 * 60 },
-            prices: Prices { storage_sat_per_gb_month: 50, egress_sat_per_gb: 10, cpu_sat_per_core_hour: 5 },
+            prices: Prices {
+                storage_sat_per_gb_month: 50,
+                egress_sat_per_gb: 10,
+                cpu_sat_per_core_hour: 5,
+                fuel_sat_per_gfuel: 3,
+            },
             bitcoin_pubkey: [2; 33],
             region: "eu-west".into(),
             issued_at: NOW,
@@ -306,8 +318,10 @@ mod tests {
         trailing.push(0);
         assert!(SignedOffer::decode(&trailing).is_err());
         let mut version = bytes.clone();
-        version[0] = 2;
-        assert!(SignedOffer::decode(&version).is_err());
+        for v in [1, 3] {
+            version[0] = v;
+            assert!(SignedOffer::decode(&version).is_err());
+        }
         let mut bad = offer(&key);
         bad.bitcoin_pubkey[0] = 4;
         assert!(bad.sign(&key).is_err());

@@ -19,8 +19,10 @@ pub struct Usage {
     pub storage_byte_secs: u128,
     /// Bytes served.
     pub egress_bytes: u64,
-    /// Core-seconds of CPU leased.
+    /// Core-seconds of CPU held by jobs (wall time × cores).
     pub cpu_core_secs: u64,
+    /// Fuel used by jobs.
+    pub fuel: u64,
 }
 
 fn ceil_div(a: u128, b: u128) -> u128 {
@@ -33,7 +35,8 @@ impl Usage {
         let storage = ceil_div(self.storage_byte_secs * u128::from(p.storage_sat_per_gb_month), GB * MONTH_SECS);
         let egress = ceil_div(u128::from(self.egress_bytes) * u128::from(p.egress_sat_per_gb), GB);
         let cpu = ceil_div(u128::from(self.cpu_core_secs) * u128::from(p.cpu_sat_per_core_hour), 3600);
-        u64::try_from(storage + egress + cpu).unwrap_or(u64::MAX)
+        let fuel = ceil_div(u128::from(self.fuel) * u128::from(p.fuel_sat_per_gfuel), GB);
+        u64::try_from(storage + egress + cpu + fuel).unwrap_or(u64::MAX)
     }
 
     /// Adds a lease of `secs` on `bytes`.
@@ -54,6 +57,7 @@ impl Usage {
             storage_byte_secs: self.storage_byte_secs.saturating_add(other.storage_byte_secs),
             egress_bytes: self.egress_bytes.saturating_add(other.egress_bytes),
             cpu_core_secs: self.cpu_core_secs.saturating_add(other.cpu_core_secs),
+            fuel: self.fuel.saturating_add(other.fuel),
         }
     }
 
@@ -63,7 +67,14 @@ impl Usage {
             storage_byte_secs: self.storage_byte_secs.saturating_sub(other.storage_byte_secs),
             egress_bytes: self.egress_bytes.saturating_sub(other.egress_bytes),
             cpu_core_secs: self.cpu_core_secs.saturating_sub(other.cpu_core_secs),
+            fuel: self.fuel.saturating_sub(other.fuel),
         }
+    }
+
+    /// Adds `fuel` units of job fuel.
+    pub fn with_fuel(mut self, fuel: u64) -> Self {
+        self.fuel = self.fuel.saturating_add(fuel);
+        self
     }
 
     /// Adds `secs` core-seconds of CPU.
@@ -87,7 +98,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const P: Prices = Prices { storage_sat_per_gb_month: 100, egress_sat_per_gb: 10, cpu_sat_per_core_hour: 36 };
+    const P: Prices = Prices {
+        storage_sat_per_gb_month: 100,
+        egress_sat_per_gb: 10,
+        cpu_sat_per_core_hour: 36,
+        fuel_sat_per_gfuel: 7,
+    };
 
     #[test]
     fn charges() {
@@ -100,9 +116,11 @@ mod tests {
         assert_eq!(Usage::default().owed(&P), 0);
         let a = Usage::default().with_egress(5).with_cpu(2);
         let b = Usage::default().with_storage(3, 4).with_egress(1);
-        assert_eq!(a.plus(b), Usage { storage_byte_secs: 12, egress_bytes: 6, cpu_core_secs: 2 });
+        assert_eq!(Usage::default().with_fuel(3_000_000_000).owed(&P), 21);
+        assert_eq!(Usage::default().with_fuel(1).owed(&P), 1);
+        assert_eq!(a.plus(b), Usage { storage_byte_secs: 12, egress_bytes: 6, cpu_core_secs: 2, fuel: 0 });
         assert_eq!(a.plus(b).minus(b), a);
-        assert_eq!(b.minus(a), Usage { storage_byte_secs: 12, egress_bytes: 0, cpu_core_secs: 0 });
+        assert_eq!(b.minus(a), Usage { storage_byte_secs: 12, egress_bytes: 0, cpu_core_secs: 0, fuel: 0 });
         assert!(check_bill(&P, &Usage::default().with_egress(1), 1).is_ok());
         assert_eq!(
             check_bill(&P, &Usage::default().with_egress(1), 2),

@@ -122,8 +122,10 @@ pub struct OfferConfig {
     pub storage_sat_per_gb_month: u64,
     /// Satoshis per GB served.
     pub egress_sat_per_gb: u64,
-    /// Satoshis per core-hour.
+    /// Satoshis per core-hour a job holds (wall time × cores asked).
     pub cpu_sat_per_core_hour: u64,
+    /// Satoshis per 10^9 units of fuel a job uses (deterministic: the same job always uses the same).
+    pub fuel_sat_per_gfuel: u64,
     /// Seconds each signed offer is valid; it is re-signed at half that.
     pub validity_secs: u64,
 }
@@ -140,6 +142,7 @@ impl Default for OfferConfig {
             storage_sat_per_gb_month: 100,
             egress_sat_per_gb: 10,
             cpu_sat_per_core_hour: 0,
+            fuel_sat_per_gfuel: 0,
             validity_secs: 3600,
         }
     }
@@ -172,6 +175,7 @@ impl OfferConfig {
             storage_sat_per_gb_month: self.storage_sat_per_gb_month,
             egress_sat_per_gb: self.egress_sat_per_gb,
             cpu_sat_per_core_hour: self.cpu_sat_per_core_hour,
+            fuel_sat_per_gfuel: self.fuel_sat_per_gfuel,
         }
     }
 }

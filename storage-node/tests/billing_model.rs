@@ -22,8 +22,12 @@ use blackbox_storage_node::billing::{Billing, BillingConfig};
 use blackbox_storage_node::{MemoryStore, StorageServer};
 use proptest::prelude::*;
 
-const PRICES: Prices =
-    Prices { storage_sat_per_gb_month: 1_000_000, egress_sat_per_gb: 1_000_000, cpu_sat_per_core_hour: 36_000 };
+const PRICES: Prices = Prices {
+    storage_sat_per_gb_month: 1_000_000,
+    egress_sat_per_gb: 1_000_000,
+    cpu_sat_per_core_hour: 36_000,
+    fuel_sat_per_gfuel: 1_000,
+};
 
 struct Payer {
     peer: PeerId,

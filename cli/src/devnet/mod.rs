@@ -67,6 +67,7 @@ impl UpArgs {
             storage_sat_per_gb_month: (DEVNET_STORAGE_PRICE as f64 * spread.powf(frac)).round() as u64,
             egress_sat_per_gb: 1_000_000,
             cpu_sat_per_core_hour: 3_600,
+            fuel_sat_per_gfuel: 1_000,
             region: if self.regions > 0 { format!("r{}", i % self.regions) } else { String::new() },
             ..OfferConfig::default()
         }

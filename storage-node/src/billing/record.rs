@@ -14,7 +14,9 @@ use blackbox_payments::channel::PARAMS_LEN;
 use blackbox_payments::{ChannelParams, PaymentError, ProviderChannel, Usage};
 
 /// Format of records written now: prices pinned per channel, satoshis owed, generation.
-const RECORD_VERSION: u8 = 2;
+const RECORD_VERSION: u8 = 3;
+/// Records before fuel was priced and counted.
+const RECORD_V2: u8 = 2;
 /// Records before prices were pinned (their channels keep the node's prices at load).
 const RECORD_V1: u8 = 1;
 
@@ -99,12 +101,15 @@ impl Account {
         out.push(self.channel.signature.len() as u8);
         out.extend_from_slice(&self.channel.signature);
         let p = &self.prices;
-        for v in [p.storage_sat_per_gb_month, p.egress_sat_per_gb, p.cpu_sat_per_core_hour, self.owed] {
+        for v in
+            [p.storage_sat_per_gb_month, p.egress_sat_per_gb, p.cpu_sat_per_core_hour, p.fuel_sat_per_gfuel, self.owed]
+        {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out.extend_from_slice(&self.usage.storage_byte_secs.to_le_bytes());
         out.extend_from_slice(&self.usage.egress_bytes.to_le_bytes());
         out.extend_from_slice(&self.usage.cpu_core_secs.to_le_bytes());
+        out.extend_from_slice(&self.usage.fuel.to_le_bytes());
         out.extend_from_slice(&self.generation.to_le_bytes());
         match self.closed {
             Some(t) => {
@@ -121,25 +126,30 @@ impl Account {
     pub fn decode(b: &[u8], v1_prices: Prices) -> Result<Self, RecordError> {
         let mut t = Take { b, at: 0 };
         let version = t.u8()?;
-        if version != RECORD_VERSION && version != RECORD_V1 {
+        if ![RECORD_VERSION, RECORD_V2, RECORD_V1].contains(&version) {
             return Err(RecordError::Version(version));
         }
         let params = ChannelParams::decode(t.bytes(PARAMS_LEN)?).map_err(RecordError::Params)?;
         let paid = t.u64()?;
         let sig_len = t.u8()? as usize;
         let signature = t.bytes(sig_len)?.to_vec();
-        let (prices, owed) = if version == RECORD_VERSION {
+        let (prices, owed) = if version >= RECORD_V2 {
             let p = Prices {
                 storage_sat_per_gb_month: t.u64()?,
                 egress_sat_per_gb: t.u64()?,
                 cpu_sat_per_core_hour: t.u64()?,
+                fuel_sat_per_gfuel: if version == RECORD_VERSION { t.u64()? } else { 0 },
             };
             (p, Some(t.u64()?))
         } else {
             (v1_prices, None)
         };
-        let usage = Usage { storage_byte_secs: t.u128()?, egress_bytes: t.u64()?, cpu_core_secs: t.u64()? };
-        let generation = if version == RECORD_VERSION { t.u64()? } else { 0 };
+        let mut usage =
+            Usage { storage_byte_secs: t.u128()?, egress_bytes: t.u64()?, cpu_core_secs: t.u64()?, fuel: 0 };
+        if version == RECORD_VERSION {
+            usage.fuel = t.u64()?;
+        }
+        let generation = if version >= RECORD_V2 { t.u64()? } else { 0 };
         let closed = match t.u8()? {
             0 => None,
             1 => Some(Txid::from_byte_array(t.bytes(32)?.try_into().map_err(|_| RecordError::Corrupt)?)),
@@ -155,7 +165,9 @@ impl Account {
 }
 
 /// Bytes of one usage snapshot in a channel's log.
-pub(crate) const LOG_RECORD: usize = 56;
+pub(crate) const LOG_RECORD: usize = 64;
+/// Bytes of a snapshot in the logs of version 1 and 2 records (no fuel).
+const LOG_RECORD_V2: usize = 56;
 
 /// A snapshot of the books after a charge: generation, owed, usage, checksum.
 pub(crate) fn log_record(a: &Account) -> [u8; LOG_RECORD] {
@@ -165,18 +177,22 @@ pub(crate) fn log_record(a: &Account) -> [u8; LOG_RECORD] {
     r[16..32].copy_from_slice(&a.usage.storage_byte_secs.to_le_bytes());
     r[32..40].copy_from_slice(&a.usage.egress_bytes.to_le_bytes());
     r[40..48].copy_from_slice(&a.usage.cpu_core_secs.to_le_bytes());
-    let check = blake3::hash(&r[..48]);
-    r[48..].copy_from_slice(&check.as_bytes()[..8]);
+    r[48..56].copy_from_slice(&a.usage.fuel.to_le_bytes());
+    let check = blake3::hash(&r[..56]);
+    r[56..].copy_from_slice(&check.as_bytes()[..8]);
     r
 }
 
 /// Applies the newest intact snapshot of `log` written after this generation of the record
 /// (a torn or damaged tail, and snapshots of an older generation, are skipped).
-pub(crate) fn apply_log(a: &mut Account, log: &[u8]) {
+/// `record_version` is the version of the record the log belongs to (older ones logged no fuel).
+pub(crate) fn apply_log(a: &mut Account, log: &[u8], record_version: u8) {
+    let size = if record_version == RECORD_VERSION { LOG_RECORD } else { LOG_RECORD_V2 };
+    let body = size - 8;
     let newest = log
-        .chunks_exact(LOG_RECORD)
+        .chunks_exact(size)
         .rev()
-        .find(|r| blake3::hash(&r[..48]).as_bytes()[..8] == r[48..] && r[..8] == a.generation.to_le_bytes());
+        .find(|r| blake3::hash(&r[..body]).as_bytes()[..8] == r[body..] && r[..8] == a.generation.to_le_bytes());
     if let Some(r) = newest {
         let u64_at = |i: usize| u64::from_le_bytes(r[i..i + 8].try_into().unwrap_or([0; 8]));
         a.owed = u64_at(8);
@@ -184,6 +200,7 @@ pub(crate) fn apply_log(a: &mut Account, log: &[u8]) {
             storage_byte_secs: u128::from_le_bytes(r[16..32].try_into().unwrap_or([0; 16])),
             egress_bytes: u64_at(32),
             cpu_core_secs: u64_at(40),
+            fuel: if size == LOG_RECORD { u64_at(48) } else { 0 },
         };
     }
 }
@@ -208,7 +225,7 @@ pub fn load_accounts(dir: &Path, v1_prices: Prices) -> Result<Vec<Account>, Load
             let mut a = Account::decode(&bytes, v1_prices)
                 .map_err(|source| LoadError::Record { path: path.clone(), source })?;
             if let Ok(log) = std::fs::read(path.with_extension("log")) {
-                apply_log(&mut a, &log);
+                apply_log(&mut a, &log, bytes[0]);
             }
             out.push(a);
         }
@@ -233,10 +250,15 @@ mod tests {
             timeout: 100,
             fee: 300,
         };
-        let prices = Prices { storage_sat_per_gb_month: 1, egress_sat_per_gb: 2, cpu_sat_per_core_hour: 3 };
+        let prices = Prices {
+            storage_sat_per_gb_month: 1,
+            egress_sat_per_gb: 2,
+            cpu_sat_per_core_hour: 3,
+            fuel_sat_per_gfuel: 4,
+        };
         let mut a = Account::new(ProviderChannel { params, paid: 77, signature: vec![1, 2, 3] }, prices);
         a.owed = 70;
-        a.usage = Usage { storage_byte_secs: 1 << 70, egress_bytes: 5, cpu_core_secs: 6 };
+        a.usage = Usage { storage_byte_secs: 1 << 70, egress_bytes: 5, cpu_core_secs: 6, fuel: 8 };
         a.closed = Some(Txid::from_byte_array([9; 32]));
         a.generation = 4;
         a
@@ -251,8 +273,8 @@ mod tests {
             assert!(Account::decode(&bytes[..cut], Prices::default()).is_err());
         }
         let mut future = bytes.clone();
-        future[0] = 3;
-        assert_eq!(Account::decode(&future, Prices::default()), Err(RecordError::Version(3)));
+        future[0] = 4;
+        assert_eq!(Account::decode(&future, Prices::default()), Err(RecordError::Version(4)));
     }
 
     #[test]
@@ -264,19 +286,19 @@ mod tests {
             log.extend_from_slice(&log_record(&a));
         }
         let mut b = account();
-        apply_log(&mut b, &log);
+        apply_log(&mut b, &log, RECORD_VERSION);
         assert_eq!(b.owed, 73);
         // A torn append, then a damaged record: the newest intact one wins.
         log.extend_from_slice(&log_record(&a)[..17]);
         log.truncate(3 * LOG_RECORD);
         log[2 * LOG_RECORD + 9] ^= 1;
         let mut b = account();
-        apply_log(&mut b, &log);
+        apply_log(&mut b, &log, RECORD_VERSION);
         assert_eq!(b.owed, 72);
         // Snapshots of an older generation never override a newer record.
         let mut newer = account();
         newer.generation = 5;
-        apply_log(&mut newer, &log);
+        apply_log(&mut newer, &log, RECORD_VERSION);
         assert_eq!(newer.owed, 70);
     }
 }
