@@ -3,6 +3,8 @@
 mod bench;
 mod commands;
 mod devnet;
+mod fetch;
+mod job;
 mod maintain;
 mod money;
 mod mount;
@@ -79,8 +81,11 @@ enum Command {
     },
     /// The payment wallet: address, balance and channels; `--refund` reclaims timed-out channels.
     Wallet(money::WalletArgs),
-    /// Lease CPU cores of a node (billed per core-second at its signed price).
-    CpuLease(money::CpuLeaseArgs),
+    /// Run sandboxed WebAssembly jobs on providers' nodes, paid per unit of fuel.
+    Job {
+        #[command(subcommand)]
+        action: job::JobAction,
+    },
     /// Mount a directory as a folder (FUSE), in the foreground until Ctrl-C, SIGTERM or umount.
     Mount(mount::MountArgs),
     /// Serve the S3 API over the grid (config: gateway.toml; `devnet up` writes one).
@@ -181,7 +186,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Node { action: NodeAction::Run } => {
             let path = config.ok_or_else(|| anyhow::anyhow!("`node run` needs --config NODE.toml"))?;
             let cfg = blackbox_storage_node::NodeConfig::load(&path)?;
-            blackbox_storage_node::daemon::run(cfg).await?;
+            let fetcher = cfg.compute.fetch_client.clone().map(|c| {
+                std::sync::Arc::new(fetch::GridFetcher::new(c)) as std::sync::Arc<dyn blackbox_storage_node::jobs::InputFetcher>
+            });
+            blackbox_storage_node::daemon::run(cfg, fetcher).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Node { action: NodeAction::Earnings } => money::earnings(config).await,
@@ -201,7 +209,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Repair(args) => maintain::repair(config, args).await,
         Command::Auditor { action } => maintain::auditor(config, action).await,
         Command::Wallet(args) => money::wallet(config, args).await,
-        Command::CpuLease(args) => money::cpu_lease(config, args).await,
+        Command::Job { action } => job::run(config, action).await,
         Command::Bench { action } => bench::run(config, action).await,
         Command::Mount(args) => mount::mount(config, args).await,
         Command::Gateway => {

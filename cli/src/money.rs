@@ -10,8 +10,8 @@ use blackbox_client::wallet::wallet_report;
 use blackbox_storage_node::earnings::earnings as node_earnings;
 use blackbox_storage_node::NodeConfig;
 
-use crate::commands::{client_config, session};
-use crate::show::{self, short};
+use crate::commands::client_config;
+use crate::show;
 
 /// `wallet` options.
 #[derive(Args)]
@@ -21,19 +21,7 @@ pub struct WalletArgs {
     refund: bool,
 }
 
-/// `cpu-lease` options.
-#[derive(Args)]
-pub struct CpuLeaseArgs {
-    /// Peer id of the node.
-    peer: String,
-    /// Cores to lease.
-    #[arg(long, default_value_t = 1)]
-    cores: u32,
-    /// Seconds to lease them for.
-    #[arg(long)]
-    secs: u32,
-}
-
+/// `blackbox wallet`: address, balance and every channel (and refunds with `--refund`).
 pub async fn wallet(config: Option<PathBuf>, args: WalletArgs) -> Result<ExitCode> {
     let cfg = client_config(config)?;
     let w = tokio::task::spawn_blocking(move || wallet_report(&cfg, args.refund)).await??;
@@ -48,12 +36,5 @@ pub async fn earnings(config: Option<PathBuf>) -> Result<ExitCode> {
     let cfg = NodeConfig::load(&path)?;
     let e = tokio::task::spawn_blocking(move || node_earnings(&cfg)).await??;
     show::earnings(&e);
-    Ok(ExitCode::SUCCESS)
-}
-
-pub async fn cpu_lease(config: Option<PathBuf>, args: CpuLeaseArgs) -> Result<ExitCode> {
-    let s = session(config).await?;
-    s.lease_cpu(&args.peer, args.cores, args.secs).await?;
-    println!("leased {} core(s) for {} s on {}", args.cores, args.secs, short(&args.peer));
     Ok(ExitCode::SUCCESS)
 }

@@ -177,7 +177,10 @@ pub(crate) fn wallet(w: &WalletReport, refund: bool) {
     }
     println!("address {}", w.address);
     println!("balance {} sat in {} coins (chain height {})", w.balance, w.coins, w.height);
-    println!("{:<20} {:>10} {:>10} {:>10} {:>8}  STATE", "NODE", "CAPACITY", "PAID", "LEFT", "TIMEOUT");
+    println!(
+        "{:<20} {:>10} {:>10} {:>10} {:>10} {:>14} {:>8}  STATE",
+        "NODE", "CAPACITY", "PAID", "OWED", "LEFT", "JOB FUEL", "TIMEOUT"
+    );
     for c in &w.channels {
         let state = match &c.state {
             ChannelState::Open => "open".to_string(),
@@ -186,7 +189,16 @@ pub(crate) fn wallet(w: &WalletReport, refund: bool) {
             ChannelState::Refunded { txid, confirmations } => format!("refunded {txid} ({confirmations} conf)"),
             ChannelState::Unknown(e) => format!("unknown ({e})"),
         };
-        println!("{:<20} {:>10} {:>10} {:>10} {:>8}  {state}", short(&c.peer), c.capacity, c.paid, c.left, c.timeout);
+        println!(
+            "{:<20} {:>10} {:>10} {:>10} {:>10} {:>14} {:>8}  {state}",
+            short(&c.peer),
+            c.capacity,
+            c.paid,
+            c.owed,
+            c.left,
+            c.fuel,
+            c.timeout
+        );
     }
     println!("paid {} sat in all", w.paid());
 }
@@ -195,12 +207,12 @@ pub(crate) fn wallet(w: &WalletReport, refund: bool) {
 pub(crate) fn earnings(e: &Earnings) {
     let p = e.prices;
     println!(
-        "prices: {} sat/GB-month stored, {} sat/GB served, {} sat/core-hour",
-        p.storage_sat_per_gb_month, p.egress_sat_per_gb, p.cpu_sat_per_core_hour
+        "prices: {} sat/GB-month stored, {} sat/GB served, {} sat/core-hour, {} sat/10^9 fuel",
+        p.storage_sat_per_gb_month, p.egress_sat_per_gb, p.cpu_sat_per_core_hour, p.fuel_sat_per_gfuel
     );
     println!(
-        "{:<14} {:>22} {:>14} {:>10} {:>9} {:>9}  CLOSE",
-        "CHANNEL", "STORED (byte-seconds)", "SERVED (bytes)", "CPU (c-s)", "EARNED", "RECEIVED"
+        "{:<14} {:>22} {:>14} {:>10} {:>14} {:>9} {:>9}  CLOSE",
+        "CHANNEL", "STORED (byte-seconds)", "SERVED (bytes)", "CPU (c-s)", "JOB FUEL", "EARNED", "RECEIVED"
     );
     for c in &e.channels {
         let close = match &c.close {
@@ -214,11 +226,12 @@ pub(crate) fn earnings(e: &Earnings) {
             CloseState::Unchecked { txid, why } => format!("{} ({why})", short(&txid.to_string())),
         };
         println!(
-            "{:<14} {:>22} {:>14} {:>10} {:>9} {:>9}  {close}",
+            "{:<14} {:>22} {:>14} {:>10} {:>14} {:>9} {:>9}  {close}",
             short(&c.funding.to_string()),
             c.usage.storage_byte_secs,
             c.usage.egress_bytes,
             c.usage.cpu_core_secs,
+            c.usage.fuel,
             c.earned,
             c.received
         );

@@ -95,6 +95,15 @@ pub enum ClientError {
     /// An audit, renewal or repair of "every watched file" with none watched.
     #[error("no cap given and no watched files (`blackbox put` and `blackbox auditor add` watch files)")]
     NothingWatched,
+    /// A node charged a job more than the buyer accepted.
+    #[error("node {peer} charged a job more than was accepted")]
+    JobOvercharged { peer: PeerId },
+    /// A node stopped answering about a job.
+    #[error("node {peer} stopped answering about the job (at most one slice of its fuel was paid ahead): {why}")]
+    JobLost { peer: PeerId, why: String },
+    /// No node can run the job.
+    #[error("cannot place the job: {why}")]
+    JobNoNode { why: String },
     /// Paying a node failed.
     #[error(transparent)]
     Pay(#[from] crate::pay::PayError),

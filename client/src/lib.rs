@@ -7,6 +7,7 @@
 mod audit;
 pub mod auditor;
 mod check;
+mod compute;
 pub mod config;
 mod deep;
 pub mod dir;
@@ -15,6 +16,7 @@ mod edit;
 mod error;
 mod files;
 mod happiness;
+mod job;
 mod known;
 mod maintain;
 pub mod multi;
@@ -38,11 +40,13 @@ use blackbox_net::{ErrorCode, Multiaddr, PeerId, Request, Response, Transport};
 
 pub use audit::{AuditOptions, AuditReport, ShareAudit, Verdict};
 pub use check::{CheckReport, ShareHealth, VerifyReport};
+pub use compute::{JobResult, JobVerdict, Placement};
 pub use config::ClientConfig;
 pub use deep::{DeepOp, DeepOutcome, Reached};
 pub use error::ClientError;
 pub use files::{parse_any_cap, PutOptions};
 pub use happiness::servers_of_happiness;
+pub use job::JobRun;
 pub use known::KnownNodes;
 pub use maintain::Renewed;
 pub use reader::FileReader;
@@ -131,15 +135,6 @@ impl<T: Transport> Client<T> {
         call_billed(&self.transport, self.payments.as_deref(), node, req, delta, Default::default()).await
     }
 
-    /// Leases `cores` CPU cores of a node for `secs` seconds, paid at its signed price.
-    pub async fn lease_cpu(&self, node: &NodeRef, cores: u32, secs: u32) -> Result<(), ClientError> {
-        let delta = blackbox_payments::Usage::default().with_cpu(u64::from(cores) * u64::from(secs));
-        match self.call_billed(node, Request::LeaseCpu { cores, secs }, delta).await? {
-            Response::Ok => Ok(()),
-            other => Err(ClientError::unexpected(node, &other)),
-        }
-    }
-
     /// Places shares by ranking these candidates instead of a plain permuted order.
     pub fn with_ranking(mut self, ranking: Ranking) -> Self {
         self.ranking = Some(ranking);
@@ -157,6 +152,11 @@ impl<T: Transport> Client<T> {
     /// The known nodes.
     pub fn nodes(&self) -> &[NodeRef] {
         &self.nodes
+    }
+
+    /// Sends one unpaid request (error responses become [`ClientError::Node`]).
+    pub(crate) async fn call_plain(&self, node: &NodeRef, req: Request) -> Result<Response, ClientError> {
+        self.call(node, req).await
     }
 
     /// Sends one request and turns error responses into [`ClientError::Node`].

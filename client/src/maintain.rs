@@ -82,11 +82,4 @@ impl Session {
         })
         .map_err(|source| ClientError::State { what: "the watch list", source })
     }
-
-    /// Leases `cores` CPU cores of the node with peer id `peer` for `secs` seconds.
-    pub async fn lease_cpu(&self, peer: &str, cores: u32, secs: u32) -> Result<(), ClientError> {
-        let node = self.client.nodes().iter().find(|n| n.peer.to_string() == peer).cloned();
-        let node = node.ok_or_else(|| ClientError::UnknownNode(peer.into()))?;
-        self.client.lease_cpu(&node, cores, secs).await
-    }
 }

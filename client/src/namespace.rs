@@ -196,6 +196,10 @@ impl Session {
             return Err(ClientError::BadPath { path: path.to_string(), why: "names a root, not an entry" });
         };
         let start = self.start_of(&p).await?;
+        if parents.is_empty() && p.start.is_none() {
+            // An entry right under the user's root: the root is made here on first use.
+            self.read_dir(&start, true).await?;
+        }
         let dir = self.walk(start, parents, p.start.is_none(), path).await?;
         Ok((dir, last.to_string()))
     }

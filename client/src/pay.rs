@@ -102,8 +102,11 @@ pub struct ChannelRecord {
     pub storage_byte_secs: String,
     /// Bytes read (records before receipts; 0 now).
     pub egress_bytes: u64,
-    /// Core-seconds of CPU leased (records before receipts; 0 now).
+    /// Core-seconds held by jobs and charged on this channel.
     pub cpu_core_secs: u64,
+    /// Job fuel charged on this channel.
+    #[serde(default)]
+    pub fuel: u64,
     /// The refund transaction's id, once broadcast.
     pub refunded: Option<String>,
     /// The newest signed update (encoded, hex), resent while its credit lasts.
@@ -160,6 +163,8 @@ struct Live {
     inflight: u64,
     synced: bool,
     path: PathBuf,
+    /// Job fuel and core-seconds charged on the channel, by the node's job reports.
+    jobs: (u64, u64),
 }
 
 /// What the client knows of a node it may pay: prices, key and the signed offer they come from.
@@ -198,7 +203,8 @@ fn record(peer: &PeerId, l: &Live) -> ChannelRecord {
         paid: l.ch.paid,
         storage_byte_secs: "0".into(),
         egress_bytes: 0,
-        cpu_core_secs: 0,
+        cpu_core_secs: l.jobs.1,
+        fuel: l.jobs.0,
         refunded: None,
         signature: data_encoding::HEXLOWER.encode(&l.signature),
         prices: Some(vec![
@@ -318,6 +324,23 @@ impl Payments {
         }
     }
 
+    /// Adds job fuel and core-seconds a node charged (by its reports) to the channel's record,
+    /// saved with the newest owed the node's receipts told.
+    pub async fn note_job(&self, peer: &PeerId, fuel: u64, core_secs: u64) -> Result<(), ClientError> {
+        let slot = self.slot(peer);
+        let mut slot = slot.lock().await;
+        let Some(l) = slot.as_mut() else { return Ok(()) };
+        let _shared = lock_record(&l.path).await?;
+        // Other processes may have added theirs: start from the record on disk.
+        let on_disk = load_toml::<ChannelRecord>(&l.path).filter(|r| r.params == record(peer, l).params);
+        let on_disk_owed = on_disk.as_ref().map_or(0, |r| r.owed);
+        let (f, c) = on_disk.map_or(l.jobs, |r| (r.fuel.max(l.jobs.0), r.cpu_core_secs.max(l.jobs.1)));
+        l.jobs = (f.saturating_add(fuel), c.saturating_add(core_secs));
+        l.owed = l.owed.max(on_disk_owed);
+        save_channel(&l.path, &record(peer, l)).map_err(PayError::Record)?;
+        Ok(())
+    }
+
     /// Keeps a channel's record under a name of its own (for `wallet` and refunds) so a new
     /// channel to the same node can take the node's file.
     fn retire(&self, peer: &PeerId, l: &Live) {
@@ -365,6 +388,7 @@ impl Payments {
             inflight: 0,
             synced: false,
             path,
+            jobs: (r.fuel, r.cpu_core_secs),
         };
         // Nodes close channels 6 blocks before their timeout: stop using one well before.
         if self.height().await? + RETIRE_BLOCKS >= params.timeout {
@@ -457,6 +481,7 @@ impl Payments {
             inflight: 0,
             synced: true,
             path: self.path(&node.peer),
+            jobs: (0, 0),
         })
     }
 
@@ -502,6 +527,7 @@ impl Payments {
                 inflight: 0,
                 synced: true,
                 path: path.clone(),
+                jobs: (0, 0),
             };
             save_channel(&path, &record(&peer, &l)).map_err(PayError::Record)?;
             spent.add(tx.input.iter().map(|i| i.previous_output));

@@ -35,6 +35,10 @@ pub struct ChannelLine {
     pub paid: u64,
     /// Satoshis that can still be paid.
     pub left: u64,
+    /// Satoshis the node's receipts say it charged.
+    pub owed: u64,
+    /// Job fuel the node charged on this channel.
+    pub fuel: u64,
     /// Block height of the refund path.
     pub timeout: u32,
     /// On chain.
@@ -99,6 +103,8 @@ pub fn wallet_report(cfg: &ClientConfig, refund: bool) -> Result<WalletReport, C
             capacity: p.capacity,
             paid: r.paid,
             left,
+            owed: r.owed,
+            fuel: r.fuel,
             timeout: p.timeout,
             state,
         });

@@ -9,6 +9,9 @@ use thiserror::Error;
 
 use crate::bin::{Reader, Writer};
 
+mod job;
+pub use job::*;
+
 /// Version byte of every message.
 pub const WIRE_VERSION: u8 = 2;
 /// Largest payload accepted: one full block (≤ 1 MiB + padding) plus framing.
@@ -83,8 +86,17 @@ pub enum Request {
     /// The node's view of a channel (funding txid and output index): what it accepted and billed.
     /// Answered only inside a `Paid` envelope of that channel (to its payer).
     ChannelStatus { txid: [u8; 32], vout: u32 },
-    /// Lease `cores` CPU cores for `secs` seconds (billed per core-second).
-    LeaseCpu { cores: u32, secs: u32 },
+    /// Start a job (answered with [`Response::JobStarted`]); its fuel and the core-seconds it
+    /// holds are charged to the envelope's channel as it runs, so it must come paid.
+    JobStart(JobSpec),
+    /// A job's progress: its streams from these offsets, fuel used and charged, and its end.
+    /// The buyer accepts charges up to `accept_fuel` and `accept_core_secs` in all for the job
+    /// (cumulative, so a retry never pays twice); the node charges what the job used up to them.
+    JobPoll { job: u64, stdout_from: u64, stderr_from: u64, accept_fuel: u64, accept_core_secs: u64 },
+    /// Bytes of an output file of an ended job from `offset` (answered with one block).
+    JobOutput { job: u64, name: String, offset: u64 },
+    /// Stop a job.
+    JobCancel { job: u64 },
     /// The lease expiry of every share of `si` the node holds.
     Leases { si: Si },
     /// Reserve space for share `share` of a new version of slot `si`, as a compare-and-swap on the
@@ -184,8 +196,8 @@ pub enum Response {
     /// Leases renewed: how many shares, and their new expiry (Unix seconds).
     Renewed { shares: u32, expires: u64 },
     /// A channel's state at the node: cumulative satoshis accepted and billed, and the usage
-    /// billed (byte-seconds stored, bytes served, core-seconds).
-    Channel { paid: u64, owed: u64, stored: u128, served: u64, cpu: u64 },
+    /// billed (byte-seconds stored, bytes served, core-seconds, fuel).
+    Channel { paid: u64, owed: u64, stored: u128, served: u64, cpu: u64, fuel: u64 },
     /// The answer to a `Paid` request: the satoshis charged to the channel for it (0 when the
     /// request failed) and the channel's total owed after it.
     Receipt { charged: u64, owed: u64, inner: Box<Response> },
@@ -194,6 +206,10 @@ pub enum Response {
     /// The current versions of a slot's shares at a node: each signed slot header with the shares
     /// it is current for (highest sequence first, at most [`MAX_SLOT_GROUPS`]).
     Slot(Vec<SlotGroup>),
+    /// A job was accepted and is starting.
+    JobStarted { job: u64 },
+    /// A job's report.
+    Job(JobReport),
 }
 
 impl Response {
@@ -338,9 +354,24 @@ impl Request {
                 w.raw(txid).u32(*vout);
                 w
             }
-            Request::LeaseCpu { cores, secs } => {
-                let mut w = Writer::new(15);
-                w.u32(*cores).u32(*secs);
+            Request::JobStart(spec) => {
+                let mut w = Writer::new(20);
+                spec.write(&mut w);
+                w
+            }
+            Request::JobPoll { job, stdout_from, stderr_from, accept_fuel, accept_core_secs } => {
+                let mut w = Writer::new(21);
+                w.u64(*job).u64(*stdout_from).u64(*stderr_from).u64(*accept_fuel).u64(*accept_core_secs);
+                w
+            }
+            Request::JobOutput { job, name, offset } => {
+                let mut w = Writer::new(22);
+                w.u64(*job).bytes(name.as_bytes()).u64(*offset);
+                w
+            }
+            Request::JobCancel { job } => {
+                let mut w = Writer::new(23);
+                w.u64(*job);
                 w
             }
             Request::Leases { si } => {
@@ -411,7 +442,6 @@ impl Request {
                 return Ok(Request::Paid { update, inner: Box::new(inner) });
             }
             14 => Request::ChannelStatus { txid: r.array()?, vout: r.u32()? },
-            15 => Request::LeaseCpu { cores: r.u32()?, secs: r.u32()? },
             16 => Request::Leases { si: r.array()? },
             17 => Request::SlotAllocate {
                 si: r.array()?,
@@ -423,6 +453,20 @@ impl Request {
             },
             18 => Request::SlotCommit { si: r.array()?, share: r.u8()?, upload: r.u64()? },
             19 => Request::SlotRead { si: r.array()? },
+            20 => Request::JobStart(JobSpec::read(&mut r)?),
+            21 => Request::JobPoll {
+                job: r.u64()?,
+                stdout_from: r.u64()?,
+                stderr_from: r.u64()?,
+                accept_fuel: r.u64()?,
+                accept_core_secs: r.u64()?,
+            },
+            22 => {
+                let job = r.u64()?;
+                let name = String::from_utf8(r.bounded(MAX_JOB_NAME)?.to_vec()).map_err(|_| WireError::Text)?;
+                Request::JobOutput { job, name, offset: r.u64()? }
+            }
+            23 => Request::JobCancel { job: r.u64()? },
             other => return Err(WireError::UnknownKind(other)),
         };
         r.finish()?;
@@ -496,9 +540,20 @@ impl Response {
                 w.u32(*shares).u64(*expires);
                 w
             }
-            Response::Channel { paid, owed, stored, served, cpu } => {
+            Response::Channel { paid, owed, stored, served, cpu, fuel } => {
                 let mut w = Writer::new(11);
                 w.u64(*paid).u64(*owed).u64(*stored as u64).u64((*stored >> 64) as u64).u64(*served).u64(*cpu);
+                w.u64(*fuel);
+                w
+            }
+            Response::JobStarted { job } => {
+                let mut w = Writer::new(15);
+                w.u64(*job);
+                w
+            }
+            Response::Job(report) => {
+                let mut w = Writer::new(16);
+                report.write(&mut w);
                 w
             }
             Response::Slot(groups) => {
@@ -580,8 +635,11 @@ impl Response {
                     stored: u128::from(lo) | (u128::from(hi) << 64),
                     served: r.u64()?,
                     cpu: r.u64()?,
+                    fuel: r.u64()?,
                 }
             }
+            15 => Response::JobStarted { job: r.u64()? },
+            16 => Response::Job(JobReport::read(&mut r)?),
             14 => {
                 let count = r.count(MAX_SLOT_GROUPS as u32)?;
                 let mut groups = Vec::with_capacity(count as usize);

@@ -37,6 +37,8 @@ pub struct NodeConfig {
     /// Payment channels: with this section the node bills storage, egress and CPU at its offer's
     /// prices; without it, it serves for free.
     pub payments: Option<PaymentsConfig>,
+    /// Buyers' jobs (`[compute]`): off unless enabled, and the offer sells cores and RAM.
+    pub compute: crate::jobs::ComputeConfig,
     /// TEST ONLY (`faults` builds): flip bytes in every block the node serves, to exercise
     /// clients' defences.
     #[cfg(feature = "faults")]
@@ -58,6 +60,9 @@ pub struct NodeConfig {
     /// TEST ONLY (`faults` builds): keep reporting the first version seen of each slot share.
     #[cfg(feature = "faults")]
     pub fault_stale_slots: bool,
+    /// TEST ONLY (`faults` builds): report a wrong stdout and result digest for every job.
+    #[cfg(feature = "faults")]
+    pub fault_wrong_job_results: bool,
 }
 
 /// An availability setting that does not parse.
@@ -194,6 +199,7 @@ impl Default for NodeConfig {
             lease_max_secs: 366 * 86_400,
             lease_sweep_secs: 3600,
             payments: None,
+            compute: crate::jobs::ComputeConfig::default(),
             #[cfg(feature = "faults")]
             fault_corrupt_reads: false,
             #[cfg(feature = "faults")]
@@ -206,6 +212,8 @@ impl Default for NodeConfig {
             fault_abort_after_charges: 0,
             #[cfg(feature = "faults")]
             fault_stale_slots: false,
+            #[cfg(feature = "faults")]
+            fault_wrong_job_results: false,
         }
     }
 }
@@ -215,6 +223,7 @@ impl NodeConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let mut cfg: NodeConfig = load_config(path)?;
         cfg.data_dir = relative_to(path, &cfg.data_dir);
+        cfg.compute.fetch_client = cfg.compute.fetch_client.map(|c| relative_to(path, &c));
         cfg.offer.availability().map_err(|e| ConfigError::Value { path: path.into(), message: e.to_string() })?;
         Ok(cfg)
     }

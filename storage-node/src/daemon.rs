@@ -17,6 +17,7 @@ use blackbox_util::{now_secs, write_atomic};
 
 use crate::billing::{Billing, BillingConfig, LoadError};
 use crate::config::AvailabilityError;
+use crate::jobs::{Capacity, InputFetcher, Jobs};
 use crate::keys::{load_or_create_identity, load_payment_secret, payment_public_key, KeyError};
 use crate::{DiskStore, LeasePolicy, NodeConfig, ShareStore, StorageServer, StoreError};
 
@@ -64,6 +65,9 @@ pub enum DaemonError {
     /// The channel records cannot be read.
     #[error(transparent)]
     Billing(#[from] LoadError),
+    /// The job runner cannot start.
+    #[error("cannot start the job runner: {0}")]
+    Compute(#[from] blackbox_compute::ComputeError),
     /// The network cannot be started.
     #[error("cannot start the network: {0}")]
     Network(std::io::Error),
@@ -123,7 +127,11 @@ fn open_billing(cfg: &NodeConfig, node: blackbox_net::PeerId) -> Result<Option<A
     Ok(Some(Arc::new(billing)))
 }
 
-fn open_server(cfg: &NodeConfig, billing: &Option<Arc<Billing>>) -> Result<StorageServer<DiskStore>, DaemonError> {
+fn open_server(
+    cfg: &NodeConfig,
+    billing: &Option<Arc<Billing>>,
+    fetcher: Option<Arc<dyn InputFetcher>>,
+) -> Result<StorageServer<DiskStore>, DaemonError> {
     let dir = &cfg.data_dir;
     let store_err = |source| DaemonError::Store { path: dir.clone(), source };
     let store = DiskStore::open(&dir.join("store")).map_err(store_err)?;
@@ -132,6 +140,19 @@ fn open_server(cfg: &NodeConfig, billing: &Option<Arc<Billing>>) -> Result<Stora
         .with_leases(LeasePolicy { default_secs: cfg.lease_default_secs, max_secs: cfg.lease_max_secs });
     if let Some(b) = billing {
         server = server.with_billing(b.clone());
+    }
+    if cfg.compute.enabled {
+        let o = &cfg.offer;
+        let capacity = Capacity {
+            millicores: (o.cpu_cores.max(0.0) * 1000.0).min(u32::MAX as f64) as u32,
+            ram: o.ram.0,
+            availability: o.availability()?,
+        };
+        let jobs = Jobs::new(cfg.compute.clone(), capacity, dir.join("jobs"), fetcher, tokio::runtime::Handle::current())?;
+        #[cfg(feature = "faults")]
+        jobs.wrong_results.store(cfg.fault_wrong_job_results, std::sync::atomic::Ordering::Relaxed);
+        info!(cores = o.cpu_cores, ram = o.ram.0, "jobs on: WebAssembly jobs are run and billed per fuel");
+        server = server.with_jobs(Arc::new(jobs));
     }
     #[cfg(feature = "faults")]
     if cfg.faults().any() {
@@ -142,7 +163,12 @@ fn open_server(cfg: &NodeConfig, billing: &Option<Arc<Billing>>) -> Result<Stora
 }
 
 /// Opens everything, starts serving and writes the pid and info files.
-async fn start(cfg: &NodeConfig, keypair: &Keypair, bitcoin_pubkey: [u8; 33]) -> Result<Node, DaemonError> {
+async fn start(
+    cfg: &NodeConfig,
+    keypair: &Keypair,
+    bitcoin_pubkey: [u8; 33],
+    fetcher: Option<Arc<dyn InputFetcher>>,
+) -> Result<Node, DaemonError> {
     let dir = &cfg.data_dir;
     let listen: Multiaddr = cfg.listen.parse().map_err(|e: blackbox_net::multiaddr::Error| DaemonError::Listen {
         addr: cfg.listen.clone(),
@@ -151,7 +177,7 @@ async fn start(cfg: &NodeConfig, keypair: &Keypair, bitcoin_pubkey: [u8; 33]) ->
     let discovery = Discovery { bootstrap: parse_bootstrap(&cfg.bootstrap)? };
     let offer = sign_offer(cfg, keypair, bitcoin_pubkey, now_secs())?;
     let billing = open_billing(cfg, keypair.public().to_peer_id())?;
-    let server = Arc::new(open_server(cfg, &billing)?);
+    let server = Arc::new(open_server(cfg, &billing, fetcher)?);
     server.set_offer(offer.encode().into());
     let handle = serve_with(keypair.clone(), listen, server.clone(), &discovery).await.map_err(DaemonError::Network)?;
     let info = NodeInfo {
@@ -222,6 +248,9 @@ async fn stop(node: Node, workers: Vec<JoinHandle<()>>, cfg: &NodeConfig) {
     for w in workers {
         w.abort();
     }
+    if let Some(j) = node.server.jobs() {
+        j.cancel_all();
+    }
     node.handle.stop().await;
     if let (Some(b), Some(pc)) = (node.billing, &cfg.payments) {
         let margin = if pc.close_all_on_shutdown { u32::MAX } else { pc.close_margin_blocks.saturating_mul(4) };
@@ -240,13 +269,14 @@ async fn stop(node: Node, workers: Vec<JoinHandle<()>>, cfg: &NodeConfig) {
     let _ = std::fs::remove_file(cfg.data_dir.join(PID_FILE));
 }
 
-/// Runs a node until SIGINT/SIGTERM, then stops serving and flushes the store.
-pub async fn run(cfg: NodeConfig) -> Result<(), DaemonError> {
+/// Runs a node until SIGINT/SIGTERM, then stops serving and flushes the store; `fetcher` reads
+/// jobs' inputs from the grid (none: jobs take no inputs).
+pub async fn run(cfg: NodeConfig, fetcher: Option<Arc<dyn InputFetcher>>) -> Result<(), DaemonError> {
     let dir = &cfg.data_dir;
     std::fs::create_dir_all(dir).map_err(|source| DaemonError::DataDir { path: dir.clone(), source })?;
     let keypair = load_or_create_identity(dir)?;
     let bitcoin_pubkey = payment_public_key(&load_payment_secret(dir)?);
-    let node = start(&cfg, &keypair, bitcoin_pubkey).await?;
+    let node = start(&cfg, &keypair, bitcoin_pubkey, fetcher).await?;
     let workers = spawn_workers(&node, &cfg, keypair, bitcoin_pubkey);
     shutdown_signal().await;
     info!("shutting down");

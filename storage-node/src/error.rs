@@ -93,9 +93,9 @@ pub enum NodeError {
     /// A slot write that lost a compare-and-swap: the slot holds another version.
     #[error("slot holds version {current}, not the version {replaces} this write replaces; read it and retry")]
     Conflict { current: u64, replaces: u64 },
-    /// A CPU lease of no cores or no time.
-    #[error("a CPU lease needs at least one core for at least one second")]
-    EmptyLease,
+    /// A job refused, or a job request that failed.
+    #[error(transparent)]
+    Job(#[from] crate::jobs::JobError),
     /// A second commit of a share that is already stored.
     #[error("share already stored")]
     AlreadyStored,
@@ -122,6 +122,7 @@ impl NodeError {
             Self::Conflict { .. } => ErrorCode::Conflict,
             Self::Store(_) => ErrorCode::Internal,
             Self::Billing(b) => b.code(),
+            Self::Job(j) => j.code(),
             _ => ErrorCode::Invalid,
         }
     }

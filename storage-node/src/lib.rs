@@ -9,6 +9,7 @@ pub mod daemon;
 mod disk;
 pub mod earnings;
 mod error;
+pub mod jobs;
 pub mod keys;
 mod memory;
 mod server;

@@ -14,11 +14,13 @@ use bitcoin::OutPoint;
 use blackbox_chain::{burn_script, Chain, DevChain};
 use blackbox_core::Prices;
 use blackbox_net::offer::{Availability, Offer, Resources};
+use blackbox_net::wire::{JobReport, JobSpec};
 use blackbox_net::{ErrorCode, Keypair, PeerId, Request, RequestHandler, Response};
 use blackbox_payments::channel::public_key;
 use blackbox_payments::wallet::{receive_script, spend};
 use blackbox_payments::{ChannelParams, PayerChannel, Usage};
 use blackbox_storage_node::billing::{Billing, BillingConfig};
+use blackbox_storage_node::jobs::{Capacity, ComputeConfig, Jobs};
 use blackbox_storage_node::{MemoryStore, StorageServer};
 use proptest::prelude::*;
 
@@ -41,7 +43,43 @@ struct World {
     server: StorageServer<MemoryStore>,
     payers: Vec<Payer>,
     cfg: BillingConfig,
+    _rt: tokio::runtime::Runtime,
     _dir: tempfile::TempDir,
+}
+
+const SPIN: &str = "(module (memory (export \"memory\") 1) (func (export \"_start\") (loop $l (br $l))))";
+
+fn spin(fuel: u64) -> Request {
+    Request::JobStart(JobSpec {
+        module: SPIN.into(),
+        args: vec!["spin".into()],
+        inputs: Vec::new(),
+        fuel,
+        memory: 1 << 20,
+        timeout_secs: 60,
+        cores: 1,
+    })
+}
+
+fn poll(job: u64, accept_fuel: u64, accept_core_secs: u64) -> Request {
+    Request::JobPoll { job, stdout_from: 0, stderr_from: 0, accept_fuel, accept_core_secs }
+}
+
+/// Starts a job of `fuel` for `p` (paid by its newest update, nothing charged) and waits for its
+/// end, accepting no charge; returns the job and its final report.
+fn ended_job(server: &StorageServer<MemoryStore>, p: &Payer, fuel: u64) -> (u64, JobReport) {
+    let req = Request::Paid { update: update(p), inner: Box::new(spin(fuel)) };
+    let Response::Receipt { charged: 0, inner, .. } = server.handle(&p.peer, req) else { panic!("no receipt") };
+    let Response::JobStarted { job } = *inner else { panic!("not started: {inner:?}") };
+    loop {
+        let req = Request::Paid { update: update(p), inner: Box::new(poll(job, 0, 0)) };
+        let Response::Receipt { charged: 0, inner, .. } = server.handle(&p.peer, req) else { panic!("poll") };
+        let Response::Job(report) = *inner else { panic!("no report: {inner:?}") };
+        if report.end.is_some() {
+            return (job, report);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// A node with billing on a fresh devnet chain, and two payers with a channel each.
@@ -77,9 +115,14 @@ fn world() -> World {
         dir: dir.path().join("channels"),
     };
     let billing = Billing::open(cfg.clone()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let compute = ComputeConfig { enabled: true, max_jobs: 16, max_jobs_per_peer: 16, ..ComputeConfig::default() };
+    let capacity = Capacity { millicores: 16_000, ram: 1 << 30, availability: Availability::Always };
+    let jobs = Jobs::new(compute, capacity, dir.path().join("jobs"), None, rt.handle().clone()).unwrap();
     let server = StorageServer::new(MemoryStore::new(), 1 << 30, Duration::from_secs(600))
         .unwrap()
-        .with_billing(Arc::new(billing));
+        .with_billing(Arc::new(billing))
+        .with_jobs(Arc::new(jobs));
     let mut payers = Vec::new();
     for b in 1..=2u8 {
         let key = SecretKey::from_slice(&[b; 32]).unwrap();
@@ -102,29 +145,29 @@ fn world() -> World {
         assert!(matches!(server.handle(&peer, open), Response::Channel { .. }));
         payers.push(Payer { peer, key, channel: PayerChannel::new(p).unwrap(), owed: 0 });
     }
-    World { server, payers, cfg, _dir: dir }
+    World { server, payers, cfg, _rt: rt, _dir: dir }
 }
 
 #[derive(Debug, Clone)]
 enum Op {
-    /// Payer `who` signs `extra` more and leases CPU for `secs` seconds.
-    Cpu { who: usize, extra: u64, secs: u32 },
+    /// Payer `who` runs a job of `mfuel` million fuel, then signs `extra` more and accepts its charge.
+    Job { who: usize, extra: u64, mfuel: u64 },
     /// Payer `who` asks the status of channel `of`, paying nothing new.
     Status { who: usize, of: usize },
     /// Payer `who` signs an update on the other payer's channel with its own key.
     Forge { who: usize, amount: u64 },
     /// A billed request without an envelope.
-    Unpaid { secs: u32 },
+    Unpaid { mfuel: u64 },
     /// Payer `who` resends its newest update with a request that fails (no such file to renew).
     Failing { who: usize },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0..2usize, 0u64..5_000, 1u32..400).prop_map(|(who, extra, secs)| Op::Cpu { who, extra, secs }),
+        (0..2usize, 0u64..5_000, 1u64..50).prop_map(|(who, extra, mfuel)| Op::Job { who, extra, mfuel }),
         (0..2usize, 0..2usize).prop_map(|(who, of)| Op::Status { who, of }),
         (0..2usize, 1u64..900_000).prop_map(|(who, amount)| Op::Forge { who, amount }),
-        (1u32..100).prop_map(|secs| Op::Unpaid { secs }),
+        (1u64..100).prop_map(|mfuel| Op::Unpaid { mfuel }),
         (0..2usize).prop_map(|who| Op::Failing { who }),
     ]
 }
@@ -146,16 +189,20 @@ proptest! {
         let mut w = world();
         for op in ops {
             match op {
-                Op::Cpu { who, extra, secs } => {
+                Op::Job { who, extra, mfuel } => {
                     let p = &mut w.payers[who];
-                    let cost = Usage::default().with_cpu(u64::from(secs)).owed(&PRICES);
+                    if p.channel.paid == 0 { p.channel.paid = 1; }
+                    let (job, report) = ended_job(&w.server, p, mfuel * 1_000_000);
+                    prop_assert_eq!(report.fuel, mfuel * 1_000_000, "a spin stops at exactly its fuel");
+                    let cost = Usage::default().with_fuel(report.fuel).with_cpu(report.core_secs).owed(&PRICES);
                     p.channel.paid = (p.channel.paid + extra).min(p.channel.params.max_payable());
-                    let req = Request::Paid { update: update(p), inner: Box::new(Request::LeaseCpu { cores: 1, secs }) };
+                    let req = Request::Paid { update: update(p), inner: Box::new(poll(job, u64::MAX, u64::MAX)) };
                     let Response::Receipt { charged, owed, inner } = w.server.handle(&p.peer, req) else {
                         return Err(TestCaseError::fail("no receipt"));
                     };
                     if p.owed + cost <= p.channel.paid {
-                        prop_assert_eq!(*inner, Response::Ok);
+                        let paid_fuel = match *inner { Response::Job(r) => r.fuel_charged, _ => 0 };
+                        prop_assert_eq!(paid_fuel, report.fuel);
                         prop_assert_eq!(charged, cost);
                     } else {
                         prop_assert!(matches!(*inner, Response::Error { code: ErrorCode::PaymentRequired, .. }), "not refused");
@@ -184,12 +231,12 @@ proptest! {
                 Op::Forge { who, amount } => {
                     let victim = &w.payers[1 - who];
                     let forged = PayerChannel { params: victim.channel.params, paid: 0 }.sign(amount, &w.payers[who].key).unwrap();
-                    let inner = Box::new(Request::LeaseCpu { cores: 1, secs: 60 });
+                    let inner = Box::new(spin(1_000_000));
                     let r = w.server.handle(&w.payers[who].peer, Request::Paid { update: forged.encode().into(), inner });
                     prop_assert!(matches!(r, Response::Error { .. }), "forged payment accepted: {:?}", r);
                 }
-                Op::Unpaid { secs } => {
-                    let r = w.server.handle(&w.payers[0].peer, Request::LeaseCpu { cores: 1, secs });
+                Op::Unpaid { mfuel } => {
+                    let r = w.server.handle(&w.payers[0].peer, spin(mfuel * 1_000_000));
                     prop_assert!(matches!(r, Response::Error { code: ErrorCode::PaymentRequired, .. }), "unpaid request served");
                 }
                 Op::Failing { who } => {
@@ -230,13 +277,17 @@ fn concurrent_charges_are_all_durable() {
     p.channel.paid = 400_000;
     let (signed, peer, funding) = (update(p), p.peer, p.channel.params.funding);
     let server = &w.server;
+    const FUEL: u64 = 20_000_000;
+    let jobs: Vec<u64> = (0..8).map(|_| ended_job(server, &w.payers[0], FUEL).0).collect();
     let charged: u64 = std::thread::scope(|s| {
-        let threads: Vec<_> = (0..8)
-            .map(|_| {
-                s.spawn(|| {
+        let threads: Vec<_> = jobs
+            .iter()
+            .map(|&job| {
+                let signed = signed.clone();
+                s.spawn(move || {
                     let mut sum = 0;
-                    for _ in 0..20 {
-                        let inner = Box::new(Request::LeaseCpu { cores: 1, secs: 10 });
+                    for i in 1..=20 {
+                        let inner = Box::new(poll(job, i * FUEL / 20, 0));
                         match server.handle(&peer, Request::Paid { update: signed.clone(), inner }) {
                             Response::Receipt { charged, .. } => sum += charged,
                             other => panic!("{other:?}"),
@@ -248,7 +299,7 @@ fn concurrent_charges_are_all_durable() {
             .collect();
         threads.into_iter().map(|t| t.join().unwrap()).sum()
     });
-    assert_eq!(charged, 160 * Usage::default().with_cpu(10).owed(&PRICES));
+    assert_eq!(charged, Usage::default().with_fuel(8 * FUEL).owed(&PRICES));
     let restarted = Billing::open(w.cfg.clone()).unwrap();
     assert_eq!(restarted.owed(&funding), charged);
 }

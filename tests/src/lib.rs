@@ -275,6 +275,16 @@ pub fn line_of<'a>(report: &'a str, peer: &str) -> &'a str {
 /// One channel row of `node earnings`: stored byte-seconds, served bytes, earned, received.
 pub type Row = (u128, u64, u64, u64);
 
+/// The core-seconds and job fuel of the channel rows of a `node earnings` text, summed.
+pub fn job_usage(earnings_text: &str) -> (u64, u64) {
+    let rows = earnings_text.lines().filter(|l| l.contains(":0 ") || l.contains(":1 "));
+    rows.map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f[3].parse::<u64>().unwrap(), f[4].parse::<u64>().unwrap())
+    })
+    .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+}
+
 /// Parses `node earnings`: the channel rows, the number of confirmed closes, and the text.
 pub fn earnings(net: &Devnet, i: usize) -> (Vec<Row>, usize, String) {
     let cfg = net.node_dir(i).join("node.toml");
@@ -286,7 +296,7 @@ pub fn earnings(net: &Devnet, i: usize) -> (Vec<Row>, usize, String) {
         .filter(|l| l.contains(":0 ") || l.contains(":1 "))
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f[1].parse().unwrap(), f[2].parse().unwrap(), f[4].parse().unwrap(), f[5].parse().unwrap())
+            (f[1].parse().unwrap(), f[2].parse().unwrap(), f[5].parse().unwrap(), f[6].parse().unwrap())
         })
         .collect();
     let confirmed = text.matches("confirmed (").count();

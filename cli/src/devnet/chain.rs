@@ -46,13 +46,13 @@ pub(super) fn start_chain(root: &Path) -> Result<DevnetChain> {
     Ok(DevnetChain { chain, _server: server, rpc })
 }
 
-/// Gives the client's wallet spendable devnet coins (101 blocks to its address) if it has none.
-pub(super) fn fund_wallet(chain: &DevChain, client_data: &Path) -> Result<()> {
+/// Gives the client's wallet devnet coins (`blocks` blocks to its address) if it has none; they
+/// are spendable once 100 more blocks are mined.
+pub(super) fn fund_wallet(chain: &DevChain, client_data: &Path, blocks: u32) -> Result<()> {
     let key = blackbox_client::pay::load_or_create_wallet_key(client_data)?;
     let script = blackbox_payments::wallet::receive_script(&key);
     if chain.unspent(&script)?.is_empty() {
-        // 120 blocks: 21 coins of 50 BTC are mature at once, so many channels can open in parallel.
-        chain.mine(120, &script)?;
+        chain.mine(blocks, &script)?;
         info!("funded the client wallet with devnet coins");
     }
     Ok(())

@@ -15,6 +15,7 @@ use blackbox_chain::{burn_script, Chain};
 use blackbox_client::config::{ClientConfig, ClientPayments};
 use blackbox_storage_node::config::{OfferConfig, PaymentsConfig};
 use blackbox_storage_node::daemon::NodeInfo;
+use blackbox_storage_node::jobs::ComputeConfig;
 use blackbox_storage_node::NodeConfig;
 use blackbox_util::{write_atomic, write_secret, ByteSize};
 
@@ -68,6 +69,8 @@ impl UpArgs {
             egress_sat_per_gb: 1_000_000,
             cpu_sat_per_core_hour: 3_600,
             fuel_sat_per_gfuel: 1_000,
+            cpu_cores: 2.0,
+            ram: ByteSize(2 << 30),
             region: if self.regions > 0 { format!("r{}", i % self.regions) } else { String::new() },
             ..OfferConfig::default()
         }
@@ -101,6 +104,11 @@ fn ensure_node_config(
             quota,
             threads: 1,
             payments: payments.clone(),
+            compute: ComputeConfig {
+                enabled: true,
+                fetch_client: Some(PathBuf::from(FETCH_CLIENT)),
+                ..ComputeConfig::default()
+            },
             ..NodeConfig::default()
         };
         save_node_config(&path, cfg)?;
@@ -115,6 +123,33 @@ fn save_node_config(path: &Path, mut cfg: NodeConfig) -> Result<()> {
 }
 
 const ANY_PORT: &str = "/ip4/127.0.0.1/tcp/0";
+/// The client config each devnet node reads job inputs with (its own wallet pays the others).
+const FETCH_CLIENT: &str = "fetch-client.toml";
+
+/// Writes each node's fetch client config (beside its node config) and funds its wallet.
+fn write_fetch_clients(args: &UpArgs, root: &Path, chain: Option<&DevnetChain>, bootstrap: &str) -> Result<()> {
+    for i in 0..args.nodes {
+        let dir = node_dir(root, i);
+        let client = ClientConfig {
+            bootstrap: vec![bootstrap.to_string()],
+            data_dir: PathBuf::from("fetch-client-data"),
+            total: args.nodes.min(ClientConfig::default().total),
+            payments: chain.map(|c| ClientPayments {
+                chain: c.rpc.clone(),
+                channel_blocks: args.channel_blocks,
+                channel_capacity_sat: 2_000_000,
+                ..ClientPayments::default()
+            }),
+            ..ClientConfig::default()
+        };
+        if let Some(c) = chain {
+            fund_wallet(&c.chain, &dir.join("fetch-client-data"), 4)?;
+        }
+        let path = dir.join(FETCH_CLIENT);
+        write_secret(&path, toml::to_string(&client)?.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
 
 /// Rewrites the config of every node that started on an OS-picked port with the port it got, so a
 /// restart of the devnet finds each node where `client.toml` says it is.
@@ -176,7 +211,9 @@ fn write_client_config(args: &UpArgs, root: &Path, chain: Option<&DevnetChain>, 
         }
     });
     if let Some(c) = chain {
-        fund_wallet(&c.chain, &root.join("client-data"))?;
+        // 120 blocks: 21 coins of 50 BTC are mature at once, so many channels can open in parallel
+        // (and the nodes' fetch wallets funded before mature too).
+        fund_wallet(&c.chain, &root.join("client-data"), 120)?;
     }
     let text = toml::to_string(&client)?;
     let write = if chain.is_some() { write_secret } else { write_atomic };
@@ -252,6 +289,7 @@ pub async fn up(args: UpArgs) -> Result<ExitCode> {
         }
     };
     wait_discoverable(&bootstrap, args.nodes).await;
+    write_fetch_clients(&args, &root, chain.as_ref(), &bootstrap)?;
     let client_path = write_client_config(&args, &root, chain.as_ref(), bootstrap)?;
     let gateway_path = write_gateway_config(&root)?;
     println!("devnet ready: {} nodes; client config {}", args.nodes, client_path.display());

@@ -97,7 +97,28 @@ fn request() -> impl Strategy<Value = Request> {
             Request::Paid { update: u.into(), inner: Box::new(Request::ReadBlocks { si, share, start: 1, count: 2 }) }
         }),
         (any::<[u8; 32]>(), any::<u32>()).prop_map(|(txid, vout)| Request::ChannelStatus { txid, vout }),
-        (any::<u32>(), any::<u32>()).prop_map(|(cores, secs)| Request::LeaseCpu { cores, secs }),
+        (
+            proptest::collection::vec(any::<u8>(), 0..200),
+            proptest::collection::vec("\\PC{0,20}", 0..4),
+            proptest::collection::vec(("[a-z]{1,8}", "bb:[a-z0-9:]{1,60}"), 0..4),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u32>(),
+            any::<u32>()
+        )
+            .prop_map(|(m, args, inputs, fuel, memory, timeout_secs, cores)| Request::JobStart(
+                crate::wire::JobSpec { module: m.into(), args, inputs, fuel, memory, timeout_secs, cores }
+            )),
+        any::<[u64; 5]>().prop_map(|n| Request::JobPoll {
+            job: n[0],
+            stdout_from: n[1],
+            stderr_from: n[2],
+            accept_fuel: n[3],
+            accept_core_secs: n[4]
+        }),
+        (any::<u64>(), "[a-z.]{1,20}", any::<u64>())
+            .prop_map(|(job, name, offset)| Request::JobOutput { job, name, offset }),
+        any::<u64>().prop_map(|job| Request::JobCancel { job }),
         si.prop_map(|si| Request::Leases { si }),
         (
             si,
@@ -183,8 +204,28 @@ fn response() -> impl Strategy<Value = Response> {
             g.into_iter().map(|(shares, h)| crate::wire::SlotGroup { shares, header: h.into() }).collect()
         )),
         Just(Response::error(ErrorCode::Conflict, "slot holds version 3")),
-        (any::<u64>(), any::<u64>(), any::<u128>(), any::<u64>(), any::<u64>())
-            .prop_map(|(paid, owed, stored, served, cpu)| Response::Channel { paid, owed, stored, served, cpu }),
+        (any::<u64>(), any::<u64>(), any::<u128>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+            |(paid, owed, stored, served, cpu, fuel)| Response::Channel { paid, owed, stored, served, cpu, fuel }
+        ),
+        any::<u64>().prop_map(|job| Response::JobStarted { job }),
+        (
+            any::<[u64; 6]>(),
+            proptest::collection::vec(any::<u8>(), 0..100),
+            proptest::collection::vec(("[a-z]{1,8}", any::<u64>()), 0..3),
+            proptest::option::of((any::<u8>(), any::<i32>(), "\\PC{0,40}", any::<[u8; 32]>()))
+        )
+            .prop_map(|(n, out, outputs, end)| Response::Job(crate::wire::JobReport {
+                fuel: n[0],
+                fuel_charged: n[1],
+                core_secs: n[2],
+                core_secs_charged: n[3],
+                stdout_len: n[4],
+                stderr_len: n[5],
+                stdout: out.clone().into(),
+                stderr: out.into(),
+                outputs,
+                end: end.map(|(code, exit, message, digest)| crate::wire::JobEnd { code, exit, message, digest }),
+            })),
     ]
 }
 

@@ -160,7 +160,7 @@ impl Billing {
             return Err(BillingError::BadOffer("the offer names another payment key".into()));
         }
         // Known already: told as opened, nothing of its state (that is for its payer only).
-        let opened = Response::Channel { paid: 0, owed: 0, stored: 0, served: 0, cpu: 0 };
+        let opened = Response::Channel { paid: 0, owed: 0, stored: 0, served: 0, cpu: 0, fuel: 0 };
         if let Ok(ch) = self.books(&p.funding) {
             return if lock(&ch.books).account.channel.params == p {
                 Ok(opened)
@@ -339,5 +339,6 @@ fn channel_state(a: &Account) -> Response {
         stored: a.usage.storage_byte_secs,
         served: a.usage.egress_bytes,
         cpu: a.usage.cpu_core_secs,
+        fuel: a.usage.fuel,
     }
 }

@@ -4,6 +4,7 @@
 mod audit;
 #[cfg(feature = "faults")]
 mod faults;
+mod job;
 mod lease;
 mod pay;
 mod read;
@@ -73,6 +74,8 @@ pub struct StorageServer<S> {
     charged_requests: std::sync::atomic::AtomicU64,
     /// Payment channels and billing; `None`: the node serves for free.
     billing: Option<std::sync::Arc<crate::billing::Billing>>,
+    /// Buyers' jobs; `None`: the node runs none.
+    jobs: Option<std::sync::Arc<crate::jobs::Jobs>>,
 }
 
 /// The outcome of one request.
@@ -110,6 +113,7 @@ impl<S: ShareStore> StorageServer<S> {
             #[cfg(feature = "faults")]
             charged_requests: Default::default(),
             billing: None,
+            jobs: None,
         })
     }
 
@@ -197,7 +201,12 @@ impl<S: ShareStore> StorageServer<S> {
             Request::Paid { .. } if bill.channel.is_some() => Err(NodeError::NestedPayment),
             Request::Paid { update, inner } => self.paid(from, &update, *inner),
             Request::ChannelStatus { txid, vout } => self.channel_status(bill, txid, vout),
-            Request::LeaseCpu { cores, secs } => self.lease_cpu(bill, cores, secs),
+            Request::JobStart(spec) => self.job_start(from, spec, bill),
+            Request::JobPoll { job, stdout_from, stderr_from, accept_fuel, accept_core_secs } => {
+                self.job_poll(from, job, (stdout_from, stderr_from), (accept_fuel, accept_core_secs), bill)
+            }
+            Request::JobOutput { job, name, offset } => self.job_output(from, job, &name, offset, bill),
+            Request::JobCancel { job } => self.job_cancel(from, job),
             Request::Leases { si } => self.leases_of(si),
             Request::SlotAllocate { si, share, verifying_key, header, replaces, lease_secs } => {
                 self.slot_allocate(from, (si, share), verifying_key, &header, replaces, lease_secs)

@@ -1,11 +1,10 @@
 //! The glue between requests and billing: the channel a `Paid` envelope proves, charges at that
-//! channel's prices recorded on the request's bill (its receipt), channel status, CPU leases.
+//! channel's prices recorded on the request's bill (its receipt), channel status.
 
 use std::cell::Cell;
 use std::sync::Arc;
 
 use bitcoin::OutPoint;
-use tracing::info;
 
 use blackbox_net::Response;
 use blackbox_payments::Usage;
@@ -88,15 +87,5 @@ impl<S: ShareStore> StorageServer<S> {
         use bitcoin::hashes::Hash;
         let funding = OutPoint { txid: bitcoin::Txid::from_byte_array(txid), vout };
         Ok(self.billing_or_free()?.status(bill.channel.as_ref(), funding)?)
-    }
-
-    pub(super) fn lease_cpu(&self, bill: &Bill, cores: u32, secs: u32) -> Reply {
-        if cores == 0 || secs == 0 {
-            return Err(NodeError::EmptyLease);
-        }
-        let core_secs = u64::from(cores) * u64::from(secs);
-        self.charge(bill, Usage::default().with_cpu(core_secs), "this CPU lease")?;
-        info!(cores, secs, "CPU lease granted");
-        Ok(Response::Ok)
     }
 }
