@@ -4,6 +4,7 @@ pub mod channel;
 pub mod dht;
 pub mod dir;
 pub mod e2e;
+pub mod job;
 pub mod mount;
 pub mod proofs;
 pub mod s3;

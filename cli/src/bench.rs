@@ -29,6 +29,12 @@ pub enum BenchAction {
     /// The FUSE drive beside the CLI: dd of a large file both ways, `ls -l` of 10,000 entries,
     /// `find` over 10,000 files, the mount's peak RSS (needs /dev/fuse; as root or with fusermount3).
     Mount(MountArgs),
+    /// The job sandbox: a word count in wasmtime beside native, fuel per second, job start latency.
+    Job {
+        /// MiB of text to count.
+        #[arg(long, default_value_t = 64)]
+        mib: usize,
+    },
     /// Payment channel updates signed and verified per second on one core.
     Channel {
         /// Seconds to run each side.
@@ -125,6 +131,11 @@ pub async fn run(_config: Option<PathBuf>, action: BenchAction) -> Result<ExitCo
                 let report = tokio::task::spawn_blocking(move || blackbox_benches::measure(k, n, seconds)).await?;
                 println!("{report}");
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchAction::Job { mib } => {
+            let report = tokio::task::spawn_blocking(move || blackbox_benches::job::measure_job(mib)).await??;
+            println!("{report}");
             Ok(ExitCode::SUCCESS)
         }
         BenchAction::Channel { seconds } => {

@@ -166,7 +166,9 @@ async fn store(s: &blackbox_client::Session, dir: &str, stdout: &[u8], files: &[
         let local = tmp.path().join("out");
         std::fs::write(&local, data)?;
         let path = format!("{}/{name}", dir.trim_end_matches('/'));
-        s.put_path(&local, &path, &PutOptions::default(), true).await.with_context(|| format!("cannot store {path}"))?;
+        s.put_path(&local, &path, &PutOptions::default(), true)
+            .await
+            .with_context(|| format!("cannot store {path}"))?;
         eprintln!("stored {path} ({} bytes)", data.len());
     }
     Ok(())

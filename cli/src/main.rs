@@ -187,7 +187,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let path = config.ok_or_else(|| anyhow::anyhow!("`node run` needs --config NODE.toml"))?;
             let cfg = blackbox_storage_node::NodeConfig::load(&path)?;
             let fetcher = cfg.compute.fetch_client.clone().map(|c| {
-                std::sync::Arc::new(fetch::GridFetcher::new(c)) as std::sync::Arc<dyn blackbox_storage_node::jobs::InputFetcher>
+                std::sync::Arc::new(fetch::GridFetcher::new(c))
+                    as std::sync::Arc<dyn blackbox_storage_node::jobs::InputFetcher>
             });
             blackbox_storage_node::daemon::run(cfg, fetcher).await?;
             Ok(ExitCode::SUCCESS)

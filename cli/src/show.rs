@@ -4,6 +4,7 @@ use blackbox_client::nodes::NodeRow;
 use blackbox_client::wallet::{ChannelState, WalletReport};
 use blackbox_client::{AuditReport, CheckReport, UploadReport, Verdict};
 use blackbox_core::VerifyCap;
+use blackbox_net::offer::Availability;
 use blackbox_storage_node::earnings::{CloseState, Earnings};
 use blackbox_util::ByteSize;
 
@@ -129,12 +130,16 @@ pub(crate) fn node_json(r: &NodeRow) -> String {
 /// The node table.
 pub(crate) fn node_table(rows: &[NodeRow]) {
     println!(
-        "{:<54} {:<24} {:>9} {:>8} {:<8} {:>5} {:>5} {:>6} {:>7} {:>22} {:>6}",
+        "{:<54} {:<24} {:>9} {:>8} {:<8} {:>5} {:>9} {:>9} {:<11} {:>5} {:>5} {:>6} {:>7} {:>22} {:>6}",
         "PEER",
         "ADDRESS",
         "SAT/GB-MO",
         "SAT/GB",
         "REGION",
+        "CORES",
+        "RAM",
+        "SAT/GFUEL",
+        "JOBS WHEN",
         "REPUT",
         "SCORE",
         "SHARES",
@@ -152,8 +157,24 @@ pub(crate) fn node_table(rows: &[NodeRow]) {
         let (price, egress, region) = r.offer.as_ref().map_or(("-".into(), "-".into(), "-".into()), |o| {
             (o.prices.storage_sat_per_gb_month.to_string(), o.prices.egress_sat_per_gb.to_string(), o.region.clone())
         });
+        let (cores, ram, fuel, when) = r.offer.as_ref().map_or(("-".into(), "-".into(), "-".into(), "-".into()), |o| {
+            let when = match o.availability {
+                Availability::Always => "always".to_string(),
+                Availability::WhenIdle => "when-idle".to_string(),
+                Availability::DailyUtc { start_minute: a, end_minute: b } => {
+                    format!("{:02}:{:02}-{:02}:{:02}", a / 60, a % 60, b / 60, b % 60)
+                }
+            };
+            let r = &o.resources;
+            (
+                format!("{:.1}", f64::from(r.cpu_millicores) / 1000.0),
+                ByteSize(r.ram_bytes).to_string(),
+                o.prices.fuel_sat_per_gfuel.to_string(),
+                when,
+            )
+        });
         println!(
-            "{peer:<54} {addr:<24} {price:>9} {egress:>8} {:<8} {:>5.2} {:>5} {:>6} {:>7} {:>22} {:>4}ms",
+            "{peer:<54} {addr:<24} {price:>9} {egress:>8} {:<8} {cores:>5} {ram:>9} {fuel:>9} {when:<11} {:>5.2} {:>5} {:>6} {:>7} {:>22} {:>4}ms",
             if region.is_empty() { "-".into() } else { region },
             r.reputation,
             r.score.map_or("avoid".into(), |s| format!("{s:.2}")),

@@ -50,7 +50,8 @@ pub struct JobResult {
 impl Session {
     /// The file cap an input names: a file cap as it is, else a path's read cap.
     pub async fn input_cap(&self, input: &str) -> Result<String, ClientError> {
-        let is_file_cap = input.starts_with("bb:lit:") || input.starts_with("bb:multi:") || input.parse::<ReadCap>().is_ok();
+        let is_file_cap =
+            input.starts_with("bb:lit:") || input.starts_with("bb:multi:") || input.parse::<ReadCap>().is_ok();
         if is_file_cap {
             return Ok(input.to_string());
         }
@@ -144,7 +145,12 @@ impl Session {
     }
 
     /// Starts replicas on distinct nodes, follows them without paying their end, compares.
-    async fn run_verified(&self, spec: &JobSpec, candidates: &[NodeRef], replicas: usize) -> Result<JobResult, ClientError> {
+    async fn run_verified(
+        &self,
+        spec: &JobSpec,
+        candidates: &[NodeRef],
+        replicas: usize,
+    ) -> Result<JobResult, ClientError> {
         let mut next = candidates.iter();
         let mut runs = self.start_replicas(spec, &mut next, replicas).await?;
         let key = |r: &JobRun| r.report.end.as_ref().map(|e| (e.digest, r.report.fuel));

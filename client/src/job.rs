@@ -134,7 +134,8 @@ impl<T: Transport> Client<T> {
                 Err(_) => failures += 1,
             }
             on_output(&run.stdout[o..], &run.stderr[e..]);
-            let drained = run.stdout.len() as u64 >= run.report.stdout_len && run.stderr.len() as u64 >= run.report.stderr_len;
+            let drained =
+                run.stdout.len() as u64 >= run.report.stdout_len && run.stderr.len() as u64 >= run.report.stderr_len;
             if run.report.end.is_some() && drained && (!settle || run.settled()) {
                 return Ok(());
             }

@@ -248,7 +248,7 @@ fn watchdog(
         if started.elapsed() > limits.timeout {
             return stop(Stop::Timeout);
         }
-        if streams.full() || (ticks % 10 == 0 && crate::workspace::dir_bytes(&scratch) > limits.max_output) {
+        if streams.full() || (ticks.is_multiple_of(10) && crate::workspace::dir_bytes(&scratch) > limits.max_output) {
             return stop(Stop::OutputTooLarge);
         }
         let used = limits.fuel.saturating_sub(ctx.get_fuel().unwrap_or(0));

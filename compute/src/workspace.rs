@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use crate::{check_name, ComputeError};
 
+/// Output files by name, with their bytes.
+pub type Files = Vec<(String, Vec<u8>)>;
+
 /// One job's private directory.
 #[derive(Debug)]
 pub struct Workspace {
@@ -61,7 +64,7 @@ impl Workspace {
 
     /// The regular files at the top of the scratch directory, sorted by name, if together they
     /// are at most `max` bytes.
-    pub fn outputs(&self, max: u64) -> Result<Option<Vec<(String, Vec<u8>)>>, ComputeError> {
+    pub fn outputs(&self, max: u64) -> Result<Option<Files>, ComputeError> {
         let mut out = Vec::new();
         let mut total = 0u64;
         for entry in fs::read_dir(self.scratch())? {

@@ -148,7 +148,8 @@ fn open_server(
             ram: o.ram.0,
             availability: o.availability()?,
         };
-        let jobs = Jobs::new(cfg.compute.clone(), capacity, dir.join("jobs"), fetcher, tokio::runtime::Handle::current())?;
+        let jobs =
+            Jobs::new(cfg.compute.clone(), capacity, dir.join("jobs"), fetcher, tokio::runtime::Handle::current())?;
         #[cfg(feature = "faults")]
         jobs.wrong_results.store(cfg.fault_wrong_job_results, std::sync::atomic::Ordering::Relaxed);
         info!(cores = o.cpu_cores, ram = o.ram.0, "jobs on: WebAssembly jobs are run and billed per fuel");

@@ -146,7 +146,8 @@ fn write_fetch_clients(args: &UpArgs, root: &Path, chain: Option<&DevnetChain>, 
             fund_wallet(&c.chain, &dir.join("fetch-client-data"), 4)?;
         }
         let path = dir.join(FETCH_CLIENT);
-        write_secret(&path, toml::to_string(&client)?.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+        write_secret(&path, toml::to_string(&client)?.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }

@@ -158,6 +158,17 @@ impl JobReport {
             }),
             other => return Err(WireError::UnknownKind(other)),
         };
-        Ok(Self { fuel, fuel_charged, core_secs, core_secs_charged, stdout_len, stderr_len, stdout, stderr, outputs, end })
+        Ok(Self {
+            fuel,
+            fuel_charged,
+            core_secs,
+            core_secs_charged,
+            stdout_len,
+            stderr_len,
+            stdout,
+            stderr,
+            outputs,
+            end,
+        })
     }
 }

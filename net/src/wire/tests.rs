@@ -116,8 +116,11 @@ fn request() -> impl Strategy<Value = Request> {
             accept_fuel: n[3],
             accept_core_secs: n[4]
         }),
-        (any::<u64>(), "[a-z.]{1,20}", any::<u64>())
-            .prop_map(|(job, name, offset)| Request::JobOutput { job, name, offset }),
+        (any::<u64>(), "[a-z.]{1,20}", any::<u64>()).prop_map(|(job, name, offset)| Request::JobOutput {
+            job,
+            name,
+            offset
+        }),
         any::<u64>().prop_map(|job| Request::JobCancel { job }),
         si.prop_map(|si| Request::Leases { si }),
         (

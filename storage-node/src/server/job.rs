@@ -51,7 +51,14 @@ impl<S: ShareStore> StorageServer<S> {
         Ok(Response::JobStarted { job: id })
     }
 
-    pub(super) fn job_poll(&self, from: &PeerId, id: u64, streams: (u64, u64), accept: (u64, u64), bill: &Bill) -> Reply {
+    pub(super) fn job_poll(
+        &self,
+        from: &PeerId,
+        id: u64,
+        streams: (u64, u64),
+        accept: (u64, u64),
+        bill: &Bill,
+    ) -> Reply {
         let job = self.own_job(from, id, bill)?;
         let core_secs = job.core_secs();
         let mut p = job.progress();
@@ -87,7 +94,11 @@ impl<S: ShareStore> StorageServer<S> {
             stderr_len: stderr.len() as u64,
             stdout: chunk(&stdout, streams.0),
             stderr: chunk(&stderr, streams.1),
-            outputs: if ended { p.outputs.iter().map(|(n, d)| (n.clone(), d.len() as u64)).collect() } else { Vec::new() },
+            outputs: if ended {
+                p.outputs.iter().map(|(n, d)| (n.clone(), d.len() as u64)).collect()
+            } else {
+                Vec::new()
+            },
             end: p.end.clone(),
         }))
     }
