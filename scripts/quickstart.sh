@@ -32,6 +32,11 @@ echo "a note" | "$bin" put - /photos/2026/note.txt > /dev/null
 "$bin" get /photos/2026/big.bin -o "$work/file.path"
 cmp "$work/file" "$work/file.path"
 "$bin" check --recursive / | tail -n 1
+# A job near the data: a WebAssembly word count, run on a provider's node, paid per fuel.
+yes "the quick brown fox jumps over the lazy dog" | head -n 100000 | "$bin" put - /words.txt > /dev/null
+words=$("$bin" job run compute/jobs/wordcount.wat --input /words.txt --arg words.txt)
+[ "$words" = 900000 ] || { echo "word count job returned '$words'"; exit 1; }
+echo "word count job: $words words"
 # The S3 gateway with a stock client: aws s3 (installed into .venv by setup.sh).
 "$bin" gateway --config "$work/net/gateway.toml" > "$work/gateway.out" 2> "$work/gateway.log" &
 gateway=$!
@@ -48,4 +53,4 @@ aws s3 cp --only-show-errors s3://photos/big.bin "$work/file.s3"
 cmp "$work/file" "$work/file.s3"
 "$bin" ls -l /s3/photos
 "$bin" wallet
-echo "round trip OK: 64 MiB stored on 10 nodes (3-of-10), paid for, audited and read back identically (CLI, paths, S3)"
+echo "round trip OK: 64 MiB stored on 10 nodes (3-of-10), paid for, audited and read back identically (CLI, paths, S3), and a paid word-count job"
