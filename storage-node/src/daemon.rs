@@ -17,6 +17,7 @@ use blackbox_util::{now_secs, write_atomic};
 
 use crate::billing::{Billing, BillingConfig, LoadError};
 use crate::config::AvailabilityError;
+use crate::egress::MonthlyEgress;
 use crate::jobs::{Capacity, InputFetcher, Jobs};
 use crate::keys::{load_or_create_identity, load_payment_secret, payment_public_key, KeyError};
 use crate::{DiskStore, LeasePolicy, NodeConfig, ShareStore, StorageServer, StoreError};
@@ -137,7 +138,8 @@ fn open_server(
     let store = DiskStore::open(&dir.join("store")).map_err(store_err)?;
     let mut server = StorageServer::new(store, cfg.quota.0, Duration::from_secs(cfg.upload_timeout_secs))
         .map_err(store_err)?
-        .with_leases(LeasePolicy { default_secs: cfg.lease_default_secs, max_secs: cfg.lease_max_secs });
+        .with_leases(LeasePolicy { default_secs: cfg.lease_default_secs, max_secs: cfg.lease_max_secs })
+        .with_egress(MonthlyEgress::open(Some(dir.join("egress-month"))), cfg.offer.bandwidth_per_month.0);
     if let Some(b) = billing {
         server = server.with_billing(b.clone());
     }
@@ -264,6 +266,7 @@ async fn stop(node: Node, workers: Vec<JoinHandle<()>>, cfg: &NodeConfig) {
         })
         .await;
     }
+    node.server.egress().save();
     if let Err(e) = node.server.store().flush() {
         warn!(error = %e, "flush on shutdown failed");
     }

@@ -93,6 +93,9 @@ pub enum NodeError {
     /// A slot write that lost a compare-and-swap: the slot holds another version.
     #[error("slot holds version {current}, not the version {replaces} this write replaces; read it and retry")]
     Conflict { current: u64, replaces: u64 },
+    /// The offer's bandwidth for this month is used up.
+    #[error("this node has served its monthly bandwidth of {limit} bytes")]
+    EgressSpent { limit: u64 },
     /// A job refused, or a job request that failed.
     #[error(transparent)]
     Job(#[from] crate::jobs::JobError),
@@ -116,7 +119,8 @@ impl NodeError {
             | Self::PeerUploads { .. }
             | Self::PeerReserved { .. }
             | Self::TooManyChallenges { .. }
-            | Self::TooManyOpens { .. } => ErrorCode::QuotaExceeded,
+            | Self::TooManyOpens { .. }
+            | Self::EgressSpent { .. } => ErrorCode::QuotaExceeded,
             Self::NoSuchUpload | Self::NoSuchShare | Self::NoSharesOfFile | Self::NoOffer => ErrorCode::NotFound,
             Self::BadChallenge(_) => ErrorCode::Malformed,
             Self::Conflict { .. } => ErrorCode::Conflict,

@@ -8,6 +8,7 @@ pub mod config;
 pub mod daemon;
 mod disk;
 pub mod earnings;
+pub mod egress;
 mod error;
 pub mod jobs;
 pub mod keys;

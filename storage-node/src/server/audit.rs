@@ -120,6 +120,8 @@ impl<S: ShareStore> StorageServer<S> {
         if bill.channel.is_some() {
             self.charge(bill, Usage::default().with_egress(bytes.len() as u64), "answering this challenge")?;
         }
+        // Counted, never refused: a node past its bandwidth still proves what it holds.
+        self.egress.add(bytes.len() as u64);
         Ok(Response::Proof(bytes.into()))
     }
 }

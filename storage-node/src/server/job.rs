@@ -47,6 +47,8 @@ impl<S: ShareStore> StorageServer<S> {
         if self.billing.is_some() && bill.channel.is_none() {
             return Err(BillingError::NoChannel { what: "a job" }.into());
         }
+        // A job's outputs and its inputs' reads are egress: none past the month's bandwidth.
+        self.egress_allows(1)?;
         let id = jobs.start(*from, bill.channel, spec)?;
         Ok(Response::JobStarted { job: id })
     }
@@ -118,7 +120,9 @@ impl<S: ShareStore> StorageServer<S> {
         let end = (start + OUTPUT_CHUNK).min(data.len() as u64);
         let piece = bytes::Bytes::copy_from_slice(&data[start as usize..end as usize]);
         drop(p);
+        self.egress_allows(piece.len() as u64)?;
         self.charge(bill, Usage::default().with_egress(piece.len() as u64), "this output")?;
+        self.egress.add(piece.len() as u64);
         Ok(Response::Blocks(vec![piece]))
     }
 

@@ -76,6 +76,9 @@ pub struct StorageServer<S> {
     billing: Option<std::sync::Arc<crate::billing::Billing>>,
     /// Buyers' jobs; `None`: the node runs none.
     jobs: Option<std::sync::Arc<crate::jobs::Jobs>>,
+    /// Bytes served this month, and the most the offer sells.
+    egress: crate::egress::MonthlyEgress,
+    egress_limit: u64,
 }
 
 /// The outcome of one request.
@@ -114,12 +117,34 @@ impl<S: ShareStore> StorageServer<S> {
             charged_requests: Default::default(),
             billing: None,
             jobs: None,
+            egress: crate::egress::MonthlyEgress::open(None),
+            egress_limit: u64::MAX,
         })
     }
 
     /// Replaces the signed offer the node serves.
     pub fn set_offer(&self, offer: Bytes) {
         *self.offer.lock().unwrap_or_else(|p| p.into_inner()) = Some(offer);
+    }
+
+    /// Counts egress in `counter` and serves at most `limit` bytes a month (the offer's bandwidth).
+    pub fn with_egress(mut self, counter: crate::egress::MonthlyEgress, limit: u64) -> Self {
+        self.egress = counter;
+        self.egress_limit = limit;
+        self
+    }
+
+    /// The month's egress count.
+    pub fn egress(&self) -> &crate::egress::MonthlyEgress {
+        &self.egress
+    }
+
+    /// Refuses to serve `bytes` more when they would pass the month's bandwidth.
+    fn egress_allows(&self, bytes: u64) -> Result<(), NodeError> {
+        if self.egress.used().saturating_add(bytes) > self.egress_limit {
+            return Err(NodeError::EgressSpent { limit: self.egress_limit });
+        }
+        Ok(())
     }
 
     /// The underlying store.

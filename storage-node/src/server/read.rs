@@ -33,11 +33,13 @@ impl<S: ShareStore> StorageServer<S> {
         let offset = layout.block_offset(start);
         let len = (layout.block_offset(stop - 1) - offset) as usize + layout.block_len(stop - 1);
         let egress = Usage::default().with_egress(len as u64);
+        self.egress_allows(len as u64)?;
         self.covers(bill, egress, "serving these blocks")?;
         let bytes =
             self.store.read_at(&key, offset, len)?.ok_or(StoreError::Io("share data is missing on disk".into()))?;
         // Billed once the bytes are in hand, so a failed read costs the payer nothing.
         self.charge(bill, egress, "serving these blocks")?;
+        self.egress.add(len as u64);
         let mut blocks = Vec::with_capacity((stop - start) as usize);
         let mut at = 0;
         for index in start..stop {

@@ -411,3 +411,17 @@ fn slot_uploads_belong_to_their_writer() {
     assert_eq!(s.handle(&writer, Request::SlotCommit { si, share: 0, upload }), Response::Ok);
     assert!(matches!(s.handle(&thief, Request::SlotRead { si }), Response::Slot(g) if g.len() == 1));
 }
+
+#[test]
+fn the_monthly_bandwidth_is_enforced() {
+    // Blocks of this share are ~1.4 KB: two reads fit in 3,000 bytes, the third does not.
+    let s = server(1 << 20).with_egress(crate::egress::MonthlyEgress::open(None), 3_000);
+    let si = [8; 32];
+    put_share(&s, si, 0, 3 * 4096, 0);
+    let me = PeerId::random();
+    let read = |start| s.handle(&me, Request::ReadBlocks { si, share: 0, start, count: 1 });
+    assert!(matches!(read(0), Response::Blocks(_)));
+    assert!(matches!(read(1), Response::Blocks(_)));
+    assert_eq!(err_code(read(2)), ErrorCode::QuotaExceeded);
+    assert!(s.egress().used() <= 3_000);
+}
