@@ -63,7 +63,7 @@ fn jobs_compute_are_limited_verified_and_paid_exactly() {
     let (cores, fuel, earned) = job_row(&net, 0).expect("node 0 billed the job's fuel");
     let row = wallet_row(&net, &peer0);
     assert_eq!((row[2], row[4]), (earned, fuel), "wallet {row:?} vs node ({cores} core-s, {fuel} fuel, {earned} sat)");
-    assert!(stderr(&out).contains(&format!("fuel {fuel} ")), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("fuel {fuel},")), "{}", stderr(&out));
 
     // An endless loop stops at exactly its fuel (more than the node's credit: it is paid as it
     // runs) and is billed exactly that.

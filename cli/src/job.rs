@@ -137,7 +137,7 @@ pub async fn run(config: Option<PathBuf>, action: JobAction) -> Result<ExitCode>
         store(&s, dir, &result.run.stdout, &result.outputs).await?;
     }
     eprintln!(
-        "job on {}: {}; fuel {} , core-seconds {}, {:.2} s",
+        "job on {}: {}; fuel {}, core-seconds {}, {:.2} s",
         result.run.node.peer,
         end.message,
         r.fuel,
