@@ -332,7 +332,7 @@ impl Payments {
         let Some(l) = slot.as_mut() else { return Ok(()) };
         let _shared = lock_record(&l.path).await?;
         // Other processes may have added theirs: start from the record on disk.
-        let on_disk = load_toml::<ChannelRecord>(&l.path).filter(|r| r.params == record(peer, l).params);
+        let on_disk = load_toml::<ChannelRecord>(&l.path).filter(|r| r.channel_params().ok() == Some(l.ch.params));
         let on_disk_owed = on_disk.as_ref().map_or(0, |r| r.owed);
         let (f, c) = on_disk.map_or(l.jobs, |r| (r.fuel.max(l.jobs.0), r.cpu_core_secs.max(l.jobs.1)));
         l.jobs = (f.saturating_add(fuel), c.saturating_add(core_secs));

@@ -54,8 +54,12 @@ impl Streams {
         self.stderr.contents()
     }
 
+    /// Whether either stream is at its capacity: asked of the pipes' free space, without copying
+    /// what they hold (this runs on every watchdog tick).
     fn full(&self) -> bool {
-        self.stdout.contents().len() >= self.capacity || self.stderr.contents().len() >= self.capacity
+        use wasmtime_wasi::p2::OutputStream;
+        let room = |p: &MemoryOutputPipe| p.clone().check_write().unwrap_or(0);
+        self.capacity > 0 && (room(&self.stdout) == 0 || room(&self.stderr) == 0)
     }
 }
 

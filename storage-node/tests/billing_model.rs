@@ -303,3 +303,29 @@ fn concurrent_charges_are_all_durable() {
     let restarted = Billing::open(w.cfg.clone()).unwrap();
     assert_eq!(restarted.owed(&funding), charged);
 }
+
+/// A payer can neither see, pay for, read the outputs of, nor stop another payer's job.
+#[test]
+fn jobs_belong_to_their_buyer() {
+    let mut w = world();
+    w.payers[0].channel.paid = 10_000;
+    w.payers[1].channel.paid = 10_000;
+    let (job, report) = ended_job(&w.server, &w.payers[0], 5_000_000);
+    let thief = &w.payers[1];
+    for req in [
+        poll(job, u64::MAX, u64::MAX),
+        Request::JobOutput { job, name: "x".into(), offset: 0 },
+        Request::JobCancel { job },
+    ] {
+        let r = w.server.handle(&thief.peer, Request::Paid { update: update(thief), inner: Box::new(req) });
+        let Response::Receipt { charged: 0, inner, .. } = r else { panic!("no receipt: {r:?}") };
+        assert!(matches!(*inner, Response::Error { code: ErrorCode::NotFound, .. }), "{inner:?}");
+    }
+    // Nothing was charged to either channel; the owner still pays its own job, exactly.
+    let owner = &w.payers[0];
+    let r = w
+        .server
+        .handle(&owner.peer, Request::Paid { update: update(owner), inner: Box::new(poll(job, u64::MAX, u64::MAX)) });
+    let Response::Receipt { charged, .. } = r else { panic!("no receipt") };
+    assert_eq!(charged, Usage::default().with_fuel(report.fuel).with_cpu(report.core_secs).owed(&PRICES));
+}
