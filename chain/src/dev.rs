@@ -9,7 +9,8 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use bitcoin::absolute::LockTime;
 use bitcoin::block::{Header, Version as BlockVersion};
@@ -43,6 +44,8 @@ struct Coin {
 struct State {
     height: u32,
     tip: BlockHash,
+    /// The best block's timestamp.
+    tip_time: u32,
     utxos: HashMap<OutPoint, Coin>,
     mempool: Vec<Transaction>,
     spent_in_mempool: HashSet<OutPoint>,
@@ -52,6 +55,8 @@ struct State {
 /// The devnet chain (one per devnet, shared by its processes through [`crate::RpcServer`]).
 pub struct DevChain {
     state: Mutex<State>,
+    /// Signalled after every new block, for `wait_for_block`.
+    blocks: Condvar,
 }
 
 /// Fee a transaction must pay per virtual byte to be accepted (Bitcoin Core's default minimum
@@ -80,6 +85,7 @@ impl DevChain {
         let mut st = State {
             height: 0,
             tip: BlockHash::all_zeros(),
+            tip_time: 0,
             utxos: HashMap::new(),
             mempool: Vec::new(),
             spent_in_mempool: HashSet::new(),
@@ -105,7 +111,7 @@ impl DevChain {
             // A crash while appending: drop the torn tail.
             st.file.set_len(at as u64).map_err(|e| ChainError::Unavailable(e.to_string()))?;
         }
-        Ok(Self { state: Mutex::new(st) })
+        Ok(Self { state: Mutex::new(st), blocks: Condvar::new() })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -249,6 +255,7 @@ fn apply(st: &mut State, block: &Block, height: u32) {
     st.mempool.retain(|t| !confirmed.contains(&t.compute_txid()));
     st.height = height;
     st.tip = block.block_hash();
+    st.tip_time = block.header.time;
 }
 
 impl Chain for DevChain {
@@ -311,7 +318,25 @@ impl Chain for DevChain {
         for _ in 0..blocks {
             Self::mine_one(&mut st, script)?;
         }
+        self.blocks.notify_all();
         Ok(())
+    }
+
+    fn tip_time(&self) -> Result<u64, ChainError> {
+        Ok(u64::from(self.lock().tip_time))
+    }
+
+    fn wait_for_block(&self, above: u32, timeout: Duration) -> Result<u32, ChainError> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock();
+        while st.height <= above {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = self.blocks.wait_timeout(st, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        Ok(st.height)
     }
 }
 

@@ -3,8 +3,11 @@
 //! chain for local networks and tests that validates every transaction with the consensus library.
 
 mod dev;
+mod http;
 mod rpc;
 mod server;
+
+use std::time::{Duration, Instant};
 
 use bitcoin::{OutPoint, Script, Transaction, TxOut, Txid};
 
@@ -52,4 +55,22 @@ pub trait Chain: Send + Sync {
     fn unspent(&self, script: &Script) -> Result<Vec<Unspent>, ChainError>;
     /// Mines `blocks` blocks whose rewards pay `script` (regtest and devnet only).
     fn mine(&self, blocks: u32, script: &Script) -> Result<(), ChainError>;
+    /// The best block's timestamp (Unix seconds), to check the local clock against.
+    fn tip_time(&self) -> Result<u64, ChainError> {
+        Err(ChainError::Unsupported("block times".into()))
+    }
+    /// Waits until the best block is higher than `above` or `timeout` passes; returns the height
+    /// then. The default asks for the height once a second; chains that can be told about new
+    /// blocks do better.
+    fn wait_for_block(&self, above: u32, timeout: Duration) -> Result<u32, ChainError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let h = self.height()?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if h > above || left.is_zero() {
+                return Ok(h);
+            }
+            std::thread::sleep(left.min(Duration::from_secs(1)));
+        }
+    }
 }

@@ -1,9 +1,9 @@
 //! JSON-RPC client for Bitcoin Core (regtest, testnet or mainnet), also used against the devnet
-//! chain's server, which answers the same calls. One HTTP/1.1 request per connection.
+//! chain's server, which answers the same calls, over hyper's HTTP/1.1 client. Password or
+//! cookie-file authentication.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use bitcoin::consensus::encode::{deserialize_hex, serialize_hex};
 use bitcoin::{Address, Amount, Network, OutPoint, Script, ScriptBuf, Transaction, TxOut, Txid};
@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 
 use crate::{Chain, ChainError, Unspent};
 
-/// Largest response read.
-const MAX_RESPONSE: u64 = 64 << 20;
+/// Longest single `waitfornewblock` call; longer waits are made of several.
+const WAIT_SLICE: Duration = Duration::from_secs(10);
 
 /// Where and how to reach the node (the `[chain]` section of configs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,10 +21,16 @@ const MAX_RESPONSE: u64 = 64 << 20;
 pub struct RpcConfig {
     /// `host:port` of the JSON-RPC server (e.g. `127.0.0.1:18443` for regtest).
     pub rpc_addr: String,
-    /// RPC user (`__cookie__` with Bitcoin Core's cookie file).
+    /// RPC user (ignored with `rpc_cookie_file`).
+    #[serde(default)]
     pub rpc_user: String,
-    /// RPC password.
+    /// RPC password (ignored with `rpc_cookie_file`).
+    #[serde(default)]
     pub rpc_password: String,
+    /// Bitcoin Core's cookie file (e.g. `~/.bitcoin/regtest/.cookie`), read at every call since
+    /// Core writes a new one each start; when set, user and password are not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc_cookie_file: Option<PathBuf>,
     /// `regtest`, `testnet`, `signet` or `bitcoin` (mainnet).
     pub network: String,
 }
@@ -34,7 +40,6 @@ pub struct RpcConfig {
 pub struct BitcoindRpc {
     cfg: RpcConfig,
     network: Network,
-    auth: String,
     timeout: Duration,
 }
 
@@ -45,8 +50,19 @@ impl BitcoindRpc {
             .network
             .parse::<Network>()
             .map_err(|_| ChainError::Unavailable(format!("unknown network `{}`", cfg.network)))?;
-        let auth = data_encoding::BASE64.encode(format!("{}:{}", cfg.rpc_user, cfg.rpc_password).as_bytes());
-        Ok(Self { cfg, network, auth, timeout: Duration::from_secs(30) })
+        Ok(Self { cfg, network, timeout: Duration::from_secs(30) })
+    }
+
+    /// The basic-auth credentials, from the cookie file when one is configured.
+    fn auth(&self) -> Result<String, ChainError> {
+        let pair = match &self.cfg.rpc_cookie_file {
+            None => format!("{}:{}", self.cfg.rpc_user, self.cfg.rpc_password),
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| ChainError::Unavailable(format!("cannot read rpc cookie {}: {e}", path.display())))?
+                .trim()
+                .to_string(),
+        };
+        Ok(data_encoding::BASE64.encode(pair.as_bytes()))
     }
 
     /// The network the node runs.
@@ -56,34 +72,19 @@ impl BitcoindRpc {
 
     /// Calls `method` with `params`; returns `result` or the node's error.
     pub fn call(&self, method: &str, params: Value) -> Result<Value, ChainError> {
+        self.call_within(method, params, self.timeout)
+    }
+
+    fn call_within(&self, method: &str, params: Value, timeout: Duration) -> Result<Value, ChainError> {
         let body = json!({"jsonrpc": "1.0", "id": "blackbox", "method": method, "params": params}).to_string();
-        let addr = self
-            .cfg
-            .rpc_addr
-            .to_socket_addrs()
-            .map_err(|e| ChainError::Unavailable(format!("bad rpc address {}: {e}", self.cfg.rpc_addr)))?
-            .next()
-            .ok_or_else(|| ChainError::Unavailable(format!("no address for {}", self.cfg.rpc_addr)))?;
-        let unavailable = |e: std::io::Error| ChainError::Unavailable(format!("{}: {e}", self.cfg.rpc_addr));
-        let mut s = TcpStream::connect_timeout(&addr, self.timeout).map_err(unavailable)?;
-        s.set_read_timeout(Some(self.timeout)).map_err(unavailable)?;
-        let req = format!(
-            "POST / HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-            self.cfg.rpc_addr,
-            self.auth,
-            body.len(),
-            body
-        );
-        s.write_all(req.as_bytes()).map_err(unavailable)?;
-        let mut resp = Vec::new();
-        s.take(MAX_RESPONSE).read_to_end(&mut resp).map_err(unavailable)?;
-        let text = String::from_utf8_lossy(&resp);
-        let status = text.split(' ').nth(1).unwrap_or("");
-        if status == "401" {
-            return Err(ChainError::Unavailable("rpc authentication failed (check user and password)".into()));
+        let (status, bytes) = crate::http::post(&self.cfg.rpc_addr, &self.auth()?, body, timeout)
+            .map_err(|e| ChainError::Unavailable(format!("{}: {e}", self.cfg.rpc_addr)))?;
+        if status == 401 {
+            return Err(ChainError::Unavailable(
+                "rpc authentication failed (check user and password, or the cookie)".into(),
+            ));
         }
-        let json_body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        let v: Value = serde_json::from_str(json_body)
+        let v: Value = serde_json::from_slice(&bytes)
             .map_err(|e| ChainError::Unavailable(format!("bad rpc response (HTTP {status}): {e}")))?;
         if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
             let code = err.get("code").and_then(Value::as_i64).unwrap_or(0);
@@ -161,6 +162,28 @@ impl Chain for BitcoindRpc {
                 })
             })
             .collect()
+    }
+
+    fn tip_time(&self) -> Result<u64, ChainError> {
+        let info = self.call("getblockchaininfo", json!([]))?;
+        // `time` (the tip's timestamp) where Bitcoin Core reports it, else the median time past.
+        info.get("time").or_else(|| info.get("mediantime")).and_then(Value::as_u64).ok_or_else(|| bad("block time"))
+    }
+
+    fn wait_for_block(&self, above: u32, timeout: Duration) -> Result<u32, ChainError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let h = self.height()?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if h > above || left.is_zero() {
+                return Ok(h);
+            }
+            // Bitcoin Core returns as soon as a block arrives (or at the timeout), so waiting
+            // costs one call per block or per slice, not a poll loop.
+            let slice = left.min(WAIT_SLICE);
+            let ms = slice.as_millis() as u64;
+            self.call_within("waitfornewblock", json!([ms]), slice + Duration::from_secs(5))?;
+        }
     }
 
     fn mine(&self, blocks: u32, script: &Script) -> Result<(), ChainError> {

@@ -1,57 +1,61 @@
 //! Serves a [`DevChain`] over the subset of Bitcoin Core's JSON-RPC that [`crate::BitcoindRpc`]
-//! uses, on a local address, so that every process of a devnet shares one chain. Basic auth;
-//! one request per connection; bounded request sizes.
+//! uses, on a local address, so that every process of a devnet shares one chain. hyper's
+//! HTTP/1.1 server; basic auth; bounded headers, bodies, connections and waits.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bitcoin::address::NetworkUnchecked;
 use bitcoin::{Address, Network, OutPoint, ScriptBuf, Txid};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{json, Value};
+use tokio::sync::{oneshot, Semaphore};
 use tracing::{debug, warn};
 
 use crate::rpc::tx_from_hex;
 use crate::{Chain, ChainError, DevChain};
 
-const MAX_HEADERS: usize = 16 << 10;
 const MAX_BODY: usize = 4 << 20;
+/// Connections served at once; more wait to be accepted.
+const MAX_CONNECTIONS: usize = 64;
+/// Longest `waitfornewblock` the server holds a connection for.
+const MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// A running RPC server; stops when dropped.
 pub struct RpcServer {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    stop: Option<oneshot::Sender<()>>,
 }
 
 impl RpcServer {
     /// Serves `chain` on `listen` (e.g. `127.0.0.1:0`) for clients presenting `user`/`password`.
     pub fn start(chain: Arc<DevChain>, listen: &str, user: &str, password: &str) -> Result<Self, ChainError> {
-        let listener = TcpListener::bind(listen)
-            .map_err(|e| ChainError::Unavailable(format!("cannot listen on {listen}: {e}")))?;
-        let addr = listener.local_addr().map_err(|e| ChainError::Unavailable(e.to_string()))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let expected = format!("Basic {}", data_encoding::BASE64.encode(format!("{user}:{password}").as_bytes()));
-        let flag = stop.clone();
+        let unavailable = |e: std::io::Error| ChainError::Unavailable(format!("cannot listen on {listen}: {e}"));
+        let listener = std::net::TcpListener::bind(listen).map_err(unavailable)?;
+        listener.set_nonblocking(true).map_err(unavailable)?;
+        let addr = listener.local_addr().map_err(unavailable)?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(unavailable)?;
+        let expected: Arc<str> =
+            format!("Basic {}", data_encoding::BASE64.encode(format!("{user}:{password}").as_bytes())).into();
+        let (stop, stopped) = oneshot::channel();
         std::thread::Builder::new()
             .name("chain-rpc".into())
             .spawn(move || {
-                for conn in listener.incoming() {
-                    if flag.load(Ordering::SeqCst) {
-                        break;
+                rt.block_on(async move {
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => accept(l, chain, expected, stopped).await,
+                        Err(e) => warn!(error = %e, "chain rpc server cannot start"),
                     }
-                    let Ok(conn) = conn else { continue };
-                    let (chain, expected) = (chain.clone(), expected.clone());
-                    let _ = std::thread::Builder::new().name("chain-rpc-conn".into()).spawn(move || {
-                        if let Err(e) = serve(conn, &chain, &expected) {
-                            debug!(error = %e, "rpc connection failed");
-                        }
-                    });
-                }
+                })
             })
-            .map_err(|e| ChainError::Unavailable(e.to_string()))?;
-        Ok(Self { addr, stop })
+            .map_err(unavailable)?;
+        Ok(Self { addr, stop: Some(stop) })
     }
 
     /// The address it listens on.
@@ -62,74 +66,80 @@ impl RpcServer {
 
 impl Drop for RpcServer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 }
 
-fn serve(mut conn: TcpStream, chain: &DevChain, auth: &str) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > MAX_HEADERS {
-            return respond(&mut conn, 431, &json!({"error": "headers too large"}));
-        }
-        let n = conn.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
+async fn accept(
+    listener: tokio::net::TcpListener,
+    chain: Arc<DevChain>,
+    auth: Arc<str>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let conn = tokio::select! {
+            _ = &mut stop => return,
+            c = listener.accept() => c,
+        };
+        let Ok((stream, _)) = conn else { continue };
+        let (chain, auth) = (chain.clone(), auth.clone());
+        let service = hyper::service::service_fn(move |req| handle(req, chain.clone(), auth.clone()));
+        tokio::spawn(async move {
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .max_buf_size(64 << 10)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(e) = served {
+                debug!(error = %e, "rpc connection failed");
+            }
+            drop(permit);
+        });
+    }
+}
+
+fn reply(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    r
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    chain: Arc<DevChain>,
+    auth: Arc<str>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    if req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(&*auth) {
+        return Ok(reply(StatusCode::UNAUTHORIZED, &json!({"error": "unauthorized"})));
+    }
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return Ok(reply(StatusCode::PAYLOAD_TOO_LARGE, &json!({"error": "request too large"}))),
     };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let header = |name: &str| {
-        head.lines()
-            .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()))
-    };
-    if header("authorization") != Some(auth) {
-        return respond(&mut conn, 401, &json!({"error": "unauthorized"}));
-    }
-    let len: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-    if len > MAX_BODY {
-        return respond(&mut conn, 413, &json!({"error": "request too large"}));
-    }
-    while buf.len() < head_end + len {
-        let n = conn.read(&mut chunk)?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let body = &buf[head_end..(head_end + len).min(buf.len())];
-    let req: Value = match serde_json::from_slice(body) {
+    let req: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(_) => return respond(&mut conn, 400, &rpc_error(Value::Null, -32700, "parse error")),
+        Err(_) => return Ok(reply(StatusCode::BAD_REQUEST, &rpc_error(Value::Null, -32700, "parse error"))),
     };
     let id = req.get("id").cloned().unwrap_or(Value::Null);
-    let method = req.get("method").and_then(Value::as_str).unwrap_or("");
+    let method = req.get("method").and_then(Value::as_str).unwrap_or("").to_string();
     let params = req.get("params").cloned().unwrap_or(json!([]));
-    match dispatch(chain, method, &params) {
-        Ok(result) => respond(&mut conn, 200, &json!({"result": result, "error": null, "id": id})),
-        Err((code, msg)) => respond(&mut conn, 500, &rpc_error(id, code, &msg)),
-    }
+    // Chain calls take a lock and may wait for blocks: off the async thread.
+    let answer = tokio::task::spawn_blocking(move || dispatch(&chain, &method, &params)).await;
+    Ok(match answer {
+        Ok(Ok(result)) => reply(StatusCode::OK, &json!({"result": result, "error": null, "id": id})),
+        Ok(Err((code, msg))) => reply(StatusCode::INTERNAL_SERVER_ERROR, &rpc_error(id, code, &msg)),
+        Err(_) => reply(StatusCode::INTERNAL_SERVER_ERROR, &rpc_error(id, -1, "internal error")),
+    })
 }
 
 fn rpc_error(id: Value, code: i64, msg: &str) -> Value {
     json!({"result": null, "error": {"code": code, "message": msg}, "id": id})
-}
-
-fn respond(conn: &mut TcpStream, status: u16, body: &Value) -> std::io::Result<()> {
-    let text = body.to_string();
-    let head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        if status == 200 { "OK" } else { "Error" },
-        text.len()
-    );
-    conn.write_all(head.as_bytes())?;
-    conn.write_all(text.as_bytes())
 }
 
 type RpcResult = Result<Value, (i64, String)>;
@@ -148,6 +158,19 @@ fn chain_err(e: ChainError) -> (i64, String) {
 fn dispatch(chain: &DevChain, method: &str, p: &Value) -> RpcResult {
     match method {
         "getblockcount" => Ok(json!(chain.height().map_err(chain_err)?)),
+        "getblockchaininfo" => {
+            let time = chain.tip_time().map_err(chain_err)?;
+            Ok(
+                json!({"chain": "regtest", "blocks": chain.height().map_err(chain_err)?, "time": time, "mediantime": time}),
+            )
+        }
+        "waitfornewblock" => {
+            let ms = p.get(0).and_then(Value::as_u64).unwrap_or(0);
+            let wait = if ms == 0 { MAX_WAIT } else { Duration::from_millis(ms).min(MAX_WAIT) };
+            let now = chain.height().map_err(chain_err)?;
+            let h = chain.wait_for_block(now, wait).map_err(chain_err)?;
+            Ok(json!({"hash": "", "height": h}))
+        }
         "sendrawtransaction" => {
             let hex = param(p, 0)?.as_str().ok_or((-8, "hex string expected".to_string()))?;
             let tx = tx_from_hex(hex).map_err(|e| (-22, e.to_string()))?;

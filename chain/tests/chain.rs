@@ -1,6 +1,7 @@
 //! The devnet chain, in process and over its JSON-RPC server through `BitcoindRpc`.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bitcoin::secp256k1::SecretKey;
 use bitcoin::{Amount, OutPoint, TxOut};
@@ -39,6 +40,8 @@ fn exercise(chain: &dyn Chain) {
     let (payer, provider) = (key(1), key(2));
     chain.mine(101, &receive_script(&payer)).unwrap();
     assert_eq!(chain.height().unwrap(), 101);
+    let now = blackbox_util::now_secs();
+    assert!(chain.tip_time().unwrap().abs_diff(now) < 60, "the tip's time is the block's");
     let mine = coins(chain, &payer);
     assert_eq!(mine.len(), 2, "two coinbases are mature at height 101");
     assert!(mine.iter().all(|(_, o)| o.value.to_sat() == SUBSIDY));
@@ -120,10 +123,47 @@ fn rpc_server_and_client_speak_bitcoind_json_rpc() {
         rpc_addr: server.addr().to_string(),
         rpc_user: "user".into(),
         rpc_password: "secret".into(),
+        rpc_cookie_file: None,
         network: "regtest".into(),
     };
     let rpc = BitcoindRpc::new(cfg.clone()).unwrap();
     exercise(&rpc);
-    let wrong = BitcoindRpc::new(RpcConfig { rpc_password: "nope".into(), ..cfg }).unwrap();
+    let wrong = BitcoindRpc::new(RpcConfig { rpc_password: "nope".into(), ..cfg.clone() }).unwrap();
     assert!(wrong.height().unwrap_err().to_string().contains("authentication"));
+
+    // Cookie-file auth (Bitcoin Core's `__cookie__:PASSWORD`), read at each call.
+    let cookie = dir.path().join(".cookie");
+    let by_cookie = RpcConfig {
+        rpc_user: String::new(),
+        rpc_password: String::new(),
+        rpc_cookie_file: Some(cookie.clone()),
+        ..cfg.clone()
+    };
+    let rpc2 = BitcoindRpc::new(by_cookie).unwrap();
+    assert!(rpc2.height().unwrap_err().to_string().contains("cookie"), "missing cookie file is named");
+    std::fs::write(&cookie, "user:secret\n").unwrap();
+    assert_eq!(rpc2.height().unwrap(), rpc.height().unwrap());
+
+    // Waiting for a block: returns at once when one is there, at the timeout otherwise, and
+    // as soon as a block is mined while waiting.
+    let h = rpc.height().unwrap();
+    assert_eq!(rpc.wait_for_block(h - 1, Duration::from_secs(5)).unwrap(), h);
+    let t = Instant::now();
+    assert_eq!(rpc.wait_for_block(h, Duration::from_millis(300)).unwrap(), h);
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    let miner = {
+        let rpc = rpc.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            rpc.mine(1, &burn_script()).unwrap();
+        })
+    };
+    assert_eq!(rpc.wait_for_block(h, Duration::from_secs(20)).unwrap(), h + 1);
+    miner.join().unwrap();
+
+    // Unknown methods and oversized requests are refused, and the server keeps serving.
+    assert!(rpc.call("stop", serde_json::json!([])).is_err());
+    let huge = "x".repeat(5 << 20);
+    assert!(rpc.call("sendrawtransaction", serde_json::json!([huge])).is_err());
+    assert_eq!(rpc.height().unwrap(), h + 1);
 }

@@ -90,6 +90,7 @@ impl Default for ClientPayments {
                 rpc_addr: "127.0.0.1:18443".into(),
                 rpc_user: String::new(),
                 rpc_password: String::new(),
+                rpc_cookie_file: None,
                 network: "regtest".into(),
             },
         }

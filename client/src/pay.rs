@@ -469,7 +469,13 @@ impl Payments {
             if Instant::now() > deadline {
                 return Err(PayError::Unconfirmed.into());
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            // Confirmations only change with a block: wait for the next one, not a poll loop.
+            let chain = self.cfg.chain.clone();
+            let left = deadline.saturating_duration_since(Instant::now());
+            tokio::task::spawn_blocking(move || chain.height().and_then(|h| chain.wait_for_block(h, left)))
+                .await
+                .map_err(ClientError::crashed("chain query"))?
+                .map_err(PayError::Chain)?;
         }
         self.announce(transport, node, &params).await?;
         info!(peer = %node.peer, funding = %params.funding, capacity = params.capacity, "payment channel opened");
@@ -515,7 +521,12 @@ impl Payments {
                 match spend(&coins, &key, vec![p.funding_output()]) {
                     Ok(tx) => break tx,
                     Err(e) if Instant::now() > deadline => return Err(PayError::Wallet(e).into()),
-                    Err(_) => std::thread::sleep(Duration::from_millis(250)),
+                    Err(_) => {
+                        let h = chain.height().map_err(PayError::Chain)?;
+                        chain
+                            .wait_for_block(h, deadline.saturating_duration_since(Instant::now()))
+                            .map_err(PayError::Chain)?;
+                    }
                 }
             };
             p.funding = OutPoint { txid: tx.compute_txid(), vout: 0 };

@@ -38,6 +38,7 @@ pub(super) fn start_chain(root: &Path) -> Result<DevnetChain> {
         rpc_addr: server.addr().to_string(),
         rpc_user: "devnet".into(),
         rpc_password: password,
+        rpc_cookie_file: None,
         network: "regtest".into(),
     };
     // It holds the RPC password: owner-only from the first byte.
