@@ -8,6 +8,7 @@ mod job;
 mod maintain;
 mod money;
 mod mount;
+mod node;
 mod paths;
 mod show;
 
@@ -41,7 +42,7 @@ enum Command {
     /// Run a storage node (the provider daemon).
     Node {
         #[command(subcommand)]
-        action: NodeAction,
+        action: node::NodeAction,
     },
     /// Run a local network of storage nodes on 127.0.0.1.
     Devnet {
@@ -98,14 +99,6 @@ enum Command {
 }
 
 #[derive(Subcommand)]
-enum NodeAction {
-    /// Run the node in the foreground until SIGINT/SIGTERM (config from --config).
-    Run,
-    /// What the node billed and received on each payment channel (config from --config).
-    Earnings,
-}
-
-#[derive(Subcommand)]
 enum DevnetAction {
     /// Start (or restart) N nodes as child processes and supervise them until Ctrl-C / SIGTERM.
     Up(devnet::UpArgs),
@@ -156,9 +149,12 @@ fn main() -> ExitCode {
     };
     init_logging(cli.verbose, default_level);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let (Command::Node { .. }, Some(path)) = (&cli.command, &cli.config) {
+    if let Some(path) = match &cli.command {
+        Command::Node { action } => node::run_config(&cli.config, action),
+        _ => None,
+    } {
         // Errors in the config are reported by `run`; here it only sizes the runtime.
-        if let Ok(cfg) = blackbox_storage_node::NodeConfig::load(path) {
+        if let Ok(cfg) = blackbox_storage_node::NodeConfig::load(&path) {
             if cfg.threads > 0 {
                 builder.worker_threads(cfg.threads);
             }
@@ -183,17 +179,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = cli.config;
     match cli.command {
-        Command::Node { action: NodeAction::Run } => {
-            let path = config.ok_or_else(|| anyhow::anyhow!("`node run` needs --config NODE.toml"))?;
-            let cfg = blackbox_storage_node::NodeConfig::load(&path)?;
-            let fetcher = cfg.compute.fetch_client.clone().map(|c| {
-                std::sync::Arc::new(fetch::GridFetcher::new(c))
-                    as std::sync::Arc<dyn blackbox_storage_node::jobs::InputFetcher>
-            });
-            blackbox_storage_node::daemon::run(cfg, fetcher).await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Node { action: NodeAction::Earnings } => money::earnings(config).await,
+        Command::Node { action } => node::run(config, action).await,
         Command::Devnet { action: DevnetAction::Up(args) } => devnet::up(args).await,
         Command::Put(args) => commands::put(config, args).await,
         Command::Get(args) => commands::get(config, args).await,

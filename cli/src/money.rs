@@ -1,14 +1,12 @@
-//! `blackbox wallet`, `blackbox node earnings` and `blackbox cpu-lease`: what was paid and earned.
+//! `blackbox wallet`: what the client paid, and its coins.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 
 use blackbox_client::wallet::wallet_report;
-use blackbox_storage_node::earnings::earnings as node_earnings;
-use blackbox_storage_node::NodeConfig;
 
 use crate::commands::client_config;
 use crate::show;
@@ -19,22 +17,23 @@ pub struct WalletArgs {
     /// Broadcast the refund of every channel past its timeout that the node never closed.
     #[arg(long)]
     refund: bool,
+    /// Print only the wallet's address (e.g. for `blackbox node withdraw $(blackbox wallet --address)`).
+    #[arg(long)]
+    address: bool,
 }
 
 /// `blackbox wallet`: address, balance and every channel (and refunds with `--refund`).
 pub async fn wallet(config: Option<PathBuf>, args: WalletArgs) -> Result<ExitCode> {
     let cfg = client_config(config)?;
+    if args.address {
+        let key = blackbox_client::pay::load_or_create_wallet_key(&cfg.data_dir)?;
+        let network = cfg.payments.as_ref().map_or("regtest", |p| p.chain.network.as_str());
+        let network: bitcoin::Network = network.parse().map_err(|_| anyhow::anyhow!("unknown network {network}"))?;
+        let script = blackbox_payments::wallet::receive_script(&key);
+        println!("{}", bitcoin::Address::from_script(&script, network)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let w = tokio::task::spawn_blocking(move || wallet_report(&cfg, args.refund)).await??;
     show::wallet(&w, args.refund);
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `blackbox node earnings --config node.toml`: per channel, what was billed at the node's prices,
-/// what the payer signed over, and whether the close is confirmed.
-pub async fn earnings(config: Option<PathBuf>) -> Result<ExitCode> {
-    let path = config.context("`node earnings` needs --config NODE.toml")?;
-    let cfg = NodeConfig::load(&path)?;
-    let e = tokio::task::spawn_blocking(move || node_earnings(&cfg)).await??;
-    show::earnings(&e);
     Ok(ExitCode::SUCCESS)
 }

@@ -264,3 +264,59 @@ pub(crate) fn earnings(e: &Earnings) {
         e.settled()
     );
 }
+
+/// `node economics`: each resource's electricity cost against its price, as a calculation.
+pub(crate) fn economics(
+    p: &blackbox_storage_node::power::PowerConfig,
+    lines: &[blackbox_storage_node::power::Line],
+    schedule: &[(String, String, bool)],
+    now: u64,
+) {
+    let minute = blackbox_storage_node::power::minute_of(now);
+    println!(
+        "electricity at {:02}:{:02} UTC: {:.3} sat/kWh; daily average {:.3} sat/kWh",
+        minute / 60,
+        minute % 60,
+        p.price_at(minute),
+        p.daily_average()
+    );
+    for t in &p.tariff {
+        println!(
+            "  tariff {} UTC: {:.3} sat/kWh",
+            t.hours,
+            p.price_at(blackbox_storage_node::config::parse_hours(&t.hours).map_or(0, |h| h.0))
+        );
+    }
+    let idle_kwh = p.watts_idle * 24.0 / 1000.0;
+    println!(
+        "machine idle: {} W × 24 h = {idle_kwh:.3} kWh/day = {:.3} sat/day (paid whatever is sold)",
+        p.watts_idle,
+        idle_kwh * p.daily_average()
+    );
+    println!("margin {}: a resource is sold when its price ≥ cost × margin", p.margin);
+    for l in lines {
+        let energy = match l.resource {
+            "cpu" => format!("{} W per busy core × 1 h", p.watts_per_core),
+            "storage" => format!("{} W per TB / 1000 × 720 h", p.watts_per_tb),
+            _ => format!("{} Wh per GB", p.wh_per_gb_egress),
+        };
+        println!(
+            "{}: {energy} = {:.6} kWh × {:.3} sat/kWh = {:.3} sat per {}; price {:.3} sat; profit {:.3} sat; {}",
+            l.resource,
+            l.kwh,
+            l.sat_per_kwh,
+            l.cost_sat,
+            l.unit,
+            l.price_sat,
+            l.profit_sat,
+            match (l.offered, l.resource) {
+                (true, _) => "sold",
+                (false, "egress") => "LOSS (still served: the data is stored here)",
+                (false, _) => "NOT SOLD",
+            }
+        );
+    }
+    let periods: Vec<String> =
+        schedule.iter().map(|(s, e, sold)| format!("{s}-{e} {}", if *sold { "sold" } else { "withdrawn" })).collect();
+    println!("cpu by hour (UTC): {}", periods.join(", "));
+}

@@ -34,13 +34,12 @@ pub fn spend(coins: &[(OutPoint, TxOut)], key: &SecretKey, outputs: Vec<TxOut>) 
         }
         picked.push((*op, out.clone()));
         have += out.value.to_sat();
-        // ~68 vbytes per input, ~31 per output, ~11 overhead.
-        let fee = FEE_RATE * (11 + 68 * picked.len() as u64 + 31 * (outputs.len() as u64 + 1));
+        let fee = fee_for(picked.len(), outputs.len() + 1);
         if have >= want + fee {
             break;
         }
     }
-    let fee = FEE_RATE * (11 + 68 * picked.len() as u64 + 31 * (outputs.len() as u64 + 1));
+    let fee = fee_for(picked.len(), outputs.len() + 1);
     if have < want + fee {
         return Err(PaymentError::Invalid("not enough funds in the wallet"));
     }
@@ -49,6 +48,30 @@ pub fn spend(coins: &[(OutPoint, TxOut)], key: &SecretKey, outputs: Vec<TxOut>) 
     if change >= DUST_LIMIT {
         output.push(TxOut { value: Amount::from_sat(change), script_pubkey: mine.clone() });
     }
+    sign(picked, key, output)
+}
+
+/// Fee for `inputs` P2WPKH inputs and `outputs` outputs at [`FEE_RATE`].
+fn fee_for(inputs: usize, outputs: usize) -> u64 {
+    // ~68 vbytes per input, ~31 per output, ~11 overhead.
+    FEE_RATE * (11 + 68 * inputs as u64 + 31 * outputs as u64)
+}
+
+/// Spends every coin of `coins` paying `key` to one output `to`, less the fee: a sweep.
+pub fn sweep(coins: &[(OutPoint, TxOut)], key: &SecretKey, to: ScriptBuf) -> Result<Transaction, PaymentError> {
+    let mine = receive_script(key);
+    let picked: Vec<(OutPoint, TxOut)> = coins.iter().filter(|(_, o)| o.script_pubkey == mine).cloned().collect();
+    let have: u64 = picked.iter().map(|(_, o)| o.value.to_sat()).sum();
+    let fee = fee_for(picked.len(), 1);
+    if picked.is_empty() || have < fee + DUST_LIMIT {
+        return Err(PaymentError::Invalid("nothing to sweep above the fee and the dust limit"));
+    }
+    sign(picked, key, vec![TxOut { value: Amount::from_sat(have - fee), script_pubkey: to }])
+}
+
+/// Signs `picked` (P2WPKH coins of `key`) into a transaction paying `output`, checked with the
+/// consensus library.
+fn sign(picked: Vec<(OutPoint, TxOut)>, key: &SecretKey, output: Vec<TxOut>) -> Result<Transaction, PaymentError> {
     let mut tx = Transaction {
         version: Version::TWO,
         lock_time: LockTime::ZERO,

@@ -26,6 +26,8 @@ pub struct NodeConfig {
     /// Peers to join the DHT through: multiaddrs ending in `/p2p/<peer id>`. Empty: this node
     /// starts a network of its own (others bootstrap from it).
     pub bootstrap: Vec<String>,
+    /// Bitcoin address `blackbox node withdraw` pays when given none (empty: none).
+    pub payout_address: String,
     /// What the node sells and at what price; signed into the offer it serves.
     pub offer: OfferConfig,
     /// Lease of a share whose client asked for none, in seconds (default 31 days).
@@ -39,6 +41,10 @@ pub struct NodeConfig {
     pub payments: Option<PaymentsConfig>,
     /// Buyers' jobs (`[compute]`): off unless enabled, and the offer sells cores and RAM.
     pub compute: crate::jobs::ComputeConfig,
+    /// Electricity (`[power]`): with it, the node sells only what pays for the power it burns.
+    pub power: Option<crate::power::PowerConfig>,
+    /// The local web dashboard, JSON API and `/metrics` (`[dashboard]`).
+    pub dashboard: DashboardConfig,
     /// TEST ONLY (`faults` builds): flip bytes in every block the node serves, to exercise
     /// clients' defences.
     #[cfg(feature = "faults")]
@@ -63,6 +69,33 @@ pub struct NodeConfig {
     /// TEST ONLY (`faults` builds): report a wrong stdout and result digest for every job.
     #[cfg(feature = "faults")]
     pub fault_wrong_job_results: bool,
+}
+
+/// The `[dashboard]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardConfig {
+    /// Serve the dashboard at all.
+    pub enabled: bool,
+    /// `IP:PORT` to listen on; keep it on 127.0.0.1 (anything else is reachable from other
+    /// machines, and the node says so loudly). Port 0 picks a free one.
+    pub listen: String,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        Self { enabled: true, listen: "127.0.0.1:7780".into() }
+    }
+}
+
+/// `HH:MM-HH:MM` as minutes after midnight (start, end); `None` if it does not parse.
+pub fn parse_hours(text: &str) -> Option<(u16, u16)> {
+    let minutes = |t: &str| -> Option<u16> {
+        let (h, m) = t.trim().split_once(':')?;
+        let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+        (h < 24 && m < 60).then_some(h * 60 + m)
+    };
+    text.split_once('-').and_then(|(a, b)| Some((minutes(a)?, minutes(b)?)))
 }
 
 /// An availability setting that does not parse.
@@ -92,6 +125,20 @@ pub struct PaymentsConfig {
     pub min_commitment_fee_sat: u64,
     /// The bitcoin node to use (`[payments.chain]`).
     pub chain: blackbox_chain::RpcConfig,
+}
+
+impl PaymentsConfig {
+    /// Payments through `chain` with the default settings.
+    pub fn new(chain: blackbox_chain::RpcConfig) -> Self {
+        Self {
+            min_confirmations: one(),
+            min_timeout_blocks: twelve(),
+            close_margin_blocks: six(),
+            close_all_on_shutdown: false,
+            min_commitment_fee_sat: min_fee(),
+            chain,
+        }
+    }
 }
 
 fn min_fee() -> u64 {
@@ -162,12 +209,7 @@ impl OfferConfig {
             "when-idle" => return Ok(Availability::WhenIdle),
             _ => {}
         }
-        let minutes = |t: &str| -> Option<u16> {
-            let (h, m) = t.trim().split_once(':')?;
-            let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
-            (h < 24 && m < 60).then_some(h * 60 + m)
-        };
-        let window = text.split_once('-').and_then(|(a, b)| Some((minutes(a)?, minutes(b)?)));
+        let window = parse_hours(text);
         match window {
             Some((start_minute, end_minute)) => Ok(Availability::DailyUtc { start_minute, end_minute }),
             None => Err(AvailabilityError(text.into())),
@@ -194,12 +236,15 @@ impl Default for NodeConfig {
             upload_timeout_secs: 600,
             threads: 0,
             bootstrap: Vec::new(),
+            payout_address: String::new(),
             offer: OfferConfig::default(),
             lease_default_secs: u64::from(blackbox_core::DEFAULT_LEASE_SECS),
             lease_max_secs: 366 * 86_400,
             lease_sweep_secs: 3600,
             payments: None,
             compute: crate::jobs::ComputeConfig::default(),
+            power: None,
+            dashboard: DashboardConfig::default(),
             #[cfg(feature = "faults")]
             fault_corrupt_reads: false,
             #[cfg(feature = "faults")]
@@ -224,7 +269,11 @@ impl NodeConfig {
         let mut cfg: NodeConfig = load_config(path)?;
         cfg.data_dir = relative_to(path, &cfg.data_dir);
         cfg.compute.fetch_client = cfg.compute.fetch_client.map(|c| relative_to(path, &c));
-        cfg.offer.availability().map_err(|e| ConfigError::Value { path: path.into(), message: e.to_string() })?;
+        let bad = |message: String| ConfigError::Value { path: path.into(), message };
+        cfg.offer.availability().map_err(|e| bad(e.to_string()))?;
+        if let Some(p) = &cfg.power {
+            p.check().map_err(|e| bad(e.to_string()))?;
+        }
         Ok(cfg)
     }
 

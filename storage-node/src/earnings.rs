@@ -34,6 +34,10 @@ pub enum CloseState {
 pub struct ChannelEarnings {
     /// Its funding output.
     pub funding: OutPoint,
+    /// Satoshis locked in it.
+    pub capacity: u64,
+    /// Block height at which the payer may take the funds back: the node closes before.
+    pub timeout: u32,
     /// Everything billed on it.
     pub usage: Usage,
     /// Satoshis owed for that usage at the node's prices.
@@ -100,6 +104,8 @@ pub fn earnings(cfg: &NodeConfig) -> Result<Earnings, EarningsError> {
             };
             ChannelEarnings {
                 funding: a.channel.params.funding,
+                capacity: a.channel.params.capacity,
+                timeout: a.channel.params.timeout,
                 usage: a.usage,
                 earned: a.owed,
                 received: a.channel.paid,

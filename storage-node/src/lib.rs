@@ -6,15 +6,20 @@
 pub mod billing;
 pub mod config;
 pub mod daemon;
+pub mod dashboard;
 mod disk;
 pub mod earnings;
 pub mod egress;
 mod error;
+pub mod history;
 pub mod jobs;
 pub mod keys;
 mod memory;
+pub mod power;
 mod server;
+pub mod setup;
 mod store;
+pub mod withdraw;
 
 pub use config::NodeConfig;
 pub use disk::DiskStore;
@@ -22,5 +27,5 @@ pub use error::NodeError;
 pub use memory::MemoryStore;
 #[cfg(feature = "faults")]
 pub use server::Faults;
-pub use server::{LeasePolicy, StorageServer};
+pub use server::{Activity, LeasePolicy, StorageServer};
 pub use store::{ShareKey, ShareMeta, ShareStore, StoreError};

@@ -243,3 +243,30 @@ mod lock_tests {
         assert_eq!(std::fs::read_to_string(&counter).unwrap(), "200");
     }
 }
+
+/// Space on the filesystem holding `path`: bytes free to unprivileged users, bytes in all, and
+/// the filesystem's name when known (`ext4`, `xfs`, `tmpfs`…).
+pub fn disk_space(path: &Path) -> io::Result<(u64, u64, &'static str)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a valid C string and `st` a plain struct the call fills.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let bsize = st.f_bsize as u64;
+    let name = match st.f_type as u64 {
+        0xEF53 => "ext4",
+        0x5846_5342 => "xfs",
+        0x9123_683E => "btrfs",
+        0x2FC1_2FC1 => "zfs",
+        0x0102_1994 => "tmpfs",
+        0x794C_7630 => "overlay",
+        0x6969 => "nfs",
+        0x6573_5546 => "fuse",
+        0x4d44 => "vfat",
+        _ => "other",
+    };
+    Ok((st.f_bavail as u64 * bsize, st.f_blocks as u64 * bsize, name))
+}

@@ -6,7 +6,7 @@ pub mod fs;
 mod size;
 
 pub use config::{load_config, ConfigError};
-pub use fs::{load_or_create_secret, lock, write_atomic, write_secret, AtomicFile, FileLock};
+pub use fs::{disk_space, load_or_create_secret, lock, write_atomic, write_secret, AtomicFile, FileLock};
 pub use size::{ByteSize, SizeError};
 
 /// Seconds since the Unix epoch (0 if the clock is before it).

@@ -13,7 +13,7 @@ use clap::Args;
 
 use blackbox_chain::{burn_script, Chain};
 use blackbox_client::config::{ClientConfig, ClientPayments};
-use blackbox_storage_node::config::{OfferConfig, PaymentsConfig};
+use blackbox_storage_node::config::{DashboardConfig, OfferConfig, PaymentsConfig};
 use blackbox_storage_node::daemon::NodeInfo;
 use blackbox_storage_node::jobs::ComputeConfig;
 use blackbox_storage_node::NodeConfig;
@@ -104,6 +104,8 @@ fn ensure_node_config(
             quota,
             threads: 1,
             payments: payments.clone(),
+            // Many nodes on one machine: each dashboard on a port of its own (in its node.info).
+            dashboard: DashboardConfig { enabled: true, listen: "127.0.0.1:0".into() },
             compute: ComputeConfig {
                 enabled: true,
                 fetch_client: Some(PathBuf::from(FETCH_CLIENT)),

@@ -34,6 +34,9 @@ pub enum JobError {
     /// Outside the offer's daily window.
     #[error("this node runs jobs only between {start} and {end} UTC")]
     OutsideWindow { start: String, end: String },
+    /// Electricity costs more than jobs pay at this hour (`[power]`); the offer sells no CPU now.
+    #[error("this node sells no CPU at this hour: electricity costs more than jobs pay")]
+    TooExpensiveNow,
     /// The offer is `when-idle` and the machine is in use.
     #[error("this node runs jobs only when idle; its owner's processes use {busy:.1} of {cpus} CPUs now")]
     NotIdle { busy: f64, cpus: usize },
@@ -154,6 +157,10 @@ pub struct Jobs {
     dir: PathBuf,
     table: Mutex<HashMap<u64, Arc<Job>>>,
     next: AtomicU64,
+    /// Jobs started since the node started.
+    runs: AtomicU64,
+    /// Set while `[power]` withdraws CPU (electricity dearer than jobs pay).
+    withdrawn: AtomicBool,
     /// TEST ONLY (`faults` builds): report a wrong stdout and digest for every job.
     #[cfg(feature = "faults")]
     pub wrong_results: AtomicBool,
@@ -179,6 +186,8 @@ impl Jobs {
             dir,
             table: Mutex::default(),
             next: AtomicU64::new(rand::random::<u32>() as u64 + 1),
+            runs: AtomicU64::new(0),
+            withdrawn: AtomicBool::new(false),
             #[cfg(feature = "faults")]
             wrong_results: AtomicBool::new(false),
         })
@@ -220,6 +229,7 @@ impl Jobs {
         });
         table.insert(id, job.clone());
         drop(table);
+        self.runs.fetch_add(1, Ordering::Relaxed);
         run::spawn(self.context(), id, job, spec);
         Ok(id)
     }
@@ -262,9 +272,29 @@ impl Jobs {
         Ok(())
     }
 
+    /// Jobs started since the node started, and those running now.
+    pub fn counts(&self) -> (u64, u64) {
+        let running = self.table().values().filter(|j| j.progress().end.is_none()).count() as u64;
+        (self.runs.load(Ordering::Relaxed), running)
+    }
+
+    /// Withdraws CPU (new jobs refused) or offers it again, as `[power]` decides each hour;
+    /// running jobs finish.
+    pub fn set_withdrawn(&self, withdrawn: bool) {
+        self.withdrawn.store(withdrawn, Ordering::Relaxed);
+    }
+
+    /// Whether CPU is withdrawn now.
+    pub fn withdrawn(&self) -> bool {
+        self.withdrawn.load(Ordering::Relaxed)
+    }
+
     fn check_available(&self) -> Result<(), JobError> {
         if !self.cfg.enabled || self.capacity.millicores == 0 {
             return Err(JobError::Disabled);
+        }
+        if self.withdrawn.load(Ordering::Relaxed) {
+            return Err(JobError::TooExpensiveNow);
         }
         match self.capacity.availability {
             Availability::Always => Ok(()),

@@ -79,6 +79,20 @@ pub struct StorageServer<S> {
     /// Bytes served this month, and the most the offer sells.
     egress: crate::egress::MonthlyEgress,
     egress_limit: u64,
+    /// Audit challenges answered with a proof, and those the node could not prove.
+    audits: [std::sync::atomic::AtomicU64; 2],
+    started: std::time::Instant,
+}
+
+/// Activity counters of a running node, for its dashboard and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Activity {
+    /// Challenges answered with a proof.
+    pub audits_answered: u64,
+    /// Challenges of shares it should hold that it could not prove (missing or damaged data).
+    pub audits_failed: u64,
+    /// Seconds since the server started.
+    pub uptime_secs: u64,
 }
 
 /// The outcome of one request.
@@ -119,6 +133,8 @@ impl<S: ShareStore> StorageServer<S> {
             jobs: None,
             egress: crate::egress::MonthlyEgress::open(None),
             egress_limit: u64::MAX,
+            audits: Default::default(),
+            started: std::time::Instant::now(),
         })
     }
 
@@ -186,6 +202,17 @@ impl<S: ShareStore> StorageServer<S> {
         }
     }
 
+    /// What the node has done since it started.
+    pub fn activity(&self) -> Activity {
+        let n = |i: usize| self.audits[i].load(std::sync::atomic::Ordering::Relaxed);
+        Activity { audits_answered: n(0), audits_failed: n(1), uptime_secs: self.started.elapsed().as_secs() }
+    }
+
+    /// The signed offer served now, if any.
+    pub fn current_offer(&self) -> Option<Bytes> {
+        self.offer.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     fn committed_meta(&self, key: &ShareKey) -> Result<ShareMeta, NodeError> {
         self.store.meta(key)?.ok_or(NodeError::NoSuchShare)
     }
@@ -214,7 +241,18 @@ impl<S: ShareStore> StorageServer<S> {
             Request::ReadLeaves { si, share, start, count } => self.read_leaves(key(si, share), start, count),
             Request::ReadBlocks { si, share, start, count } => self.read_blocks(key(si, share), start, count, bill),
             Request::GetOffer => self.offer(),
-            Request::Challenge { si, share, nonce, count } => self.challenge(from, si, share, nonce, count, bill),
+            Request::Challenge { si, share, nonce, count } => {
+                let r = self.challenge(from, si, share, nonce, count, bill);
+                let slot = match &r {
+                    Ok(_) => Some(0),
+                    Err(NodeError::NoSuchShare | NodeError::Proof(_) | NodeError::Store(_)) => Some(1),
+                    Err(_) => None,
+                };
+                if let Some(i) = slot {
+                    self.audits[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                r
+            }
             Request::Renew { si, lease_secs } => self.renew(si, lease_secs, bill),
             Request::OpenChannel { params, offer } => {
                 let now = blackbox_util::now_secs();
