@@ -4,10 +4,12 @@
 # g++ for libbitcoinconsensus (Bitcoin Core's consensus code, built by the bitcoinconsensus crate);
 # python3-venv for the S3 clients the gateway is tested with (boto3, pytest, awscli from PyPI into
 # .venv/ of the checkout); fuse3, rsync, sqlite3 and git for the tests of the FUSE drive (real tools
-# on a real mount), libacl1-dev for pjdfstest.
+# on a real mount), libacl1-dev for pjdfstest; chromium (and a font) for the dashboard's browser
+# test, driven by playwright-core from npm with the machine's Node.js (installed if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(libclang-dev librocksdb-dev pkg-config g++ python3 python3-venv fuse3 rsync sqlite3 git libacl1-dev)
+pkgs=(libclang-dev librocksdb-dev pkg-config g++ python3 python3-venv fuse3 rsync sqlite3 git libacl1-dev chromium fonts-dejavu-core)
+command -v npm >/dev/null || pkgs+=(nodejs npm)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -30,4 +32,8 @@ if [ ! -x .tools/bin/fsx ]; then
 fi
 if [ ! -x .tools/bin/pjdfstest ]; then
   cargo install -q --locked pjdfstest --version 0.2.2 --root .tools
+fi
+# The dashboard's browser driver (tests/provider.rs), pinned by tests/dashboard/package-lock.json.
+if [ ! -d tests/dashboard/node_modules/playwright-core ]; then
+  (cd tests/dashboard && npm ci --no-audit --no-fund --silent)
 fi

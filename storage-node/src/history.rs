@@ -49,15 +49,23 @@ impl History {
         Self { path: Some(path), days }
     }
 
-    /// Records the totals now; saves when they changed (atomic write).
-    pub fn record(&mut self, now: u64, earned: u64, received: u64) -> std::io::Result<()> {
+    /// Sets today's totals in memory; true if they changed.
+    pub fn set(&mut self, now: u64, earned: u64, received: u64) -> bool {
         let day = blackbox_util::utc(now)[..10].to_string();
         if self.days.get(&day) == Some(&(earned, received)) {
-            return Ok(());
+            return false;
         }
         self.days.insert(day, (earned, received));
         while self.days.len() > KEEP_DAYS {
             self.days.pop_first();
+        }
+        true
+    }
+
+    /// Records the totals now; saves when they changed (atomic write).
+    pub fn record(&mut self, now: u64, earned: u64, received: u64) -> std::io::Result<()> {
+        if !self.set(now, earned, received) {
+            return Ok(());
         }
         let Some(path) = &self.path else { return Ok(()) };
         let mut text = format!("{HEADER}\n");

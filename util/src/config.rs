@@ -38,7 +38,14 @@ pub fn parse_config<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, C
 /// Resolves a path from a config file against the file's directory (absolute paths stay).
 pub fn relative_to(config: &Path, p: &Path) -> PathBuf {
     if p.is_relative() {
-        config.parent().unwrap_or(Path::new(".")).join(p)
+        let base = config.parent().filter(|b| !b.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        // `data_dir = "."` is the config's directory itself, not `dir/.`.
+        let rest: PathBuf = p.components().filter(|c| *c != std::path::Component::CurDir).collect();
+        if rest.as_os_str().is_empty() {
+            base.to_path_buf()
+        } else {
+            base.join(rest)
+        }
     } else {
         p.to_path_buf()
     }

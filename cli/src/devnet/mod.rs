@@ -298,6 +298,11 @@ pub async fn up(args: UpArgs) -> Result<ExitCode> {
     println!("devnet ready: {} nodes; client config {}", args.nodes, client_path.display());
     println!("try: export BLACKBOX_CONFIG={}; blackbox put FILE", client_path.display());
     println!("S3: blackbox gateway --config {} (its key pair is in that file)", gateway_path.display());
+    let first = node_dir(&root, 0);
+    let info = std::fs::read_to_string(first.join("node.info")).ok().and_then(|t| toml::from_str::<NodeInfo>(&t).ok());
+    if let Some(url) = info.and_then(|i| i.dashboard) {
+        println!("dashboard of node-00: {url} (token in {})", first.join("dashboard.token").display());
+    }
     supervise(&mut procs, &mut term).await;
     if let Some(m) = miner {
         m.abort();

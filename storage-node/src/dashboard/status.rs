@@ -104,7 +104,9 @@ fn build(src: &Sources, public: bool) -> Result<Value, String> {
     } else {
         Earnings { prices: cfg.offer.prices(), channels: Vec::new() }
     };
-    let history = History::load(&cfg.data_dir);
+    let mut history = History::load(&cfg.data_dir);
+    // Today as it stands now, not as of the last minute's record.
+    history.set(now, e.earned(), e.received());
     let st = src.server.status();
     let act = src.server.activity();
     let offer = src.server.current_offer().and_then(|b| SignedOffer::decode(&b).ok()).map(|s| s.offer);

@@ -235,3 +235,49 @@ pub fn commented(cfg: &NodeConfig) -> Result<String, String> {
     out.push_str(POWER_EXAMPLE);
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_setting_is_commented_and_the_file_loads_back() {
+        let chain = blackbox_chain::RpcConfig {
+            rpc_addr: "127.0.0.1:18443".into(),
+            rpc_user: "u".into(),
+            rpc_password: "p".into(),
+            rpc_cookie_file: Some("/root/.bitcoin/regtest/.cookie".into()),
+            network: "regtest".into(),
+        };
+        let cfg = NodeConfig { payments: Some(PaymentsConfig::new(chain)), ..NodeConfig::default() };
+        let text = commented(&cfg).unwrap();
+        let back: NodeConfig = toml::from_str(&text).unwrap();
+        assert_eq!(toml::to_string(&back).unwrap(), toml::to_string(&cfg).unwrap());
+        let settings = text.lines().filter(|l| l.contains(" = ") && !l.starts_with('#')).count();
+        let comments = text.lines().filter(|l| l.starts_with("# ") && !l.contains(" = ")).count();
+        assert!(settings > 30 && comments >= settings, "{text}");
+        // The commented [power] example is valid once uncommented.
+        let power: String = POWER_EXAMPLE
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.contains('=') || l.starts_with('['))
+            .map(|l| format!("{}\n", l.split('#').next().unwrap_or("")))
+            .collect();
+        let with_power: NodeConfig = toml::from_str(&power).unwrap();
+        with_power.power.unwrap().check().unwrap();
+    }
+
+    #[test]
+    fn init_refuses_to_overwrite_and_checks_the_payout_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = InitOptions { dir: dir.path().into(), storage: Some(ByteSize(1 << 30)), ..InitOptions::default() };
+        let r = init(&opts).unwrap();
+        assert_eq!(r.storage.0, 1 << 30);
+        assert!(matches!(init(&opts), Err(InitError::Exists(_))));
+        let forced = InitOptions { force: true, payout: Some("bcrt1qnope".into()), ..opts.clone() };
+        assert!(matches!(init(&forced), Err(InitError::Invalid(_))));
+        let loaded = NodeConfig::load(&dir.path().join(CONFIG_FILE)).unwrap();
+        assert_eq!(loaded.quota.0, 1 << 30);
+        assert_eq!(loaded.data_dir, dir.path());
+    }
+}
