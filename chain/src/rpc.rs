@@ -180,7 +180,8 @@ impl Chain for BitcoindRpc {
             }
             // Bitcoin Core returns as soon as a block arrives (or at the timeout), so waiting
             // costs one call per block or per slice, not a poll loop.
-            let slice = left.min(WAIT_SLICE);
+            // At least 1 ms: Bitcoin Core (and the devnet server) read 0 as "no timeout".
+            let slice = left.min(WAIT_SLICE).max(Duration::from_millis(1));
             let ms = slice.as_millis() as u64;
             self.call_within("waitfornewblock", json!([ms]), slice + Duration::from_secs(5))?;
         }

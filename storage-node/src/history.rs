@@ -37,6 +37,11 @@ impl History {
             .ok()
             .and_then(|f| std::io::read_to_string(std::io::Read::take(f, MAX_FILE)).ok())
             .unwrap_or_default();
+        Self { path: Some(path), ..Self::parse(&text) }
+    }
+
+    /// Parses the file's text (damaged lines are skipped), kept in memory only.
+    pub fn parse(text: &str) -> Self {
         let days = text
             .lines()
             .filter(|l| !l.starts_with('#'))
@@ -46,7 +51,7 @@ impl History {
                 Some((day, (f.next()?.parse().ok()?, f.next()?.parse().ok()?)))
             })
             .collect();
-        Self { path: Some(path), days }
+        Self { path: None, days }
     }
 
     /// Sets today's totals in memory; true if they changed.

@@ -35,6 +35,12 @@ fn data_hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// The token of a login form body (`token=…`, URL-encoded; the token is hex, so no decoding).
+pub fn login_token(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    text.split('&').find_map(|kv| kv.strip_prefix("token=")).unwrap_or("").trim().to_string()
+}
+
 /// Constant-time equality of two secrets (through their hashes).
 fn same(a: &str, b: &str) -> bool {
     blake3::hash(a.as_bytes()) == blake3::hash(b.as_bytes())
@@ -88,6 +94,7 @@ impl Sessions {
         Some(format!("{COOKIE_NAME}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}", SESSION_LIFE.as_secs()))
     }
 
+    /// The session id in a request's `Cookie` headers.
     fn cookie(headers: &HeaderMap) -> Option<String> {
         headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|kv| {
             let (k, v) = kv.trim().split_once('=')?;

@@ -19,10 +19,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
-pub use auth::{load_or_create_token, TOKEN_FILE};
+pub use auth::{load_or_create_token, login_token, Sessions, TOKEN_FILE};
 pub use status::{Sources, StatusCache};
-
-use auth::Sessions;
 
 /// Connections served at once.
 const MAX_CONNECTIONS: usize = 32;
@@ -167,9 +165,7 @@ async fn login(req: Request<Incoming>, state: &State) -> Reply {
         Ok(b) => b.to_bytes(),
         Err(_) => return json_error(StatusCode::PAYLOAD_TOO_LARGE, "login form too large"),
     };
-    let text = String::from_utf8_lossy(&body);
-    let given = text.split('&').find_map(|kv| kv.strip_prefix("token=")).unwrap_or("").trim();
-    match state.sessions.login(given) {
+    match state.sessions.login(&login_token(&body)) {
         Some(cookie) => {
             let mut r = reply(StatusCode::NO_CONTENT, "text/plain", "");
             if let Ok(v) = HeaderValue::from_str(&cookie) {
