@@ -270,6 +270,43 @@ fn economics_matches_a_hand_calculation() {
         shown.contains("NOT SOLD") && shown.contains("cpu by hour (UTC): 00:00-18:00 sold, 18:00-22:00 withdrawn"),
         "{shown}"
     );
+    // A dashboard told to listen beyond loopback says so loudly, in the summary and the API.
+    let open = tempfile::tempdir().unwrap();
+    let o = open.path().to_str().unwrap();
+    let out = blackbox(
+        None,
+        &[
+            "node",
+            "init",
+            "--dir",
+            o,
+            "--storage",
+            "1GiB",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--dashboard",
+            "0.0.0.0:0",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut child = Command::new(bin())
+        .args(["node", "run", "--dir", o])
+        .env_remove("BLACKBOX_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut summary = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok) {
+        summary.push_str(&line);
+        summary.push('\n');
+        if line.starts_with("warning: the dashboard listens") {
+            break;
+        }
+    }
+    terminate(&mut child);
+    assert!(summary.contains("THE DASHBOARD IS REACHABLE FROM OTHER MACHINES"), "{summary}");
+    assert!(summary.contains("warning: the dashboard listens on 0.0.0.0:"), "{summary}");
     // A config without [power] says so.
     let other = tempfile::tempdir().unwrap();
     let out = blackbox(None, &["node", "init", "--dir", other.path().to_str().unwrap(), "--storage", "1GiB"]);
