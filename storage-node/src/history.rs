@@ -29,6 +29,12 @@ pub struct History {
     days: BTreeMap<String, (u64, u64)>,
 }
 
+/// Whether `d` is a `YYYY-MM-DD` date (ASCII digits and dashes).
+fn is_day(d: &str) -> bool {
+    let b = d.as_bytes();
+    b.len() == 10 && b.iter().enumerate().all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() })
+}
+
 impl History {
     /// Loads `dir/earnings-days` (missing or damaged lines: skipped).
     pub fn load(dir: &Path) -> Self {
@@ -47,7 +53,7 @@ impl History {
             .filter(|l| !l.starts_with('#'))
             .filter_map(|l| {
                 let mut f = l.split_whitespace();
-                let day = f.next().filter(|d| d.len() == 10)?.to_string();
+                let day = f.next().filter(|d| is_day(d))?.to_string();
                 Some((day, (f.next()?.parse().ok()?, f.next()?.parse().ok()?)))
             })
             .collect();
@@ -132,7 +138,7 @@ mod tests {
         );
         let months: Vec<_> = h.per_month().iter().map(|p| (p.name.clone(), p.sat)).collect();
         assert_eq!(months, vec![("2025-11".into(), 55), ("2025-12".into(), 35)]);
-        std::fs::write(dir.path().join("earnings-days"), "garbage\n2025-12-01 x 1\n").unwrap();
+        std::fs::write(dir.path().join("earnings-days"), "garbage\n2025-12-01 x 1\n\u{e9}-12-12345 1 2\n").unwrap();
         assert!(History::load(dir.path()).per_day().is_empty());
     }
 }
