@@ -398,34 +398,13 @@ fn summarize(cfg: &NodeConfig, node: &Node) -> Summary {
     Summary {
         peer_id: node.handle.peer_id.to_string(),
         addrs: addrs.iter().map(|a| format!("{a}/p2p/{}", node.handle.peer_id)).collect(),
-        offer: offer.unwrap_or_else(|| unreachable_offer(cfg)),
+        offer,
         chain: cfg.payments.as_ref().map(|p| format!("{} ({})", p.chain.rpc_addr, p.chain.network)),
         payout: cfg.payout_address.clone(),
         dashboard: node.dashboard.as_ref().map(|d| (d.url(), d.public())),
         token_file: cfg.data_dir.join(TOKEN_FILE).display().to_string(),
         warnings,
     }
-}
-
-/// The offer as configured (for the summary, should the served one not decode).
-fn unreachable_offer(cfg: &NodeConfig) -> Offer {
-    let key = Keypair::generate_ed25519();
-    let signed = sign_offer(cfg, &key, [2; 33], now_secs()).ok().map(|s| s.offer);
-    signed.unwrap_or(Offer {
-        node: key.public(),
-        resources: Resources {
-            storage_bytes: cfg.quota.0,
-            bandwidth_bytes_per_month: 0,
-            cpu_millicores: 0,
-            ram_bytes: 0,
-        },
-        availability: blackbox_net::offer::Availability::Always,
-        prices: cfg.offer.prices(),
-        bitcoin_pubkey: [2; 33],
-        region: String::new(),
-        issued_at: 0,
-        expires_at: 0,
-    })
 }
 
 /// Runs a node until SIGINT/SIGTERM, then stops serving and flushes the store; `fetcher` reads

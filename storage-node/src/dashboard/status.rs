@@ -90,6 +90,87 @@ fn reputation(answered: u64, failed: u64) -> Value {
     json!({"score": score, "label": label})
 }
 
+/// What the alerts are drawn from.
+struct Facts<'a> {
+    used: u64,
+    quota: u64,
+    /// Free and total bytes of the data dir's disk.
+    disk: (u64, u64),
+    channels: &'a [crate::earnings::ChannelEarnings],
+    /// The chain's height, if it answered.
+    height: Option<u32>,
+    /// With payments on: how many blocks before its timeout a channel is closed.
+    close_margin: Option<u32>,
+    offer_expires: Option<u64>,
+    cpu_withdrawn: bool,
+    now: u64,
+}
+
+/// What needs the operator's attention, most serious first within each kind.
+fn alerts(f: &Facts) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut alert = |level: &str, text: String| out.push(json!({"level": level, "text": text}));
+    if f.quota > 0 && f.used as f64 >= NEARLY_FULL * f.quota as f64 {
+        alert("warn", format!("storage {:.0}% of the quota used", 100.0 * f.used as f64 / f.quota as f64));
+    }
+    let (free, total) = f.disk;
+    if total > 0 && (free as f64) < (1.0 - NEARLY_FULL) * total as f64 {
+        alert("error", format!("the disk is nearly full: {} MiB free", free >> 20));
+    }
+    for c in f.channels {
+        match (&c.close, f.height, f.close_margin) {
+            (CloseState::Mempool(txid), _, _) => {
+                alert("warn", format!("the close of channel {} ({txid}) is not confirmed yet", c.funding))
+            }
+            (CloseState::Open, Some(h), Some(m)) if c.timeout <= h.saturating_add(2 * m) => alert(
+                "error",
+                format!("channel {} reaches its timeout in {} blocks", c.funding, i64::from(c.timeout) - i64::from(h)),
+            ),
+            _ => {}
+        }
+    }
+    if f.close_margin.is_some() && f.height.is_none() {
+        alert("error", "the bitcoin node does not answer: channel closes cannot be checked".into());
+    }
+    match f.offer_expires {
+        Some(at) if at <= f.now => {
+            alert("error", "the signed offer has expired: clients will not choose this node".into())
+        }
+        None => alert("error", "no signed offer is served".into()),
+        _ => {}
+    }
+    if f.cpu_withdrawn {
+        alert("warn", "CPU withdrawn: electricity costs more than jobs pay at this hour".into());
+    }
+    out
+}
+
+/// Every channel, with blocks left to its timeout when the height is known.
+fn channels_json(e: &Earnings, height: Option<u32>) -> Vec<Value> {
+    let row = |c: &crate::earnings::ChannelEarnings| {
+        json!({
+            "funding": c.funding.to_string(),
+            "capacity_sat": c.capacity,
+            "earned_sat": c.earned,
+            "received_sat": c.received,
+            "timeout_height": c.timeout,
+            "blocks_left": height.map(|h| i64::from(c.timeout) - i64::from(h)),
+            "close": close_name(&c.close),
+        })
+    };
+    e.channels.iter().map(row).collect()
+}
+
+/// Totals, the payout balance, and what each day and month brought in.
+fn earnings_json(e: &Earnings, balance: Option<u64>, history: &History) -> Value {
+    let period = |p: &crate::history::Period, key: &str| json!({key: p.name, "sat": p.sat, "earned_sat": p.earned_sat});
+    json!({
+        "earned_sat": e.earned(), "received_sat": e.received(), "settled_sat": e.settled(), "balance_sat": balance,
+        "per_day": history.per_day().iter().map(|p| period(p, "day")).collect::<Vec<_>>(),
+        "per_month": history.per_month().iter().map(|p| period(p, "month")).collect::<Vec<_>>(),
+    })
+}
+
 /// Builds the status document (blocking: reads records and asks the chain).
 fn build(src: &Sources, public: bool) -> Result<Value, String> {
     let (cfg, now) = (&src.cfg, now_secs());
@@ -116,68 +197,23 @@ fn build(src: &Sources, public: bool) -> Result<Value, String> {
     let cpu_withdrawn = cfg.compute.enabled
         && cfg.offer.cpu_cores > 0.0
         && offer.as_ref().is_some_and(|o| o.resources.cpu_millicores == 0);
-    let channels: Vec<Value> = e
-        .channels
-        .iter()
-        .map(|c| {
-            json!({
-                "funding": c.funding.to_string(),
-                "capacity_sat": c.capacity,
-                "earned_sat": c.earned,
-                "received_sat": c.received,
-                "timeout_height": c.timeout,
-                "blocks_left": height.map(|h| i64::from(c.timeout) - i64::from(h)),
-                "close": close_name(&c.close),
-            })
-        })
-        .collect();
-    let mut alerts = Vec::new();
-    let mut alert = |level: &str, text: String| alerts.push(json!({"level": level, "text": text}));
-    if st.quota > 0 && st.used as f64 >= NEARLY_FULL * st.quota as f64 {
-        alert("warn", format!("storage {:.0}% of the quota used", 100.0 * st.used as f64 / st.quota as f64));
-    }
-    if total > 0 && (free as f64) < (1.0 - NEARLY_FULL) * total as f64 {
-        alert("error", format!("the disk is nearly full: {} MiB free", free >> 20));
-    }
-    for c in &e.channels {
-        match (&c.close, height) {
-            (CloseState::Mempool(txid), _) => {
-                alert("warn", format!("the close of channel {} ({txid}) is not confirmed yet", c.funding))
-            }
-            (CloseState::Open, Some(h))
-                if c.timeout <= h + 2 * cfg.payments.as_ref().map_or(6, |p| p.close_margin_blocks) =>
-            {
-                alert(
-                    "error",
-                    format!(
-                        "channel {} reaches its timeout in {} blocks",
-                        c.funding,
-                        i64::from(c.timeout) - i64::from(h)
-                    ),
-                )
-            }
-            _ => {}
-        }
-    }
-    if cfg.payments.is_some() && height.is_none() {
-        alert("error", "the bitcoin node does not answer: channel closes cannot be checked".into());
-    }
-    match &offer {
-        Some(o) if o.expires_at <= now => {
-            alert("error", "the signed offer has expired: clients will not choose this node".into())
-        }
-        None => alert("error", "no signed offer is served".into()),
-        _ => {}
-    }
-    if cpu_withdrawn {
-        alert("warn", "CPU withdrawn: electricity costs more than jobs pay at this hour".into());
-    }
-    let period = |p: &crate::history::Period, key: &str| json!({key: p.name, "sat": p.sat, "earned_sat": p.earned_sat});
+    let alerts = alerts(&Facts {
+        used: st.used,
+        quota: st.quota,
+        disk: (free, total),
+        channels: &e.channels,
+        height,
+        close_margin: cfg.payments.as_ref().map(|p| p.close_margin_blocks),
+        offer_expires: offer.as_ref().map(|o| o.expires_at),
+        cpu_withdrawn,
+        now,
+    });
     Ok(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "peer_id": src.peer_id,
         "uptime_secs": act.uptime_secs,
         "dashboard_public": public,
+        "payments": cfg.payments.is_some(),
         "addrs": src.addrs,
         "chain_height": height,
         "storage": {"used": st.used, "quota": st.quota, "offered": offer.as_ref().map_or(0, |o| o.resources.storage_bytes),
@@ -186,12 +222,8 @@ fn build(src: &Sources, public: bool) -> Result<Value, String> {
         "jobs": {"run": jobs_run, "running": jobs_running},
         "audits": {"answered": act.audits_answered, "failed": act.audits_failed},
         "reputation": reputation(act.audits_answered, act.audits_failed),
-        "earnings": {
-            "earned_sat": e.earned(), "received_sat": e.received(), "settled_sat": e.settled(), "balance_sat": balance,
-            "per_day": history.per_day().iter().map(|p| period(p, "day")).collect::<Vec<_>>(),
-            "per_month": history.per_month().iter().map(|p| period(p, "month")).collect::<Vec<_>>(),
-        },
-        "channels": channels,
+        "earnings": earnings_json(&e, balance, &history),
+        "channels": channels_json(&e, height),
         "offer": offer.as_ref().map(|o| json!({
             "storage_bytes": o.resources.storage_bytes, "cpu_millicores": o.resources.cpu_millicores,
             "ram_bytes": o.resources.ram_bytes, "bandwidth_bytes_per_month": o.resources.bandwidth_bytes_per_month,
@@ -256,4 +288,58 @@ pub fn metrics(s: &Value) -> String {
     let open = s["channels"].as_array().map_or(0, |c| c.iter().filter(|c| c["close"] == "open").count());
     out.push_str(&format!("# HELP blackbox_channels_open Payment channels not closed.\n# TYPE blackbox_channels_open gauge\nblackbox_channels_open {open}\n"));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoin::hashes::Hash;
+    use bitcoin::{OutPoint, Txid};
+
+    fn channel(close: CloseState, timeout: u32) -> crate::earnings::ChannelEarnings {
+        crate::earnings::ChannelEarnings {
+            funding: OutPoint { txid: Txid::all_zeros(), vout: 0 },
+            capacity: 100_000,
+            timeout,
+            usage: Default::default(),
+            earned: 1000,
+            received: 1000,
+            close,
+        }
+    }
+
+    #[test]
+    fn alerts_name_what_needs_attention() {
+        let calm = [channel(CloseState::Open, 500)];
+        let mut f = Facts {
+            used: 10,
+            quota: 100,
+            disk: (50, 100),
+            channels: &calm,
+            height: Some(100),
+            close_margin: Some(6),
+            offer_expires: Some(2000),
+            cpu_withdrawn: false,
+            now: 1000,
+        };
+        assert!(alerts(&f).is_empty());
+        let busy = [channel(CloseState::Open, 110), channel(CloseState::Mempool(Txid::all_zeros()), 900)];
+        f = Facts { used: 95, disk: (5, 100), channels: &busy, offer_expires: Some(999), cpu_withdrawn: true, ..f };
+        let text: Vec<String> = alerts(&f).iter().map(|a| format!("{} {}", a["level"], a["text"])).collect();
+        let all = text.join("\n");
+        for want in [
+            "storage 95% of the quota",
+            "disk is nearly full",
+            "reaches its timeout in 10 blocks",
+            "is not confirmed yet",
+            "offer has expired",
+            "CPU withdrawn",
+        ] {
+            assert!(all.contains(want), "{want}: {all}");
+        }
+        f = Facts { height: None, offer_expires: None, ..f };
+        let all: Vec<Value> = alerts(&f);
+        assert!(all.iter().any(|a| a["text"].as_str().unwrap().contains("does not answer")));
+        assert!(all.iter().any(|a| a["text"] == "no signed offer is served"));
+    }
 }

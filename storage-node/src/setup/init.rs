@@ -220,7 +220,9 @@ pub fn commented(cfg: &NodeConfig) -> Result<String, String> {
     for line in raw.lines() {
         if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             section = name.to_string();
-            out.push('\n');
+            if !out.ends_with("\n\n") {
+                out.push('\n');
+            }
         } else if let Some((key, _)) = line.split_once(" = ") {
             if key.starts_with("fault_") {
                 continue;

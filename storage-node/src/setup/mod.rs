@@ -122,7 +122,7 @@ pub struct Summary {
     /// Where it listens.
     pub addrs: Vec<String>,
     /// The offer it serves.
-    pub offer: Offer,
+    pub offer: Option<Offer>,
     /// `rpc_addr (network)` of the chain it is paid through.
     pub chain: Option<String>,
     /// Default withdrawal address.
@@ -135,27 +135,36 @@ pub struct Summary {
     pub warnings: Vec<String>,
 }
 
+/// The offer's lines of the summary: what is sold at what price, and until when.
+fn write_offer(f: &mut fmt::Formatter<'_>, o: &Offer) -> fmt::Result {
+    let (r, p) = (&o.resources, &o.prices);
+    writeln!(f, "  storage     {} at {} sat/GB-month", ByteSize(r.storage_bytes), p.storage_sat_per_gb_month)?;
+    writeln!(f, "  bandwidth   {}/month at {} sat/GB", ByteSize(r.bandwidth_bytes_per_month), p.egress_sat_per_gb)?;
+    if r.cpu_millicores > 0 {
+        writeln!(
+            f,
+            "  compute     {:.1} cores, {} RAM at {} sat/core-hour + {} sat/Gfuel",
+            f64::from(r.cpu_millicores) / 1000.0,
+            ByteSize(r.ram_bytes),
+            p.cpu_sat_per_core_hour,
+            p.fuel_sat_per_gfuel
+        )?;
+    }
+    writeln!(f, "  offer until {}", blackbox_util::utc(o.expires_at))?;
+    Ok(())
+}
+
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (r, p) = (&self.offer.resources, &self.offer.prices);
         writeln!(f, "blackbox node running")?;
         writeln!(f, "  peer id     {}", self.peer_id)?;
         for a in &self.addrs {
             writeln!(f, "  listening   {a}")?;
         }
-        writeln!(f, "  storage     {} at {} sat/GB-month", ByteSize(r.storage_bytes), p.storage_sat_per_gb_month)?;
-        writeln!(f, "  bandwidth   {}/month at {} sat/GB", ByteSize(r.bandwidth_bytes_per_month), p.egress_sat_per_gb)?;
-        if r.cpu_millicores > 0 {
-            writeln!(
-                f,
-                "  compute     {:.1} cores, {} RAM at {} sat/core-hour + {} sat/Gfuel",
-                f64::from(r.cpu_millicores) / 1000.0,
-                ByteSize(r.ram_bytes),
-                p.cpu_sat_per_core_hour,
-                p.fuel_sat_per_gfuel
-            )?;
+        match &self.offer {
+            Some(o) => write_offer(f, o)?,
+            None => writeln!(f, "  offer       none served (see the log)")?,
         }
-        writeln!(f, "  offer until {}", blackbox_util::utc(self.offer.expires_at))?;
         match &self.chain {
             Some(c) => writeln!(f, "  payments    through {c}")?,
             None => writeln!(f, "  payments    off")?,
