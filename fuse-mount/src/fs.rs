@@ -68,7 +68,10 @@ fn ns_of(t: TimeOrNow) -> u64 {
 impl Drive {
     fn reply_entry(&self, r: Result<(u64, crate::inodes::Inode), Errno>, reply: ReplyEntry) {
         match r {
-            Ok((ino, i)) => reply.entry(&TTL, &self.attr(ino, &i), Generation(0)),
+            Ok((ino, i)) => {
+                lock(&self.inodes).looked_up(ino);
+                reply.entry(&TTL, &self.attr(ino, &i), Generation(0))
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -281,9 +284,9 @@ impl Filesystem for Drive {
         self.reply_entry(r, reply);
     }
 
-    fn forget(&self, _req: &Request, ino: INodeNo, _nlookup: u64) {
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
         let open = lock(&self.files).contains_key(&ino.0);
-        lock(&self.inodes).forget_if_closed(ino.0, open);
+        lock(&self.inodes).forgotten(ino.0, nlookup, open);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -408,6 +411,7 @@ impl Filesystem for Drive {
     ) {
         match name_of(name).and_then(|n| self.create(parent.0, n, mode & !umask)) {
             Ok((ino, i, fh)) => {
+                lock(&self.inodes).looked_up(ino);
                 reply.created(&TTL, &self.attr(ino, &i), Generation(0), FileHandle(fh), FopenFlags::empty())
             }
             Err(e) => reply.error(e),

@@ -34,6 +34,9 @@ pub struct Inode {
 pub struct Inodes {
     by_ino: HashMap<u64, Inode>,
     by_name: HashMap<(u64, String), u64>,
+    /// How many lookups the kernel holds of each inode (FUSE's nlookup): an inode goes only
+    /// when the kernel has forgotten every one, never while a newer lookup still names it.
+    lookups: HashMap<u64, u64>,
     next: u64,
 }
 
@@ -95,13 +98,30 @@ impl Inodes {
 
     /// Drops inode `ino` once the kernel forgot it, unless a file of it is still `open`.
     pub fn forget_if_closed(&mut self, ino: u64, open: bool) {
-        if !open {
+        if !open && self.lookups.get(&ino).is_none_or(|&n| n == 0) {
             self.forget(ino);
         }
     }
 
+    /// The kernel was handed inode `ino` once more (an entry reply).
+    pub fn looked_up(&mut self, ino: u64) {
+        *self.lookups.entry(ino).or_default() += 1;
+    }
+
+    /// The kernel forgot `n` of its lookups of `ino`; the inode goes with the last one unless
+    /// the file is still `open`.
+    pub fn forgotten(&mut self, ino: u64, n: u64, open: bool) {
+        let left = self.lookups.get(&ino).map_or(0, |&c| c.saturating_sub(n));
+        if left > 0 {
+            self.lookups.insert(ino, left);
+            return;
+        }
+        self.lookups.remove(&ino);
+        self.forget_if_closed(ino, open);
+    }
+
     /// Drops inode `ino` (the root stays).
-    pub fn forget(&mut self, ino: u64) {
+    fn forget(&mut self, ino: u64) {
         if ino == ROOT {
             return;
         }
@@ -148,5 +168,24 @@ mod tests {
         assert!(t.get(b).is_some(), "a replaced inode lives on until forgotten");
         t.forget(b);
         assert!(t.get(b).is_none() && t.get(a).is_some());
+    }
+
+    #[test]
+    fn an_inode_lives_while_any_lookup_of_it_is_unforgotten() {
+        let mut t = Inodes::new(at(""));
+        let a = t.upsert(at("a"));
+        t.looked_up(a);
+        // A second lookup answered before the kernel's forget of the first one arrives.
+        t.looked_up(a);
+        t.forgotten(a, 1, false);
+        assert!(t.get(a).is_some() && t.upsert(at("a")) == a, "still named by the second lookup");
+        t.forgotten(a, 1, true);
+        assert!(t.get(a).is_some(), "an open file keeps its inode");
+        t.looked_up(a);
+        t.unlink(ROOT, "a");
+        t.forget_if_closed(a, false);
+        assert!(t.get(a).is_some(), "unlinked but still looked up");
+        t.forgotten(a, 1, false);
+        assert!(t.get(a).is_none());
     }
 }

@@ -64,6 +64,8 @@ pub struct Drive {
     dirs: Mutex<HashMap<u64, fs::Listing>>,
     /// Directories read lately, by storage index, with when.
     snaps: Mutex<HashMap<[u8; 32], Snapshot>>,
+    /// Edits made by this mount: a directory read that an edit overtook is not kept.
+    edits: AtomicU64,
     next_fh: AtomicU64,
     /// Chunks of large files being stored at once (each holds its encoding buffers).
     chunk_uploads: Arc<tokio::sync::Semaphore>,
@@ -122,6 +124,7 @@ impl Drive {
             handles: Mutex::default(),
             dirs: Mutex::default(),
             snaps: Mutex::default(),
+            edits: AtomicU64::new(0),
             next_fh: AtomicU64::new(1),
             chunk_uploads: Arc::new(tokio::sync::Semaphore::new(2)),
         })

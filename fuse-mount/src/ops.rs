@@ -125,8 +125,13 @@ impl Drive {
                 return Ok(snap.clone());
             }
         }
+        let edits = self.edits.load(Ordering::SeqCst);
         let snap = Arc::new(self.block(self.session.client.dir_read(&dir.read())).map_err(errno)?);
-        lock(&self.snaps).insert(id, (Instant::now(), snap.clone()));
+        let mut snaps = lock(&self.snaps);
+        // An edit while this read was on its way may have made it stale: use it once, keep it not.
+        if self.edits.load(Ordering::SeqCst) == edits {
+            snaps.insert(id, (Instant::now(), snap.clone()));
+        }
         Ok(snap)
     }
 
@@ -198,7 +203,10 @@ impl Drive {
     {
         let w = self.wdir(parent)?;
         let r = self.block(self.session.client.dir_update(&w, names, &self.opts, edit));
-        lock(&self.snaps).remove(&w.read_cap().verify_cap().storage_index());
+        let mut snaps = lock(&self.snaps);
+        self.edits.fetch_add(1, Ordering::SeqCst);
+        snaps.remove(&w.read_cap().verify_cap().storage_index());
+        drop(snaps);
         r.map_err(errno)?;
         Ok(())
     }
