@@ -1,5 +1,6 @@
 //! `blackbox bench e2e`: put and get of one file on a fresh devnet of real node processes,
-//! timed, with the client's peak RSS and CPU time (from `wait4`) and node 0's peak RSS.
+//! timed, with the client's peak RSS and CPU time (from `wait4`), the nodes' and the chain's CPU
+//! time (from `/proc`), node 0's peak RSS and, with `profile`, where each of them spent it.
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -8,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use blackbox_util::{ByteSize, Xorshift};
+
+use crate::cpu::{self, Cpu, Perf, Samples, Shares};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -24,6 +27,8 @@ pub struct E2eConfig {
     pub payments: bool,
     /// Gets after the put (each timed).
     pub gets: usize,
+    /// Sample every CPU with `perf record` during each transfer and break the CPU time down.
+    pub profile: bool,
 }
 
 /// Why the benchmark could not finish.
@@ -53,10 +58,25 @@ pub struct Measured {
     pub secs: f64,
     /// Peak resident set, KiB.
     pub max_rss_kib: i64,
-    /// User + system CPU seconds.
-    pub cpu_secs: f64,
+    /// Its CPU time.
+    pub cpu: Cpu,
     /// What it printed.
     pub stdout: String,
+    /// Its process id (to find its samples in a profile).
+    pub pid: u32,
+}
+
+/// One transfer: the client, and what the devnet spent meanwhile.
+#[derive(Debug, Clone)]
+pub struct Transfer {
+    /// The client process.
+    pub client: Measured,
+    /// All storage nodes together.
+    pub nodes: Cpu,
+    /// The devnet process (the chain and its JSON-RPC server).
+    pub chain: Cpu,
+    /// Share of each category in the client's and the nodes' samples, when profiled.
+    pub profile: Option<(Shares, Shares)>,
 }
 
 /// The measurements.
@@ -65,9 +85,9 @@ pub struct E2eReport {
     /// What ran.
     pub cfg: E2eConfig,
     /// The put.
-    pub put: Measured,
+    pub put: Transfer,
     /// Each get.
-    pub gets: Vec<Measured>,
+    pub gets: Vec<Transfer>,
     /// Node 0's peak RSS, KiB.
     pub node_rss_kib: Option<u64>,
 }
@@ -93,7 +113,8 @@ pub(crate) fn run_measured(cmd: &mut Command) -> Result<Measured, E2eError> {
         return Err(E2eError::Command(status));
     }
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Ok(Measured { secs, max_rss_kib: usage.ru_maxrss, cpu_secs: tv(usage.ru_utime) + tv(usage.ru_stime), stdout })
+    let cpu = Cpu { user: tv(usage.ru_utime), sys: tv(usage.ru_stime) };
+    Ok(Measured { secs, max_rss_kib: usage.ru_maxrss, cpu, stdout, pid: pid as u32 })
 }
 
 pub(crate) fn write_random(path: &Path, len: u64) -> std::io::Result<()> {
@@ -167,20 +188,45 @@ pub(crate) fn stop_devnet(mut devnet: Child) {
     let _ = devnet.wait();
 }
 
+/// The node processes of the devnet in `net_dir`.
+fn node_pids(net_dir: &Path) -> Vec<u32> {
+    let Ok(dirs) = std::fs::read_dir(net_dir) else { return Vec::new() };
+    let mut pids: Vec<u32> = dirs
+        .flatten()
+        .filter_map(|d| std::fs::read_to_string(d.path().join("node.pid")).ok())
+        .filter_map(|p| p.trim().parse().ok())
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Runs one client command, counting the nodes' and the chain's CPU meanwhile.
+fn transfer(cfg: &E2eConfig, cmd: &mut Command, nodes: &[u32], chain: u32, dir: &Path) -> Result<Transfer, E2eError> {
+    let perf = if cfg.profile { Perf::start(&dir.join("perf.data")) } else { None };
+    let (n0, c0) = (cpu::of_all(nodes), cpu::of_all(&[chain]));
+    let client = run_measured(cmd)?;
+    let (nodes_cpu, chain_cpu) = (cpu::of_all(nodes).since(&n0), cpu::of_all(&[chain]).since(&c0));
+    let samples: Option<Samples> = perf.and_then(Perf::stop);
+    let profile = samples.map(|s| (s.shares(&[client.pid]), s.shares(nodes)));
+    Ok(Transfer { client, nodes: nodes_cpu, chain: chain_cpu, profile })
+}
+
 /// The put and the gets, on a running devnet.
-fn measure(cfg: &E2eConfig, dir: &Path, net_dir: &Path) -> Result<E2eReport, E2eError> {
+fn measure(cfg: &E2eConfig, dir: &Path, net_dir: &Path, chain: u32) -> Result<E2eReport, E2eError> {
     let config = net_dir.join("client.toml");
     let (file, back) = (dir.join("input"), dir.join("output"));
     eprintln!("writing a {} random file…", ByteSize(cfg.size));
     write_random(&file, cfg.size)?;
-    let put = run_measured(Command::new(&cfg.exe).arg("--config").arg(&config).arg("put").arg(&file))?;
-    let cap = put.stdout.trim().to_string();
+    let nodes = node_pids(net_dir);
+    let put =
+        transfer(cfg, Command::new(&cfg.exe).arg("--config").arg(&config).arg("put").arg(&file), &nodes, chain, dir)?;
+    let cap = put.client.stdout.trim().to_string();
     let mut gets = Vec::new();
     for _ in 0..cfg.gets.max(1) {
         let _ = std::fs::remove_file(&back);
-        gets.push(run_measured(
-            Command::new(&cfg.exe).arg("--config").arg(&config).args(["get", &cap, "-o"]).arg(&back),
-        )?);
+        let mut get = Command::new(&cfg.exe);
+        get.arg("--config").arg(&config).args(["get", &cap, "-o"]).arg(&back);
+        gets.push(transfer(cfg, &mut get, &nodes, chain, dir)?);
         if !files_equal(&file, &back)? {
             return Err(E2eError::Differs);
         }
@@ -198,7 +244,7 @@ pub fn run(cfg: &E2eConfig) -> Result<E2eReport, E2eError> {
     std::fs::create_dir_all(&dir)?;
     let net_dir = dir.join("net");
     let devnet = start_devnet(cfg, &net_dir)?;
-    let result = measure(cfg, &dir, &net_dir);
+    let result = measure(cfg, &dir, &net_dir, devnet.id());
     stop_devnet(devnet);
     if remove {
         let _ = std::fs::remove_dir_all(&dir);
@@ -218,22 +264,43 @@ impl fmt::Display for E2eReport {
             cfg.nodes,
             ByteSize(cfg.size)
         )?;
-        let line = |f: &mut fmt::Formatter<'_>, what: &str, m: &Measured| {
+        let gib = cfg.size as f64 / f64::from(1u32 << 30);
+        for (what, t) in std::iter::once(("put", &self.put)).chain(self.gets.iter().map(|g| ("get", g))) {
+            let m = &t.client;
             writeln!(
                 f,
-                "  {what}: {:.2} s = {:.0} MB/s, client peak RSS {:.0} MiB, client CPU {:.2} s",
+                "  {what}: {:.2} s = {:.0} MB/s, client peak RSS {:.0} MiB",
                 m.secs,
                 mb / m.secs,
-                m.max_rss_kib as f64 / 1024.0,
-                m.cpu_secs
-            )
-        };
-        line(f, "put", &self.put)?;
-        for g in &self.gets {
-            line(f, "get", g)?;
+                m.max_rss_kib as f64 / 1024.0
+            )?;
+            let total = m.cpu.total() + t.nodes.total() + t.chain.total();
+            writeln!(
+                f,
+                "    CPU-s per GiB: client {:.2} (user {:.2}, kernel {:.2}), nodes {:.2} (user {:.2}, kernel {:.2}), chain {:.2}; all {:.2}",
+                m.cpu.total() / gib,
+                m.cpu.user / gib,
+                m.cpu.sys / gib,
+                t.nodes.total() / gib,
+                t.nodes.user / gib,
+                t.nodes.sys / gib,
+                t.chain.total() / gib,
+                total / gib
+            )?;
+            if let Some((client, nodes)) = &t.profile {
+                breakdown(f, "client", client, m.cpu.total() / gib)?;
+                breakdown(f, "nodes", nodes, t.nodes.total() / gib)?;
+            }
         }
         let rss = self.node_rss_kib.map_or("?".into(), |k| format!("{:.0} MiB", k as f64 / 1024.0));
         writeln!(f, "  node-00 peak RSS: {rss}")?;
         write!(f, "  bytes identical: yes")
     }
+}
+
+/// One line of "category CPU-s/GiB (share)" for a process group, largest first.
+fn breakdown(f: &mut fmt::Formatter<'_>, who: &str, shares: &[(&str, f64)], per_gib: f64) -> fmt::Result {
+    let parts: Vec<String> =
+        shares.iter().map(|(c, s)| format!("{c} {:.2} ({:.0}%)", s * per_gib, s * 100.0)).collect();
+    writeln!(f, "    {who} by perf: {}", if parts.is_empty() { "no samples".into() } else { parts.join(", ") })
 }

@@ -1,6 +1,7 @@
 //! Measurements of the pure pipeline, shared by the criterion benches and `blackbox bench pipeline`.
 
 pub mod channel;
+pub mod cpu;
 pub mod dht;
 pub mod dir;
 pub mod e2e;

@@ -88,7 +88,15 @@ pub fn run(cfg: &S3Config) -> Result<S3Report, E2eError> {
     let dir = std::env::temp_dir().join(format!("blackbox-bench-s3-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let net = dir.join("net");
-    let e2e = E2eConfig { exe: cfg.exe.clone(), nodes: cfg.nodes, size: cfg.size, dir: None, payments: true, gets: 1 };
+    let e2e = E2eConfig {
+        exe: cfg.exe.clone(),
+        nodes: cfg.nodes,
+        size: cfg.size,
+        dir: None,
+        payments: true,
+        gets: 1,
+        profile: false,
+    };
     let devnet = start_devnet(&e2e, &net)?;
     let result = measure(cfg, &dir, &net, devnet.id());
     stop_devnet(devnet);
@@ -96,28 +104,12 @@ pub fn run(cfg: &S3Config) -> Result<S3Report, E2eError> {
     result
 }
 
-/// CPU seconds (user + system) so far of `pid` and its children (a devnet's nodes).
-fn tree_cpu_secs(pid: u32) -> f64 {
-    let ticks = |p: &str| -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-        // Fields after the command name (which may hold spaces) are space separated.
-        let rest = stat.rsplit(')').next().unwrap_or_default();
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        f.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-            + f.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0)
-    };
-    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    (ticks(&pid.to_string()) + children.split_whitespace().map(ticks).sum::<f64>()) / hz
-}
-
 /// Runs `cmd`, counting its CPU and that of the devnet (and the gateway, when given).
 fn transfer(cmd: &mut Command, devnet: u32, gateway: Option<u32>) -> Result<(Transfer, String), E2eError> {
-    let others = || tree_cpu_secs(devnet) + gateway.map_or(0.0, tree_cpu_secs);
+    let others = || crate::cpu::of_tree(devnet).total() + gateway.map_or(0.0, |g| crate::cpu::of_tree(g).total());
     let before = others();
     let m = run_measured(cmd)?;
-    let cpu_secs = m.cpu_secs + others() - before;
+    let cpu_secs = m.cpu.total() + others() - before;
     Ok((Transfer { secs: m.secs, cpu_secs }, m.stdout))
 }
 

@@ -77,6 +77,10 @@ pub struct E2eArgs {
     /// Gets to run after the put (each timed).
     #[arg(long, default_value_t = 1)]
     gets: usize,
+    /// Break each transfer's CPU time down by what the code does (system-wide `perf record`;
+    /// needs perf and root or perf_event_paranoid <= 0).
+    #[arg(long)]
+    profile: bool,
 }
 
 /// `bench s3` options.
@@ -160,6 +164,7 @@ pub async fn run(_config: Option<PathBuf>, action: BenchAction) -> Result<ExitCo
                 dir: args.dir,
                 payments: !args.no_payments,
                 gets: args.gets,
+                profile: args.profile,
             };
             let report = tokio::task::spawn_blocking(move || blackbox_benches::e2e::run(&cfg)).await??;
             println!("{report}");
