@@ -171,7 +171,10 @@ pub async fn serve<H: RequestHandler>(
 
 /// Starts listening on `listen`; returns the addresses once there is at least one.
 async fn listen_on(swarm: &mut Swarm<Behaviour>, listen: &Multiaddr) -> std::io::Result<Vec<Multiaddr>> {
-    swarm.listen_on(listen.clone()).map_err(std::io::Error::other)?;
+    // (libp2p's transport error prints nothing of an I/O failure but keeps it as its source.)
+    swarm
+        .listen_on(listen.clone())
+        .map_err(|e| std::io::Error::other(format!("cannot listen on {listen}: {}", with_sources(&e))))?;
     let mut listen_addrs = Vec::new();
     while listen_addrs.is_empty() {
         match swarm.select_next_some().await {
@@ -187,6 +190,20 @@ async fn listen_on(swarm: &mut Swarm<Behaviour>, listen: &Multiaddr) -> std::io:
         }
     }
     Ok(listen_addrs)
+}
+
+/// An error and every error under it, as one line.
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let more = s.to_string();
+        if !more.is_empty() && !text.contains(&more) {
+            text = if text.is_empty() { more } else { format!("{text}: {more}") };
+        }
+        next = s.source();
+    }
+    text
 }
 
 /// Joins the DHT through the bootstrap peers and announces the node as a storage provider.

@@ -46,3 +46,12 @@ async fn request_response_over_tcp() {
     node.stop().await;
     assert!(client.request(peer, &addrs, Request::Status).await.is_err());
 }
+
+#[tokio::test]
+async fn a_port_in_use_is_named_in_the_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("/ip4/127.0.0.1/tcp/{}", taken.local_addr().unwrap().port());
+    let err = serve(Keypair::generate_ed25519(), addr.parse().unwrap(), Arc::new(Fixed)).await.err().unwrap();
+    let text = err.to_string();
+    assert!(text.contains(&addr) && text.to_lowercase().contains("in use"), "{text}");
+}
