@@ -161,15 +161,7 @@ pub async fn run(cfg: &DirConfig) -> Result<DirReport, E2eError> {
     let dir = std::env::temp_dir().join(format!("blackbox-bench-dir-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let net_dir = dir.join("net");
-    let e2e = E2eConfig {
-        exe: cfg.exe.clone(),
-        nodes: cfg.nodes,
-        size: 0,
-        dir: None,
-        payments: cfg.payments,
-        gets: 0,
-        profile: false,
-    };
+    let e2e = E2eConfig::devnet(cfg.exe.clone(), cfg.nodes, cfg.payments);
     let devnet = start_devnet(&e2e, &net_dir)?;
     let result: Result<Vec<DirRow>, E2eError> = async {
         let s = Session::open(&net_dir.join("client.toml")).await.map_err(|e| E2eError::Client(e.to_string()))?;

@@ -31,6 +31,13 @@ pub struct E2eConfig {
     pub profile: bool,
 }
 
+impl E2eConfig {
+    /// What [`start_devnet`] needs, for benches that only want a devnet of `nodes` to run on.
+    pub fn devnet(exe: PathBuf, nodes: usize, payments: bool) -> Self {
+        Self { exe, nodes, size: 0, dir: None, payments, gets: 0, profile: false }
+    }
+}
+
 /// Why the benchmark could not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum E2eError {

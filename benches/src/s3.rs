@@ -88,15 +88,7 @@ pub fn run(cfg: &S3Config) -> Result<S3Report, E2eError> {
     let dir = std::env::temp_dir().join(format!("blackbox-bench-s3-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let net = dir.join("net");
-    let e2e = E2eConfig {
-        exe: cfg.exe.clone(),
-        nodes: cfg.nodes,
-        size: cfg.size,
-        dir: None,
-        payments: true,
-        gets: 1,
-        profile: false,
-    };
+    let e2e = E2eConfig::devnet(cfg.exe.clone(), cfg.nodes, true);
     let devnet = start_devnet(&e2e, &net)?;
     let result = measure(cfg, &dir, &net, devnet.id());
     stop_devnet(devnet);
