@@ -8,6 +8,7 @@ use libp2p::StreamProtocol;
 
 use crate::pool::{PoolBuf, POOL_MIN};
 use crate::wire::{WireError, MAX_MESSAGE};
+use crate::{OLD_PROTOCOLS, PROTOCOL};
 
 /// Oversized requests up to this many bytes are read and discarded so the sender gets an error
 /// response; larger ones reset the stream.
@@ -55,11 +56,19 @@ impl libp2p::request_response::Codec for FrameCodec {
     type Request = Result<Frame, WireError>;
     type Response = Bytes;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Self::Request>
+    async fn read_request<T>(&mut self, protocol: &StreamProtocol, io: &mut T) -> io::Result<Self::Request>
     where
         T: AsyncRead + Unpin + Send,
     {
         let len = read_len(io).await?;
+        if protocol.as_ref() != PROTOCOL {
+            // An older client: read its request away (bounded) and answer with a refusal.
+            if len > MAX_DRAIN {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, WireError::TooLarge(len)));
+            }
+            futures::io::copy(&mut io.take(len as u64), &mut futures::io::sink()).await?;
+            return Ok(Err(WireError::OldProtocol(protocol.to_string())));
+        }
         if len > MAX_MESSAGE {
             if len > MAX_DRAIN {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, WireError::TooLarge(len)));
@@ -90,10 +99,20 @@ impl libp2p::request_response::Codec for FrameCodec {
         write_frame(io, &frame).await
     }
 
-    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: Bytes) -> io::Result<()>
+    async fn write_response<T>(&mut self, protocol: &StreamProtocol, io: &mut T, res: Bytes) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &[res]).await
+        let old = OLD_PROTOCOLS.iter().find(|(name, _)| *name == protocol.as_ref());
+        match old {
+            // The refusal an older client gets carries its own version byte (the error layout
+            // is the same), so it can show the reason instead of a decoding error.
+            Some(&(_, version)) if !res.is_empty() => {
+                let mut bytes = res.to_vec();
+                bytes[0] = version;
+                write_frame(io, &[Bytes::from(bytes)]).await
+            }
+            _ => write_frame(io, &[res]).await,
+        }
     }
 }

@@ -11,6 +11,7 @@ mod memory;
 pub mod offer;
 mod pool;
 mod swarm;
+mod tls;
 pub mod wire;
 
 use std::future::Future;
@@ -26,7 +27,10 @@ pub use swarm::{
 pub use wire::{ErrorCode, NodeStatus, Request, Response, WireError};
 
 /// Name of the storage protocol as negotiated by libp2p.
-pub const PROTOCOL: &str = "/blackbox/storage/2";
+pub const PROTOCOL: &str = "/blackbox/storage/3";
+/// Older storage protocols, with their wire versions: requests on them get a refusal that their
+/// clients can read (in their own version), saying to upgrade.
+pub const OLD_PROTOCOLS: &[(&str, u8)] = &[("/blackbox/storage/2", 2)];
 
 /// Why a request got no response.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +44,9 @@ pub enum TransportError {
     /// The peer answered with bytes that are not a valid response.
     #[error("peer {peer} sent a malformed response: {error}")]
     BadResponse { peer: PeerId, error: WireError },
+    /// The peer does not speak this build's storage protocol (an older blackbox).
+    #[error("peer {0} does not speak {PROTOCOL}: it runs an older blackbox and needs an upgrade")]
+    Incompatible(PeerId),
     /// The local network task has stopped.
     #[error("network task stopped")]
     Closed,

@@ -1,4 +1,5 @@
-//! The libp2p side: a serving node loop and a client transport, both over TCP + noise + yamux.
+//! The libp2p side: a serving node loop and a client transport, both over TCP + TLS 1.3 (noise
+//! as the fallback an older peer negotiates) + yamux.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,7 +18,7 @@ use tracing::{debug, info, warn};
 
 use crate::codec::{Frame, FrameCodec};
 use crate::wire::{ErrorCode, Request, Response, WireError};
-use crate::{RequestHandler, Transport, TransportError, PROTOCOL};
+use crate::{RequestHandler, Transport, TransportError, OLD_PROTOCOLS, PROTOCOL};
 
 /// Everything a blackbox peer speaks: the storage protocol, the Kademlia DHT, and identify (which
 /// tells the DHT where peers listen).
@@ -71,6 +72,27 @@ pub struct Discovery {
     pub bootstrap: Vec<(PeerId, Multiaddr)>,
 }
 
+/// How connections are secured: TLS 1.3 (AES-GCM, several times cheaper per byte than noise's
+/// ChaCha20-Poly1305 on CPUs with AES instructions), offering noise too so an older peer gets as
+/// far as the protocol check; `BLACKBOX_SECURITY=noise` offers noise only (to measure the two).
+fn noise_only() -> bool {
+    std::env::var("BLACKBOX_SECURITY").is_ok_and(|v| v.eq_ignore_ascii_case("noise"))
+}
+
+/// A swarm over TCP, secured by `$security`, multiplexed by yamux.
+macro_rules! tcp_swarm {
+    ($keypair:expr, $behaviour:expr, $security:expr) => {
+        libp2p::SwarmBuilder::with_existing_identity($keypair)
+            .with_tokio()
+            .with_tcp(tcp::Config::default().nodelay(true), $security, yamux::Config::default)
+            .map_err(std::io::Error::other)?
+            .with_behaviour(|_| $behaviour)
+            .map_err(|e| std::io::Error::other(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+            .build()
+    };
+}
+
 fn build_swarm(
     keypair: Keypair,
     protocol: ProtocolSupport,
@@ -80,7 +102,12 @@ fn build_swarm(
     let peer_id = keypair.public().to_peer_id();
     let cfg =
         request_response::Config::default().with_request_timeout(timeout).with_max_concurrent_streams(MAX_STREAMS);
-    let rr = request_response::Behaviour::with_codec(FrameCodec, [(StreamProtocol::new(PROTOCOL), protocol)], cfg);
+    let mut protocols = vec![(StreamProtocol::new(PROTOCOL), protocol.clone())];
+    if server {
+        // Older clients are answered (with a refusal they can read), never served.
+        protocols.extend(OLD_PROTOCOLS.iter().map(|(name, _)| (StreamProtocol::new(name), ProtocolSupport::Inbound)));
+    }
+    let rr = request_response::Behaviour::with_codec(FrameCodec, protocols, cfg);
     let mut kcfg = kad::Config::new(StreamProtocol::new(DHT_PROTOCOL));
     kcfg.set_provider_record_ttl(Some(PROVIDER_TTL))
         .set_provider_publication_interval(Some(PROVIDER_REPUBLISH))
@@ -98,15 +125,11 @@ fn build_swarm(
             .with_max_pending_incoming(Some(MAX_PENDING_INCOMING)),
     );
     let behaviour = Behaviour { rr, kad, identify, limits };
-    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
-        .map_err(std::io::Error::other)?
-        .with_behaviour(|_| behaviour)
-        .map_err(|e| std::io::Error::other(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
-        .build();
-    Ok(swarm)
+    Ok(if noise_only() {
+        tcp_swarm!(keypair, behaviour, noise::Config::new)
+    } else {
+        tcp_swarm!(keypair, behaviour, (crate::tls::Config::new, noise::Config::new))
+    })
 }
 
 /// Feeds the listen addresses a peer reports to the DHT's routing table.
@@ -403,6 +426,7 @@ impl ClientLoop {
                 if let Some(reply) = self.pending.remove(&request_id) {
                     let err = match error {
                         OutboundFailure::Timeout => TransportError::Timeout(peer),
+                        OutboundFailure::UnsupportedProtocols => TransportError::Incompatible(peer),
                         other => TransportError::Unreachable { peer, reason: other.to_string() },
                     };
                     let _ = reply.send(Err(err));

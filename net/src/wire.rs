@@ -8,12 +8,14 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use crate::bin::{Reader, Writer};
+use crate::PROTOCOL;
 
 mod job;
 pub use job::*;
 
-/// Version byte of every message.
-pub const WIRE_VERSION: u8 = 2;
+/// Version byte of every message: 3 since the transport moved to TLS 1.3 (2 was noise-only; its
+/// messages are refused by name).
+pub const WIRE_VERSION: u8 = 3;
 /// Largest payload accepted: one full block (≤ 1 MiB + padding) plus framing.
 pub const MAX_MESSAGE: usize = (1 << 20) + (64 << 10);
 /// Most leaf hashes in one response.
@@ -242,6 +244,9 @@ pub enum WireError {
     /// Unknown protocol version.
     #[error("unsupported wire version {0}")]
     Version(u8),
+    /// A request on an older storage protocol than this build serves.
+    #[error("{0} is no longer served: this node speaks {PROTOCOL}; upgrade blackbox")]
+    OldProtocol(String),
     /// Unknown message kind or enum value.
     #[error("unknown message kind {0}")]
     UnknownKind(u8),

@@ -55,3 +55,17 @@ async fn a_port_in_use_is_named_in_the_error() {
     let text = err.to_string();
     assert!(text.contains(&addr) && text.to_lowercase().contains("in use"), "{text}");
 }
+
+#[tokio::test]
+async fn a_node_that_is_not_the_peer_dialled_is_refused() {
+    // The TLS certificate binds the connection to the node's identity key: dialling its address
+    // while expecting another peer (a node impersonating, or a man in the middle) fails.
+    let node =
+        serve(Keypair::generate_ed25519(), "/ip4/127.0.0.1/tcp/0".parse().unwrap(), Arc::new(Fixed)).await.unwrap();
+    let client = Libp2pTransport::new(Duration::from_secs(10)).unwrap();
+    let someone_else = Keypair::generate_ed25519().public().to_peer_id();
+    let err = client.request(someone_else, &node.listen_addrs, Request::Status).await.unwrap_err();
+    assert!(err.to_string().contains("unreachable"), "{err}");
+    assert!(matches!(client.request(node.peer_id, &node.listen_addrs, Request::Status).await, Ok(Response::Status(_))));
+    node.stop().await;
+}

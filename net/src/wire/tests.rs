@@ -7,21 +7,21 @@ use proptest::prelude::*;
 #[test]
 fn golden_bytes() {
     let req = Request::ReadBlocks { si: [0x11; 32], share: 2, start: 5, count: 3 };
-    let mut want = vec![2u8, 8];
+    let mut want = vec![3u8, 8];
     want.extend([0x11; 32]);
     want.extend([2, 5, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0]);
     assert_eq!(req.encode(), want);
     let resp = Response::error(ErrorCode::NotFound, "no");
-    assert_eq!(resp.encode(), vec![2, 7, 2, 2, 0, 0, 0, b'n', b'o']);
+    assert_eq!(resp.encode(), vec![3, 7, 2, 2, 0, 0, 0, b'n', b'o']);
     let resp = Response::Blocks(vec![Bytes::from_static(b"ab")]);
-    assert_eq!(resp.encode(), vec![2, 6, 1, 0, 0, 0, 2, 0, 0, 0, b'a', b'b']);
+    assert_eq!(resp.encode(), vec![3, 6, 1, 0, 0, 0, 2, 0, 0, 0, b'a', b'b']);
     let req = Request::Abort { si: [0x22; 32], share: 1, upload: 7 };
-    let mut want = vec![2u8, 4];
+    let mut want = vec![3u8, 4];
     want.extend([0x22; 32]);
     want.extend([1, 7, 0, 0, 0, 0, 0, 0, 0]);
     assert_eq!(req.encode(), want);
     let resp = Response::Receipt { charged: 5, owed: 6, inner: Box::new(Response::Ok) };
-    assert_eq!(resp.encode(), vec![2, 12, 5, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 2, 0]);
+    assert_eq!(resp.encode(), vec![3, 12, 5, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 3, 0]);
 }
 
 /// Envelopes do not nest, however deep a hostile frame stacks them (no recursion, no overflow).
@@ -29,13 +29,13 @@ fn golden_bytes() {
 fn nested_envelopes_are_refused_without_recursing() {
     let mut req = Vec::new();
     for _ in 0..150_000 {
-        req.extend_from_slice(&[2, 13, 0, 0, 0, 0]);
+        req.extend_from_slice(&[3, 13, 0, 0, 0, 0]);
     }
     req.extend_from_slice(&Request::Status.encode());
     assert_eq!(Request::decode(Bytes::from(req)), Err(WireError::UnknownKind(13)));
     let mut resp = Vec::new();
     for _ in 0..55_000 {
-        resp.extend_from_slice(&[2, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        resp.extend_from_slice(&[3, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     }
     resp.extend_from_slice(&Response::Ok.encode());
     assert_eq!(Response::decode(Bytes::from(resp)), Err(WireError::UnknownKind(12)));
@@ -51,13 +51,15 @@ fn version_one_is_refused_clearly() {
     assert_eq!(e, WireError::Version(1));
     assert_eq!(e.to_string(), "unsupported wire version 1");
     assert_eq!(Response::decode(Bytes::from(vec![1, 7, 2, 2, 0, 0, 0, b'n', b'o'])), Err(WireError::Version(1)));
+    // Version 2 (noise-only transport) is refused the same way.
+    assert_eq!(Response::decode(Bytes::from(vec![2, 7, 2, 2, 0, 0, 0, b'n', b'o'])), Err(WireError::Version(2)));
 }
 
 #[test]
 fn rejects_bad_input() {
     let good = Request::Status.encode();
-    assert_eq!(Request::decode(Bytes::from(vec![3, 0])), Err(WireError::Version(3)));
-    assert_eq!(Request::decode(Bytes::from(vec![2, 99])), Err(WireError::UnknownKind(99)));
+    assert_eq!(Request::decode(Bytes::from(vec![4, 0])), Err(WireError::Version(4)));
+    assert_eq!(Request::decode(Bytes::from(vec![3, 99])), Err(WireError::UnknownKind(99)));
     let mut trailing = good.clone();
     trailing.push(0);
     assert_eq!(Request::decode(Bytes::from(trailing)), Err(WireError::Trailing));
