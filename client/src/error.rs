@@ -72,8 +72,8 @@ pub enum ClientError {
     #[error("the client config lists no nodes and no bootstrap peers")]
     NoNodesConfigured,
     /// Discovery found no node that serves a valid offer.
-    #[error("found no storage node with a valid offer (bootstrap peers: {bootstrap})")]
-    NoValidOffer { bootstrap: String },
+    #[error("found no storage node with a valid offer (bootstrap peers: {bootstrap}; {why})")]
+    NoValidOffer { bootstrap: String, why: String },
     /// The network could not be started.
     #[error("starting network: {0}")]
     Network(std::io::Error),

@@ -67,7 +67,7 @@ impl Session {
         let offers = Client::new(transport.clone(), candidates).offers(now).await;
         let usable = usable(&offers);
         if usable.is_empty() {
-            return Err(ClientError::NoValidOffer { bootstrap: cfg.bootstrap.join(", ") });
+            return Err(ClientError::NoValidOffer { bootstrap: cfg.bootstrap.join(", "), why: why_unusable(&offers) });
         }
         if let Err(e) = KnownNodes::remember(&cfg.data_dir, &usable) {
             tracing::warn!(error = %e, "cannot save the known-nodes file");
@@ -133,6 +133,15 @@ fn usable(offers: &Offers) -> Vec<NodeRef> {
         }
     }
     usable
+}
+
+/// What went wrong with each candidate, for the error when none is usable.
+fn why_unusable(offers: &Offers) -> String {
+    if offers.is_empty() {
+        return "discovery found no node".into();
+    }
+    let first = offers.iter().find_map(|(_, o)| o.as_ref().err()).map(|e| format!(", e.g. {e}")).unwrap_or_default();
+    format!("{} nodes asked, none answered with a valid offer{first}", offers.len())
 }
 
 /// Ranks the usable nodes by their offers, status, latency and the client's reputation records;

@@ -19,7 +19,7 @@ pub(super) struct DevnetChain {
 
 const CHAIN_FILE: &str = "rpc.toml";
 
-pub(super) fn start_chain(root: &Path) -> Result<DevnetChain> {
+pub(super) fn start_chain(root: &Path, host: &str) -> Result<DevnetChain> {
     let dir = root.join("chain");
     let chain = Arc::new(DevChain::open(&dir).context("devnet chain")?);
     let saved: Option<RpcConfig> =
@@ -31,8 +31,15 @@ pub(super) fn start_chain(root: &Path) -> Result<DevnetChain> {
     });
     let server = saved
         .as_ref()
+        .filter(|c| c.rpc_addr.starts_with(&format!("{host}:")))
         .and_then(|c| RpcServer::start(chain.clone(), &c.rpc_addr, "devnet", &password).ok())
-        .map_or_else(|| RpcServer::start(chain.clone(), "127.0.0.1:0", "devnet", &password), Ok)
+        .map_or_else(
+            || {
+                let port = super::pick_listen_port()?;
+                anyhow::Ok(RpcServer::start(chain.clone(), &format!("{host}:{port}"), "devnet", &password)?)
+            },
+            Ok,
+        )
         .context("devnet chain rpc")?;
     let rpc = RpcConfig {
         rpc_addr: server.addr().to_string(),
