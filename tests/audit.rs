@@ -143,3 +143,57 @@ fn expired_leases_are_collected_and_renewed_ones_survive() {
     let again: u64 = node_counts(&net).iter().map(|c| c.3).sum();
     assert_eq!(again, used_after);
 }
+
+/// The long tail: a node on a link far slower than the others (test-only rate fault) is left out
+/// of a put once the file is happy without it, and a get reads another share in place of the
+/// one it holds, switching at the next block; both return the same bytes as ever.
+#[test]
+fn a_slow_node_is_left_out_of_a_put_and_read_around_in_a_get() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let file = tmp.path().join("f");
+    random_file(&file, 24 << 20, 77);
+    let slow_rate = "fault_data_rate = 500000";
+    let net = Devnet::start(&dir, 10, &[]);
+    net.stop();
+    edit_node_config(&dir, 4, "fault_data_rate = 0", slow_rate);
+    let net = Devnet::start(&dir, 10, &[]);
+    let slow = net.peer_of(4);
+    let out = net.run(&["put", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("node too slow: share left out") && err.contains(&slow), "{err}");
+    let cap = stdout(&out).trim().to_string();
+    let counts = node_counts(&net);
+    let shares_of = |i: usize| counts.iter().find(|c| c.0 == i).map_or(0, |c| c.1);
+    assert_eq!(shares_of(4), 0, "{counts:?}");
+    let out = net.run(&["check", &cap]);
+    assert!(stdout(&out).contains("9 of 10 shares found"), "{}", stdout(&out));
+    let back = tmp.path().join("back");
+    let out = net.run(&["get", &cap, "-o", back.to_str().unwrap()]);
+    assert!(out.status.success() && same_file(&file, &back), "{}", stderr(&out));
+
+    // Now the node holding data share 0 of a fresh file becomes slow: a get reads around it.
+    net.stop();
+    edit_node_config(&dir, 4, slow_rate, "fault_data_rate = 0");
+    let net = Devnet::start(&dir, 10, &[]);
+    let file2 = tmp.path().join("f2");
+    random_file(&file2, 24 << 20, 78);
+    let cap2 = put(&net, &file2);
+    let out = net.run(&["check", &cap2]);
+    let line = stdout(&out).lines().find(|l| l.trim_start().starts_with("share   0:")).unwrap().to_string();
+    let holder = (0..10)
+        .find(|&i| {
+            let p = net.peer_of(i);
+            line.ends_with(&p[p.len() - 6..])
+        })
+        .unwrap();
+    let slow = net.peer_of(holder);
+    net.stop();
+    edit_node_config(&dir, holder, "fault_data_rate = 0", slow_rate);
+    let net = Devnet::start(&dir, 10, &[]);
+    let out = net.run(&["get", &cap2, "-o", back.to_str().unwrap()]);
+    assert!(out.status.success() && same_file(&file2, &back), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("node too slow; reading another share in its place") && err.contains(&slow), "{err}");
+}

@@ -1,7 +1,7 @@
 //! Download: find shares, verify header and leaves, stream verified blocks from k shares, decode.
 
 use std::collections::{BTreeMap, HashSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
@@ -24,6 +24,11 @@ const PREPAY_REQUESTS: u64 = 16;
 pub(crate) const SMALL_READS_PREPAY: u64 = 4 << 20;
 /// Blocks buffered per share ahead of the decoder.
 const BLOCKS_BUFFERED: usize = 8;
+/// A source is a straggler only after the download waited this long for it in all...
+const MIN_WAIT: Duration = Duration::from_millis(500);
+/// ...for at least this share of the time so far (counting only waits while the other sources
+/// had blocks buffered, so that nodes equally slow are never blamed).
+const WAIT_SHARE: f64 = 0.25;
 
 /// Where the shares of a file are, from asking every node.
 #[derive(Debug, Clone, Default)]
@@ -78,6 +83,7 @@ pub(crate) struct Fetcher<'a, T> {
     sources: Vec<Source>,
     /// Egress prepaid at least with each new channel signature (0: exactly what this file needs).
     pub prepay_floor: u64,
+    started: Instant,
 }
 
 impl<'a, T: Transport> Fetcher<'a, T> {
@@ -102,6 +108,7 @@ impl<'a, T: Transport> Fetcher<'a, T> {
             used_shares: HashSet::new(),
             sources: Vec::new(),
             prepay_floor: 0,
+            started: Instant::now(),
         }
     }
 
@@ -128,7 +135,7 @@ impl<'a, T: Transport> Fetcher<'a, T> {
                             (index, self.last),
                             self.prepay_floor,
                         );
-                        self.sources.push(Source { share, node, verifier, rx });
+                        self.sources.push(Source { share, node, verifier, rx, waited: Duration::ZERO });
                     }
                     Err(e) => {
                         debug!(share, peer = %node.peer, error = %e, "share unusable");
@@ -147,11 +154,18 @@ impl<'a, T: Transport> Fetcher<'a, T> {
             }
             // Collect this segment's block from every source that has not delivered it yet.
             let mut failed = Vec::new();
-            for (i, src) in self.sources.iter_mut().enumerate() {
-                if blocks.contains_key(&src.share) {
+            for i in 0..self.sources.len() {
+                if blocks.contains_key(&self.sources[i].share) {
                     continue;
                 }
-                match src.rx.recv().await {
+                let blamed = self.sources[i].rx.is_empty() && others_buffered(&self.sources, i);
+                let waiting = Instant::now();
+                let src = &mut self.sources[i];
+                let got = src.rx.recv().await;
+                if blamed {
+                    src.waited += waiting.elapsed();
+                }
+                match got {
                     Some(Ok((got, block))) if got == index && src.verifier.check(index, &block) => {
                         blocks.insert(src.share, block);
                     }
@@ -176,10 +190,40 @@ impl<'a, T: Transport> Fetcher<'a, T> {
                 self.sources.remove(i);
             }
             if blocks.len() >= k {
+                self.replace_straggler();
                 return Ok(blocks);
             }
         }
     }
+
+    /// Drops the source the download waited for far longer than the others, when a spare share
+    /// is left: the next segment reads that share's place from the spare (a slow node then costs a
+    /// little decoding, not its pace); its other shares move to the back of the candidates.
+    fn replace_straggler(&mut self) {
+        if self.next_candidate >= self.candidates.len() || self.sources.len() < 2 {
+            return;
+        }
+        let Some(worst) = self.sources.iter().map(|s| s.waited).max() else { return };
+        if worst < MIN_WAIT || worst.as_secs_f64() < self.started.elapsed().as_secs_f64() * WAIT_SHARE {
+            return;
+        }
+        let Some(i) = self.sources.iter().position(|s| s.waited == worst) else { return };
+        let slow = self.sources.remove(i);
+        warn!(share = slow.share, peer = %slow.node.peer, "node too slow; reading another share in its place");
+        self.client.note(slow.node.peer, Outcome::Failed);
+        let rest = &mut self.candidates[self.next_candidate..];
+        rest.sort_by_key(|(_, n)| n.peer == slow.node.peer);
+    }
+}
+
+/// Whether the median of the other sources has at least half its buffer full.
+fn others_buffered(sources: &[Source], i: usize) -> bool {
+    let mut held: Vec<usize> = sources.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, s)| s.rx.len()).collect();
+    if held.is_empty() {
+        return false;
+    }
+    held.sort_unstable();
+    held[(held.len() - 1) / 2] >= BLOCKS_BUFFERED / 2
 }
 
 /// A share being read: its node and verified leaves.
@@ -188,6 +232,8 @@ struct Source {
     node: NodeRef,
     verifier: ShareVerifier,
     rx: mpsc::Receiver<Result<(u64, Bytes), ClientError>>,
+    /// How long the download waited for this source's blocks.
+    waited: Duration,
 }
 
 impl<T: Transport> Client<T> {

@@ -29,6 +29,7 @@ mod repair;
 pub mod reputation;
 mod session;
 pub mod slot;
+mod straggle;
 mod upload;
 pub mod wallet;
 pub mod watch;

@@ -19,10 +19,9 @@ use blackbox_net::wire::{MAX_BLOCKS, MAX_MESSAGE};
 use blackbox_net::{PeerId, Request, Response, Transport};
 
 use crate::reputation::Outcome;
+use crate::straggle::{Senders, Straggle};
 use crate::{call, is_quota_error, servers_of_happiness, Client, ClientError, NodeRef};
 
-/// Blocks queued per share before the encoder waits for that node.
-const QUEUE_PER_SHARE: usize = 16;
 /// Write requests in flight per share.
 const WRITES_IN_FLIGHT: usize = 8;
 /// Encoded segments buffered between the encoder thread and the senders.
@@ -113,6 +112,8 @@ struct Pass {
     cap: ReadCap,
     failed: Vec<(u8, NodeRef, ClientError)>,
     ok: Vec<(u8, NodeRef)>,
+    /// Shares whose node could not keep up, given up without a retry (happiness allowed it).
+    left_out: Vec<(u8, NodeRef)>,
 }
 
 impl<T: Transport> Client<T> {
@@ -148,6 +149,7 @@ impl<T: Transport> Client<T> {
         let mut todo: Vec<u8> = (0..params.n() as u8).collect();
         let mut result: Option<ReadCap> = None;
         let mut last_error = String::from("no node accepted a share");
+        let mut left_out = 0;
 
         for pass in 0..MAX_PASSES {
             if todo.is_empty() {
@@ -172,12 +174,17 @@ impl<T: Transport> Client<T> {
                 break;
             }
             let counter = if pass == 0 { Some(progress.clone()) } else { None };
-            let p = self.stream_pass(open.clone(), key, si, params, size, opts.lease_secs, need_data, counter).await?;
+            // The first pass may leave a share out rather than wait for a straggling node.
+            let straggle = (pass == 0).then(|| Straggle { placed: to_pairs(&placed), happy: opts.happy });
+            let p = self
+                .stream_pass(open.clone(), key, si, params, size, opts.lease_secs, need_data, counter, straggle)
+                .await?;
+            left_out += p.left_out.len();
             todo = self.note_pass(&p, &mut bad, &mut last_error);
             placed.extend(p.ok);
             result = Some(p.cap);
             // Stop re-trying once happy and every share has been given a chance on a fresh node.
-            if servers_of_happiness(&to_pairs(&placed)) >= params.n().min(order.len()) {
+            if servers_of_happiness(&to_pairs(&placed)) + left_out >= params.n().min(order.len()) {
                 break;
             }
         }
@@ -188,7 +195,7 @@ impl<T: Transport> Client<T> {
         let cap = match result {
             Some(cap) => cap,
             // Every share was already stored (same key uploaded before): re-derive the cap.
-            None => self.stream_pass(open, key, si, params, size, opts.lease_secs, Vec::new(), None).await?.cap,
+            None => self.stream_pass(open, key, si, params, size, opts.lease_secs, Vec::new(), None, None).await?.cap,
         };
         let false_claims = self.false_claims(&si, &cap, &claimed).await;
         placed.retain(|(s, n)| !false_claims.iter().any(|(fs, fp)| fs == s && *fp == n.peer));
@@ -365,6 +372,7 @@ impl<T: Transport> Client<T> {
         lease_secs: u32,
         targets: Vec<(u8, NodeRef, UploadId)>,
         progress: Option<Arc<AtomicU64>>,
+        straggle: Option<Straggle>,
     ) -> Result<Pass, ClientError>
     where
         F: Fn() -> std::io::Result<R> + Send + Sync + 'static,
@@ -373,33 +381,17 @@ impl<T: Transport> Client<T> {
         let (seg_tx, mut seg_rx) = mpsc::channel::<Vec<Bytes>>(SEGMENTS_BUFFERED);
         let encoder = tokio::task::spawn_blocking(move || encode(open, key, params, size, progress, seg_tx));
 
-        let mut workers = Vec::new();
-        for (share, node, id) in targets {
-            let (tx, rx) = mpsc::channel::<(u64, Bytes)>(QUEUE_PER_SHARE);
-            let task = tokio::spawn(write_share(self.transport.clone(), node.clone(), si, share, id, rx));
-            workers.push((share, node, id, Some(tx), task));
-        }
+        let mut senders = Senders::start(&self.transport, si, targets, straggle);
         let mut index = 0u64;
         while let Some(blocks) = seg_rx.recv().await {
-            for (share, _, _, tx, _) in workers.iter_mut() {
-                let Some(sender) = tx else { continue };
-                let block = blocks.get(*share as usize).cloned().unwrap_or_default();
-                if sender.send((index, block)).await.is_err() {
-                    *tx = None; // that share's node failed; its worker reports why
-                }
-            }
+            senders.send_segment(index, &blocks).await;
             index += 1;
         }
         let (header, cap) = encoder.await.map_err(ClientError::crashed("encoder"))??;
-        let mut failed = Vec::new();
-        let mut sent = Vec::new();
-        for (share, node, id, tx, task) in workers {
-            drop(tx);
-            match task.await {
-                Ok(Ok(())) => sent.push((share, node, id)),
-                Ok(Err(e)) => failed.push((share, node, e)),
-                Err(e) => failed.push((share, node, ClientError::crashed("share sender")(e))),
-            }
+        let (sent, mut failed, left_out) = senders.finish().await;
+        for (share, node) in &left_out {
+            warn!(share, peer = %node.peer, "node too slow: share left out of this upload (repair adds it later)");
+            self.note(node.peer, Outcome::Failed);
         }
         let header_bytes = Bytes::from(header.encode());
         let rent = storage_rent(&header.layout(), lease_secs);
@@ -417,7 +409,7 @@ impl<T: Transport> Client<T> {
                 Err(e) => failed.push((share, node, e)),
             }
         }
-        Ok(Pass { cap, failed, ok })
+        Ok(Pass { cap, failed, ok, left_out })
     }
 
     /// Commits a share whose blocks were all sent, paying `rent` for its lease.

@@ -69,6 +69,10 @@ pub struct NodeConfig {
     /// TEST ONLY (`faults` builds): report a wrong stdout and result digest for every job.
     #[cfg(feature = "faults")]
     pub fault_wrong_job_results: bool,
+    /// TEST ONLY (`faults` builds): move block data at most this many bytes per second (a slow
+    /// link); 0 = no limit.
+    #[cfg(feature = "faults")]
+    pub fault_data_rate: u64,
 }
 
 /// The `[dashboard]` section.
@@ -259,6 +263,8 @@ impl Default for NodeConfig {
             fault_stale_slots: false,
             #[cfg(feature = "faults")]
             fault_wrong_job_results: false,
+            #[cfg(feature = "faults")]
+            fault_data_rate: 0,
         }
     }
 }
@@ -286,6 +292,7 @@ impl NodeConfig {
             proof_delay: std::time::Duration::from_millis(self.fault_proof_delay_ms),
             abort_after_charges: self.fault_abort_after_charges,
             stale_slots: self.fault_stale_slots,
+            data_rate: self.fault_data_rate,
         }
     }
 }

@@ -143,6 +143,9 @@ impl<S: ShareStore> StorageServer<S> {
     #[inline]
     fn delay_proof(&self) {}
 
+    #[inline]
+    fn pace(&self, _bytes: usize) {}
+
     /// The slot records this node reports: the ones it holds.
     #[inline]
     pub(super) fn reported_slots(&self, _si: &[u8; 32], now: Vec<(u8, Vec<u8>)>) -> Vec<(u8, Vec<u8>)> {

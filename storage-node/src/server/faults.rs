@@ -1,7 +1,8 @@
 //! TEST ONLY misbehaviour, compiled with the `faults` feature, to prove that clients and auditors
-//! catch it: corrupt blocks as a failing disk would, proofs from another share, late answers.
+//! catch it: corrupt blocks as a failing disk would, proofs from another share, late answers, a
+//! slow link.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -28,6 +29,9 @@ pub struct Faults {
     /// Keep reporting the first version seen of each slot share (hide newer ones), as a stale or
     /// rolled-back node would.
     pub stale_slots: bool,
+    /// Move block data (reads and writes) at most this many bytes per second, as a node on a slow
+    /// link would; 0 = no limit.
+    pub data_rate: u64,
 }
 
 impl Faults {
@@ -38,6 +42,7 @@ impl Faults {
             || !self.proof_delay.is_zero()
             || self.abort_after_charges > 0
             || self.stale_slots
+            || self.data_rate > 0
     }
 }
 
@@ -107,6 +112,22 @@ impl<S: ShareStore> StorageServer<S> {
                 (share, h)
             })
             .collect()
+    }
+
+    /// Holds a block read or write of `bytes` as long as a link of the fault's data rate would
+    /// take to carry it, requests queueing behind each other.
+    pub(super) fn pace(&self, bytes: usize) {
+        let rate = self.faults().data_rate;
+        if rate == 0 {
+            return;
+        }
+        let cost = Duration::from_secs_f64(bytes as f64 / rate as f64);
+        let until = {
+            let mut next = self.paced_until.lock().unwrap_or_else(|p| p.into_inner());
+            *next = (*next).max(Instant::now()) + cost;
+            *next
+        };
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
     }
 
     pub(super) fn delay_proof(&self) {

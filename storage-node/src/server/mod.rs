@@ -72,6 +72,9 @@ pub struct StorageServer<S> {
     first_slots: Mutex<faults::FirstSlots>,
     #[cfg(feature = "faults")]
     charged_requests: std::sync::atomic::AtomicU64,
+    /// With the slow-link fault: when the link is free again.
+    #[cfg(feature = "faults")]
+    paced_until: Mutex<std::time::Instant>,
     /// Payment channels and billing; `None`: the node serves for free.
     billing: Option<std::sync::Arc<crate::billing::Billing>>,
     /// Buyers' jobs; `None`: the node runs none.
@@ -129,6 +132,8 @@ impl<S: ShareStore> StorageServer<S> {
             first_slots: Mutex::new(HashMap::new()),
             #[cfg(feature = "faults")]
             charged_requests: Default::default(),
+            #[cfg(feature = "faults")]
+            paced_until: Mutex::new(std::time::Instant::now()),
             billing: None,
             jobs: None,
             egress: crate::egress::MonthlyEgress::open(None),
@@ -230,6 +235,7 @@ impl<S: ShareStore> StorageServer<S> {
                 self.allocate(from, key(si, share), (k, n, segment_size), size, lease_secs)
             }
             Request::WriteBlocks { si, share, upload, start, blocks } => {
+                self.pace(blocks.iter().map(|b| b.len()).sum());
                 self.write_blocks(from, key(si, share), upload, start, &blocks)
             }
             Request::Commit { si, share, upload, header } => self.commit(from, key(si, share), upload, &header, bill),
@@ -239,7 +245,13 @@ impl<S: ShareStore> StorageServer<S> {
                 Ok(Response::Header(self.committed_meta(&key(si, share))?.header.into()))
             }
             Request::ReadLeaves { si, share, start, count } => self.read_leaves(key(si, share), start, count),
-            Request::ReadBlocks { si, share, start, count } => self.read_blocks(key(si, share), start, count, bill),
+            Request::ReadBlocks { si, share, start, count } => {
+                let r = self.read_blocks(key(si, share), start, count, bill);
+                if let Ok(Response::Blocks(blocks)) = &r {
+                    self.pace(blocks.iter().map(|b| b.len()).sum());
+                }
+                r
+            }
             Request::GetOffer => self.offer(),
             Request::Challenge { si, share, nonce, count } => {
                 let r = self.challenge(from, si, share, nonce, count, bill);
