@@ -280,3 +280,53 @@ fn stop_right_after_ready_leaves_no_node_running() {
         assert!(alive.is_empty(), "nodes outlived their devnet: {alive:?}");
     }
 }
+
+/// `devnet up --netns` (root): every node in a network namespace of its own, 3 nodes per /24 on a
+/// private bridge with shaped links. A 3-of-4 file's shares land in four distinct /24s (the
+/// network-group rule on real addresses, no declared regions), the file reads back, and the
+/// namespaces and the bridge are gone once the devnet stops.
+#[test]
+fn netns_devnet_spreads_shares_over_subnets() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("netns_devnet_spreads_shares_over_subnets needs root: not run");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let args = ["--netns", "--per-subnet", "3", "--node-rate", "400mbit", "--no-payments"];
+    let net = Devnet::start(&dir, 12, &args);
+    let client = dir.join("client.toml");
+    let text = std::fs::read_to_string(&client).unwrap();
+    let text = text.replace("total = 10", "total = 4").replace("happy = 7", "happy = 4");
+    std::fs::write(&client, text).unwrap();
+    let info = std::fs::read_to_string(net.node_dir(4).join("node.info")).unwrap();
+    assert!(info.contains("/ip4/198.18.2.3/tcp/"), "{info}");
+
+    let file = tmp.path().join("f");
+    random_file(&file, 6 << 20, 9);
+    let cap = put(&net, &file);
+    let out = net.run(&["check", &cap]);
+    let report = stdout(&out);
+    assert!(report.contains("4 of 4 shares found"), "{report}");
+    let subnets: std::collections::HashSet<usize> = report
+        .lines()
+        .filter(|l| l.trim_start().starts_with("share "))
+        .map(|l| {
+            let i = (0..12).find(|&i| l.ends_with(&net.peer_of(i)[46..])).expect("holder is a devnet node");
+            i / 3
+        })
+        .collect();
+    assert_eq!(subnets.len(), 4, "shares share a /24:\n{report}");
+    let back = tmp.path().join("back");
+    let out = net.run(&["get", &cap, "-o", back.to_str().unwrap()]);
+    assert!(out.status.success() && same_file(&file, &back), "{}", stderr(&out));
+
+    net.stop();
+    let left = std::process::Command::new("ip").args(["-o", "addr", "show", "to", "198.18.0.1"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "bridge left behind");
+    let namespaces = std::fs::read_dir("/run/netns")
+        .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("bb")).count())
+        .unwrap_or(0);
+    assert_eq!(namespaces, 0, "network namespaces left behind");
+}

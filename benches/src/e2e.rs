@@ -29,12 +29,39 @@ pub struct E2eConfig {
     pub gets: usize,
     /// Sample every CPU with `perf record` during each transfer and break the CPU time down.
     pub profile: bool,
+    /// Bytes per second one node is limited to (test-only fault), to measure the long tail.
+    pub slow_node: Option<u64>,
+    /// Run the devnet in network namespaces with shaped links (`devnet up --netns`).
+    pub links: Option<Links>,
+}
+
+/// Shaped links of a `--netns` devnet: tc rates as given and in bits per second.
+#[derive(Debug, Clone)]
+pub struct Links {
+    /// Each node's link, e.g. `100mbit`.
+    pub node: (String, u64),
+    /// The client's uplink, if shaped.
+    pub client: Option<(String, u64)>,
+}
+
+impl Links {
+    /// The link-limited ideal in bytes/s: a put sends n/k times the file through the client's
+    /// link and spreads it over all nodes' links; a get takes k shares' blocks from k nodes.
+    pub fn ideal(&self, nodes: usize, (k, n): (usize, usize), put: bool) -> f64 {
+        let node = self.node.1 as f64 / 8.0;
+        let client = self.client.as_ref().map_or(f64::INFINITY, |c| c.1 as f64 / 8.0);
+        if put {
+            client.min(node * nodes.min(n) as f64) * k as f64 / n as f64
+        } else {
+            client.min(node * k as f64)
+        }
+    }
 }
 
 impl E2eConfig {
     /// What [`start_devnet`] needs, for benches that only want a devnet of `nodes` to run on.
     pub fn devnet(exe: PathBuf, nodes: usize, payments: bool) -> Self {
-        Self { exe, nodes, size: 0, dir: None, payments, gets: 0, profile: false }
+        Self { exe, nodes, size: 0, dir: None, payments, gets: 0, profile: false, slow_node: None, links: None }
     }
 }
 
@@ -56,6 +83,9 @@ pub enum E2eError {
     /// The bytes read back are not those stored.
     #[error("downloaded file differs from the original")]
     Differs,
+    /// `--slow-node` with a binary that has no test faults.
+    #[error("--slow-node needs a blackbox built with `--features faults` (node configs have no fault_data_rate)")]
+    NoFaults,
 }
 
 /// A finished child process: wall time and its own peak RSS and CPU time.
@@ -168,6 +198,11 @@ pub(crate) fn start_devnet(cfg: &E2eConfig, net_dir: &Path) -> Result<Child, E2e
         .args(["devnet", "up", "--nodes", &cfg.nodes.to_string(), "--dir"])
         .arg(net_dir)
         .args(if cfg.payments { &[][..] } else { &["--no-payments"][..] })
+        .args(cfg.links.iter().flat_map(|l| {
+            let mut a = vec!["--netns".to_string(), "--node-rate".into(), l.node.0.clone()];
+            a.extend(l.client.iter().flat_map(|c| ["--client-rate".to_string(), c.0.clone()]));
+            a
+        }))
         .env_remove("BLACKBOX_CONFIG")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -218,22 +253,29 @@ fn transfer(cfg: &E2eConfig, cmd: &mut Command, nodes: &[u32], chain: u32, dir: 
     Ok(Transfer { client, nodes: nodes_cpu, chain: chain_cpu, profile })
 }
 
-/// The put and the gets, on a running devnet.
-fn measure(cfg: &E2eConfig, dir: &Path, net_dir: &Path, chain: u32) -> Result<E2eReport, E2eError> {
+/// The put and the gets; with a slow node the devnet is restarted before the gets with the
+/// holder of data share 0 slow instead (the put left the first slow node out).
+fn measure(cfg: &E2eConfig, dir: &Path, net_dir: &Path, devnet: &mut Option<Child>) -> Result<E2eReport, E2eError> {
     let config = net_dir.join("client.toml");
     let (file, back) = (dir.join("input"), dir.join("output"));
     eprintln!("writing a {} random file…", ByteSize(cfg.size));
     write_random(&file, cfg.size)?;
+    let chain = |d: &Option<Child>| d.as_ref().map_or(0, Child::id);
     let nodes = node_pids(net_dir);
-    let put =
-        transfer(cfg, Command::new(&cfg.exe).arg("--config").arg(&config).arg("put").arg(&file), &nodes, chain, dir)?;
+    let mut put = Command::new(&cfg.exe);
+    put.arg("--config").arg(&config).arg("put").arg(&file);
+    let put = transfer(cfg, &mut put, &nodes, chain(devnet), dir)?;
     let cap = put.client.stdout.trim().to_string();
+    if let Some(rate) = cfg.slow_node {
+        slow_down_share_0(cfg, net_dir, devnet, &cap, rate)?;
+    }
+    let nodes = node_pids(net_dir);
     let mut gets = Vec::new();
     for _ in 0..cfg.gets.max(1) {
         let _ = std::fs::remove_file(&back);
         let mut get = Command::new(&cfg.exe);
         get.arg("--config").arg(&config).args(["get", &cap, "-o"]).arg(&back);
-        gets.push(transfer(cfg, &mut get, &nodes, chain, dir)?);
+        gets.push(transfer(cfg, &mut get, &nodes, chain(devnet), dir)?);
         if !files_equal(&file, &back)? {
             return Err(E2eError::Differs);
         }
@@ -241,6 +283,46 @@ fn measure(cfg: &E2eConfig, dir: &Path, net_dir: &Path, chain: u32) -> Result<E2
     let node_pid = std::fs::read_to_string(net_dir.join("node-00").join("node.pid")).unwrap_or_default();
     Ok(E2eReport { cfg: cfg.clone(), put, gets, node_rss_kib: vm_hwm_kib(&node_pid) })
 }
+
+/// Sets node `i`'s test-only data rate (0: no limit) in its config.
+fn set_rate(net_dir: &Path, i: usize, rate: u64) -> Result<(), E2eError> {
+    let path = net_dir.join(format!("node-{i:02}")).join("node.toml");
+    let text = std::fs::read_to_string(&path)?;
+    let line = text.lines().find(|l| l.starts_with("fault_data_rate =")).ok_or(E2eError::NoFaults)?;
+    std::fs::write(&path, text.replace(line, &format!("fault_data_rate = {rate}")))?;
+    Ok(())
+}
+
+/// Restarts the devnet with only the node holding share 0 of `cap` slow.
+fn slow_down_share_0(
+    cfg: &E2eConfig,
+    net_dir: &Path,
+    devnet: &mut Option<Child>,
+    cap: &str,
+    rate: u64,
+) -> Result<(), E2eError> {
+    let config = net_dir.join("client.toml");
+    let check = run_measured(Command::new(&cfg.exe).arg("--config").arg(&config).args(["check", cap]))?;
+    let line = check.stdout.lines().find(|l| l.trim_start().starts_with("share   0:")).ok_or(E2eError::Devnet)?;
+    let holder = (0..cfg.nodes).find(|i| {
+        let info = std::fs::read_to_string(net_dir.join(format!("node-{i:02}")).join("node.info")).unwrap_or_default();
+        let peer: String = info
+            .find("12D3")
+            .map_or(String::new(), |at| info[at..].chars().take_while(char::is_ascii_alphanumeric).collect());
+        peer.len() > 6 && line.ends_with(&peer[peer.len() - 6..])
+    });
+    if let Some(d) = devnet.take() {
+        stop_devnet(d);
+    }
+    set_rate(net_dir, SLOW_NODE, 0)?;
+    set_rate(net_dir, holder.ok_or(E2eError::Devnet)?, rate)?;
+    eprintln!("restarting the devnet with the holder of share 0 slow…");
+    *devnet = Some(start_devnet(cfg, net_dir)?);
+    Ok(())
+}
+
+/// The node that is slow during the put.
+const SLOW_NODE: usize = 3;
 
 /// Runs the benchmark: a fresh devnet, one put, `gets` gets, every byte compared.
 pub fn run(cfg: &E2eConfig) -> Result<E2eReport, E2eError> {
@@ -250,9 +332,20 @@ pub fn run(cfg: &E2eConfig) -> Result<E2eReport, E2eError> {
     };
     std::fs::create_dir_all(&dir)?;
     let net_dir = dir.join("net");
-    let devnet = start_devnet(cfg, &net_dir)?;
-    let result = measure(cfg, &dir, &net_dir, devnet.id());
-    stop_devnet(devnet);
+    let mut devnet = Some(start_devnet(cfg, &net_dir)?);
+    let result = (|| {
+        if let Some(rate) = cfg.slow_node {
+            if let Some(d) = devnet.take() {
+                stop_devnet(d);
+            }
+            set_rate(&net_dir, SLOW_NODE, rate)?;
+            devnet = Some(start_devnet(cfg, &net_dir)?);
+        }
+        measure(cfg, &dir, &net_dir, &mut devnet)
+    })();
+    if let Some(d) = devnet {
+        stop_devnet(d);
+    }
     if remove {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -265,9 +358,14 @@ impl fmt::Display for E2eReport {
         let mb = cfg.size as f64 / 1e6;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let payments = if cfg.payments { "on" } else { "off" };
+        let mut slow = cfg.slow_node.map_or(String::new(), |r| format!(", one node slowed to {}/s", ByteSize(r)));
+        if let Some(l) = &cfg.links {
+            let client = l.client.as_ref().map_or("unshaped".to_string(), |c| c.0.clone());
+            slow += &format!(", node links {}, client link {client}", l.node.0);
+        }
         writeln!(
             f,
-            "e2e on devnet of {} nodes, {} file ({mb:.0} MB), {cores}-core machine, payments {payments}:",
+            "e2e on devnet of {} nodes, {} file ({mb:.0} MB), {cores}-core machine, payments {payments}{slow}:",
             cfg.nodes,
             ByteSize(cfg.size)
         )?;
@@ -281,6 +379,10 @@ impl fmt::Display for E2eReport {
                 mb / m.secs,
                 m.max_rss_kib as f64 / 1024.0
             )?;
+            if let Some(l) = &cfg.links {
+                let ideal = l.ideal(cfg.nodes, (3, cfg.nodes.min(10)), what == "put") / 1e6;
+                writeln!(f, "    link-limited ideal {ideal:.1} MB/s: {:.0}% of it", mb / m.secs / ideal * 100.0)?;
+            }
             let total = m.cpu.total() + t.nodes.total() + t.chain.total();
             writeln!(
                 f,

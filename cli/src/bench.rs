@@ -81,6 +81,18 @@ pub struct E2eArgs {
     /// needs perf and root or perf_event_paranoid <= 0).
     #[arg(long)]
     profile: bool,
+    /// Make one node this slow (bytes/s, e.g. 4MB) to measure the long tail: the put runs with
+    /// node 3 slow, each get with the holder of data share 0 slow (test-only fault: needs a
+    /// binary built with `--features faults`).
+    #[arg(long, value_parser = |s: &str| ByteSize::parse(s))]
+    slow_node: Option<ByteSize>,
+    /// Run the devnet in network namespaces (root) with each node's link shaped to this rate,
+    /// e.g. 100mbit; prints the link-limited ideal beside each transfer.
+    #[arg(long, value_parser = |s: &str| crate::devnet::parse_rate(s).map(|b| (s.to_string(), b)))]
+    node_rate: Option<(String, u64)>,
+    /// With --node-rate: shape the client's uplink too.
+    #[arg(long, requires = "node_rate", value_parser = |s: &str| crate::devnet::parse_rate(s).map(|b| (s.to_string(), b)))]
+    client_rate: Option<(String, u64)>,
 }
 
 /// `bench s3` options.
@@ -165,6 +177,8 @@ pub async fn run(_config: Option<PathBuf>, action: BenchAction) -> Result<ExitCo
                 payments: !args.no_payments,
                 gets: args.gets,
                 profile: args.profile,
+                slow_node: args.slow_node.map(|b| b.0),
+                links: args.node_rate.map(|node| blackbox_benches::e2e::Links { node, client: args.client_rate }),
             };
             let report = tokio::task::spawn_blocking(move || blackbox_benches::e2e::run(&cfg)).await??;
             println!("{report}");

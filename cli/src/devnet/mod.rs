@@ -2,7 +2,10 @@
 //! bitcoin chain, and the client config (and wallet funds) to use it.
 
 mod chain;
+mod netns;
 mod procs;
+
+pub use netns::parse_rate;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -55,6 +58,21 @@ pub struct UpArgs {
     /// close channels 6 blocks before it.
     #[arg(long, default_value_t = 600)]
     channel_blocks: u32,
+    /// Run each node in a network namespace of its own (root): a private bridge, each node with
+    /// an address in its own /24 of 198.18.0.0/16 (a benchmark range, never routed anywhere),
+    /// removed when the devnet stops.
+    #[arg(long)]
+    netns: bool,
+    /// With --netns: shape each node's link to this rate in both directions (tc tbf), e.g.
+    /// 100mbit.
+    #[arg(long, requires = "netns", value_parser = |s: &str| netns::parse_rate(s).map(|_| s.to_string()))]
+    node_rate: Option<String>,
+    /// With --netns: shape the client's uplink (the host's side of the bridge) to this rate.
+    #[arg(long, requires = "netns", value_parser = |s: &str| netns::parse_rate(s).map(|_| s.to_string()))]
+    client_rate: Option<String>,
+    /// With --netns: nodes sharing each /24 (to see placement spread over network groups).
+    #[arg(long, requires = "netns", default_value_t = 1)]
+    per_subnet: usize,
 }
 
 impl UpArgs {
@@ -77,11 +95,11 @@ impl UpArgs {
     }
 }
 
-/// Writes `node.toml` for a new node (the OS picks its port on first start; `pin_ports` then
-/// records it); keeps an existing one so restarts reuse ports and data.
+/// Writes `node.toml` for a new node on a free port of its own; keeps an existing one so restarts
+/// reuse ports and data.
 fn ensure_node_config(
     dir: &Path,
-    quota: ByteSize,
+    (ip, quota): (&str, ByteSize),
     bootstrap: Option<&str>,
     offer: OfferConfig,
     payments: &Option<PaymentsConfig>,
@@ -89,16 +107,24 @@ fn ensure_node_config(
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join("node.toml");
     if path.exists() {
-        // The devnet owns the payments section: point it at this run's chain.
+        // The devnet owns the payments section, the address and the bootstrap peer: point them
+        // at this run's chain and network (same port).
         let mut cfg = NodeConfig::load(&path)?;
-        if cfg.payments.as_ref().map(|p| &p.chain) != payments.as_ref().map(|p| &p.chain) {
+        let listen = with_ip(&cfg.listen, ip);
+        let boot: Vec<String> = bootstrap.map(|b| vec![b.to_string()]).unwrap_or_default();
+        if cfg.payments.as_ref().map(|p| &p.chain) != payments.as_ref().map(|p| &p.chain)
+            || cfg.listen != listen
+            || cfg.bootstrap != boot
+        {
             cfg.payments = payments.clone();
+            cfg.listen = listen;
+            cfg.bootstrap = boot;
             save_node_config(&path, cfg)?;
         }
     } else {
         let cfg = NodeConfig {
             data_dir: PathBuf::from("."),
-            listen: ANY_PORT.into(),
+            listen: format!("/ip4/{ip}/tcp/{}", pick_listen_port()?),
             bootstrap: bootstrap.map(|b| vec![b.to_string()]).unwrap_or_default(),
             offer,
             quota,
@@ -125,6 +151,36 @@ fn save_node_config(path: &Path, mut cfg: NodeConfig) -> Result<()> {
 }
 
 const ANY_PORT: &str = "/ip4/127.0.0.1/tcp/0";
+
+/// `/ip4/A/tcp/P` with `ip` for A (anything else unchanged).
+fn with_ip(listen: &str, ip: &str) -> String {
+    match listen.strip_prefix("/ip4/").and_then(|rest| rest.split_once('/')) {
+        Some((_, tail)) => format!("/ip4/{ip}/{tail}"),
+        None => listen.to_string(),
+    }
+}
+
+/// A port that is free now and below the kernel's ephemeral range. A port the OS picks for a
+/// listener lies in that range, where any outgoing connection on the machine may take it while its
+/// node is stopped, so a restart could not listen there again.
+pub(super) fn pick_listen_port() -> Result<u16> {
+    use rand::Rng;
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768)
+        .max(2048);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        let port = rand::thread_rng().gen_range(low / 2..low);
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free port below {low} on 127.0.0.1")
+}
 /// The client config each devnet node reads job inputs with (its own wallet pays the others).
 const FETCH_CLIENT: &str = "fetch-client.toml";
 
@@ -154,8 +210,8 @@ fn write_fetch_clients(args: &UpArgs, root: &Path, chain: Option<&DevnetChain>, 
     Ok(())
 }
 
-/// Rewrites the config of every node that started on an OS-picked port with the port it got, so a
-/// restart of the devnet finds each node where `client.toml` says it is.
+/// Rewrites the config of every node that started on an OS-picked port (a devnet made by an older
+/// version) with the port it got, so a restart finds each node where `client.toml` says it is.
 fn pin_ports(procs: &[NodeProc], infos: &[NodeInfo]) -> Result<()> {
     for (p, info) in procs.iter().zip(infos) {
         let path = p.dir.join("node.toml");
@@ -170,25 +226,27 @@ fn pin_ports(procs: &[NodeProc], infos: &[NodeInfo]) -> Result<()> {
     Ok(())
 }
 
-/// Starts node 0 (which starts the DHT), then every other node bootstrapping from it; returns the
-/// processes and the bootstrap address.
+/// Starts node 0 (which starts the DHT), then every other node bootstrapping from it (each in its
+/// namespace with `--netns`); returns the processes and the bootstrap address.
 async fn start_nodes(
     args: &UpArgs,
     root: &Path,
-    payments: &Option<PaymentsConfig>,
+    (payments, net): (&Option<PaymentsConfig>, Option<&netns::Netns>),
     procs: &mut Vec<NodeProc>,
 ) -> Result<String> {
     let exe = std::env::current_exe().context("cannot find the blackbox executable")?;
+    let ip = |i: usize| net.map_or("127.0.0.1".to_string(), |n| n.node_ip(i, args.per_subnet));
+    let ns = |i: usize| net.map(|n| n.ns(i));
     let dir = node_dir(root, 0);
-    let config = ensure_node_config(&dir, args.quota, None, args.offer(0), payments)?;
-    procs.push(NodeProc { child: spawn_node(&exe, &dir, &config, 0)?, dir, alive: true });
+    let config = ensure_node_config(&dir, (&ip(0), args.quota), None, args.offer(0), payments)?;
+    procs.push(NodeProc { child: spawn_node(&exe, &dir, &config, (0, ns(0)))?, dir, alive: true });
     let first = wait_ready(procs).await?.remove(0);
     let first_addr = first.addrs.first().context("node 0 reported no listen address")?;
     let bootstrap = format!("{first_addr}/p2p/{}", first.peer_id);
     for i in 1..args.nodes {
         let dir = node_dir(root, i);
-        let config = ensure_node_config(&dir, args.quota, Some(&bootstrap), args.offer(i), payments)?;
-        procs.push(NodeProc { child: spawn_node(&exe, &dir, &config, i)?, dir, alive: true });
+        let config = ensure_node_config(&dir, (&ip(i), args.quota), Some(&bootstrap), args.offer(i), payments)?;
+        procs.push(NodeProc { child: spawn_node(&exe, &dir, &config, (i, ns(i)))?, dir, alive: true });
     }
     let infos = wait_ready(procs).await?;
     pin_ports(procs, &infos)?;
@@ -228,7 +286,7 @@ fn write_client_config(args: &UpArgs, root: &Path, chain: Option<&DevnetChain>, 
 fn write_gateway_config(root: &Path) -> Result<PathBuf> {
     let path = root.join("gateway.toml");
     if !path.exists() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = pick_listen_port()?;
         let word = |len: usize, set: &[u8]| -> String {
             let mut rng = blackbox_util::Xorshift::new(rand::random());
             (0..len).map(|_| set[(rng.next_u64() % set.len() as u64) as usize] as char).collect()
@@ -273,7 +331,14 @@ pub async fn up(args: UpArgs) -> Result<ExitCode> {
     let mut term = Stop::install()?;
     let root = args.dir.clone();
     std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
-    let chain = if args.no_payments { None } else { Some(start_chain(&root)?) };
+    let shaping = netns::Shaping {
+        node_rate: args.node_rate.clone(),
+        client_rate: args.client_rate.clone(),
+        per_subnet: args.per_subnet,
+    };
+    let net = if args.netns { Some(netns::Netns::create(&root, args.nodes, &shaping)?) } else { None };
+    let host = if net.is_some() { netns::HOST_IP } else { "127.0.0.1" };
+    let chain = if args.no_payments { None } else { Some(start_chain(&root, host)?) };
     let node_payments = chain.as_ref().map(|c| PaymentsConfig {
         min_confirmations: 1,
         min_timeout_blocks: 12,
@@ -284,7 +349,7 @@ pub async fn up(args: UpArgs) -> Result<ExitCode> {
     });
     let miner = chain.as_ref().map(|c| spawn_miner(c, args.block_secs));
     let mut procs = Vec::new();
-    let bootstrap = match start_nodes(&args, &root, &node_payments, &mut procs).await {
+    let bootstrap = match start_nodes(&args, &root, (&node_payments, net.as_ref()), &mut procs).await {
         Ok(b) => b,
         Err(e) => {
             stop_all(&mut procs).await;
@@ -307,5 +372,6 @@ pub async fn up(args: UpArgs) -> Result<ExitCode> {
     if let Some(m) = miner {
         m.abort();
     }
+    drop(net);
     Ok(ExitCode::SUCCESS)
 }

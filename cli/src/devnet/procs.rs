@@ -27,15 +27,24 @@ fn log_tail(dir: &Path) -> String {
     text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_string()
 }
 
-pub(super) fn spawn_node(exe: &Path, dir: &Path, config: &Path, i: usize) -> Result<Child> {
+/// Starts node `i` from `config` (inside network namespace `ns` if given).
+pub(super) fn spawn_node(exe: &Path, dir: &Path, config: &Path, (i, ns): (usize, Option<String>)) -> Result<Child> {
     let _ = std::fs::remove_file(dir.join(INFO_FILE));
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("node.log"))
         .with_context(|| format!("cannot open log in {}", dir.display()))?;
-    Command::new(exe)
-        .arg("node")
+    let mut cmd = match ns {
+        // `ip netns exec` execs the node: the child is the node process itself.
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &ns]).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    cmd.arg("node")
         .arg("run")
         .arg("--config")
         .arg(config)
