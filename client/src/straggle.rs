@@ -2,6 +2,8 @@
 //! node that holds the encoder back far more than the others is left out (its share dropped from
 //! this upload) once the file is happy without it, so one slow node cannot set the pace.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,7 +14,7 @@ use blackbox_core::StorageIndex;
 use blackbox_net::wire::UploadId;
 use blackbox_net::{PeerId, Transport};
 
-use crate::upload::write_share;
+use crate::upload::write_share_counted;
 use crate::{servers_of_happiness, ClientError, NodeRef};
 
 /// Blocks queued per share before the encoder waits for that node.
@@ -25,8 +27,12 @@ const STALL_SHARE: f64 = 0.25;
 
 /// Once the file is happy, shares still being sent get this long to finish, at least...
 const MIN_GRACE: Duration = Duration::from_millis(500);
-/// ...or this share of the time the pass has taken.
+/// ...or this share of the time the pass has taken; one that at its pace so far would not make
+/// it is left out at once (once its pace is known from this many blocks), any at twice that.
 const GRACE_SHARE: f64 = 0.1;
+const PACE_KNOWN_AFTER: u64 = 8;
+/// How often the shares still being sent are looked at once the file is happy.
+const TICK: Duration = Duration::from_millis(50);
 
 /// When a share may be left out: the shares placed before this pass and the happiness to keep.
 #[derive(Debug, Clone)]
@@ -44,6 +50,8 @@ struct Worker {
     /// How long the encoder waited for this share's queue to have room.
     stalled: Duration,
     left_out: bool,
+    /// Blocks the node acknowledged.
+    acked: Arc<AtomicU64>,
 }
 
 /// One sender task per share, fed segment by segment.
@@ -51,6 +59,8 @@ pub(crate) struct Senders {
     workers: Vec<Worker>,
     started: Instant,
     straggle: Option<Straggle>,
+    /// Segments queued so far.
+    segments: u64,
 }
 
 /// What became of each share of a pass: sent whole, failed, left out as too slow.
@@ -68,11 +78,18 @@ impl Senders {
             .into_iter()
             .map(|(share, node, id)| {
                 let (tx, rx) = mpsc::channel(QUEUE_PER_SHARE);
-                let task = tokio::spawn(write_share(transport.clone(), node.clone(), si, share, id, rx));
-                Worker { share, node, id, tx: Some(tx), task, stalled: Duration::ZERO, left_out: false }
+                let acked = Arc::new(AtomicU64::new(0));
+                let task = tokio::spawn(write_share_counted(
+                    transport.clone(),
+                    node.clone(),
+                    (si, share, id),
+                    rx,
+                    acked.clone(),
+                ));
+                Worker { share, node, id, tx: Some(tx), task, stalled: Duration::ZERO, left_out: false, acked }
             })
             .collect();
-        Self { workers, started: Instant::now(), straggle }
+        Self { workers, started: Instant::now(), straggle, segments: 0 }
     }
 
     /// Queues segment `index`'s block of every share, waiting where a queue is full.
@@ -99,6 +116,7 @@ impl Senders {
                 }
             }
         }
+        self.segments += 1;
         self.leave_out_straggler();
     }
 
@@ -156,26 +174,29 @@ impl Senders {
                 running.push(w);
             }
         }
-        let mut deadline: Option<tokio::time::Instant> = None;
+        let mut happy_at: Option<Instant> = None;
         while !running.is_empty() {
-            if deadline.is_none() && self.happy_without(&sent, &running) {
-                let grace = MIN_GRACE.max(self.started.elapsed().mul_f64(GRACE_SHARE));
-                deadline = Some(tokio::time::Instant::now() + grace);
+            if happy_at.is_none() && self.happy_without(&sent, &running) {
+                happy_at = Some(Instant::now());
+            }
+            if let Some(at) = happy_at {
+                for w in extract(&mut running, |w| self.overdue(w, at)) {
+                    w.task.abort();
+                    left_out.push((w.share, w.node));
+                }
+                if running.is_empty() {
+                    break;
+                }
             }
             let next = async {
                 let (result, i, _) = futures::future::select_all(running.iter_mut().map(|w| &mut w.task)).await;
                 (result, i)
             };
-            let done = match deadline {
-                Some(at) => tokio::time::timeout_at(at, next).await.ok(),
-                None => Some(next.await),
-            };
-            let Some((result, i)) = done else {
-                for w in running.drain(..) {
-                    w.task.abort();
-                    left_out.push((w.share, w.node));
-                }
-                break;
+            // While some are overdue-in-waiting, look again every 50 ms.
+            let Ok((result, i)) =
+                tokio::time::timeout(if happy_at.is_some() { TICK } else { Duration::MAX }, next).await
+            else {
+                continue;
             };
             let w = running.swap_remove(i);
             match result {
@@ -185,6 +206,17 @@ impl Senders {
             }
         }
         (sent, failed, left_out)
+    }
+
+    /// Whether a share still being sent since the file became happy at `at` is to be left out:
+    /// at its pace so far it would finish beyond the grace, or it has had twice the grace.
+    fn overdue(&self, w: &Worker, at: Instant) -> bool {
+        let grace = MIN_GRACE.as_secs_f64().max(GRACE_SHARE * at.duration_since(self.started).as_secs_f64());
+        let waited = at.elapsed().as_secs_f64();
+        let acked = w.acked.load(Ordering::Relaxed);
+        let left = self.segments.saturating_sub(acked) as f64;
+        let eta = left * self.started.elapsed().as_secs_f64() / acked.max(1) as f64;
+        waited > 2.0 * grace || (acked >= PACE_KNOWN_AFTER && waited + eta > grace)
     }
 
     /// Whether the shares sent whole (and those placed before) are happy without `running`.
@@ -197,4 +229,18 @@ impl Senders {
             policy.placed.iter().copied().chain(sent.iter().map(|(s, n, _)| (*s, n.peer))).collect();
         servers_of_happiness(&done) >= policy.happy
     }
+}
+
+/// Removes and returns the items of `v` that `pred` picks.
+fn extract<T>(v: &mut Vec<T>, mut pred: impl FnMut(&T) -> bool) -> Vec<T> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        if pred(&v[i]) {
+            out.push(v.swap_remove(i));
+        } else {
+            i += 1;
+        }
+    }
+    out
 }

@@ -438,6 +438,17 @@ pub(crate) async fn write_share<T: Transport>(
     upload: UploadId,
     rx: mpsc::Receiver<(u64, Bytes)>,
 ) -> Result<(), ClientError> {
+    write_share_counted(transport, node, (si, share, upload), rx, Arc::default()).await
+}
+
+/// [`write_share`], counting the blocks the node acknowledged in `acked`.
+pub(crate) async fn write_share_counted<T: Transport>(
+    transport: T,
+    node: NodeRef,
+    (si, share, upload): (StorageIndex, u8, UploadId),
+    rx: mpsc::Receiver<(u64, Bytes)>,
+    acked: Arc<AtomicU64>,
+) -> Result<(), ClientError> {
     let batches = futures::stream::unfold((rx, None), |(mut rx, held)| async move {
         let (start, first) = match held {
             Some(b) => b,
@@ -457,16 +468,22 @@ pub(crate) async fn write_share<T: Transport>(
         }
         Some(((start, blocks), (rx, held)))
     });
-    let writes = batches
-        .map(|(start, blocks)| {
-            let (transport, node) = (&transport, &node);
-            async move { call(transport, node, Request::WriteBlocks { si, share, upload, start, blocks }).await }
-        })
-        .buffer_unordered(WRITES_IN_FLIGHT);
+    let writes =
+        batches
+            .map(|(start, blocks)| {
+                let (transport, node) = (&transport, &node);
+                let count = blocks.len() as u64;
+                async move {
+                    (count, call(transport, node, Request::WriteBlocks { si, share, upload, start, blocks }).await)
+                }
+            })
+            .buffer_unordered(WRITES_IN_FLIGHT);
     let mut writes = std::pin::pin!(writes);
-    while let Some(r) = writes.next().await {
+    while let Some((count, r)) = writes.next().await {
         match r? {
-            Response::Ok => {}
+            Response::Ok => {
+                acked.fetch_add(count, Ordering::Relaxed);
+            }
             other => return Err(ClientError::unexpected(&node, &other)),
         }
     }
