@@ -144,7 +144,7 @@ impl<S: ShareStore> StorageServer<S> {
     fn delay_proof(&self) {}
 
     #[inline]
-    fn pace(&self, _bytes: usize) {}
+    pub(super) fn pace(&self, _bytes: usize) {}
 
     /// The slot records this node reports: the ones it holds.
     #[inline]
