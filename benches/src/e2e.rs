@@ -208,8 +208,11 @@ pub(crate) fn start_devnet(cfg: &E2eConfig, net_dir: &Path) -> Result<Child, E2e
         .stderr(Stdio::null())
         .spawn()?;
     let out = devnet.stdout.take().ok_or(E2eError::Devnet)?;
-    for line in BufReader::new(out).lines() {
+    let mut lines = BufReader::new(out).lines();
+    for line in lines.by_ref() {
         if line?.starts_with("devnet ready") {
+            // Keep reading: a closed pipe would fail the devnet's next line of output.
+            std::thread::spawn(move || lines.for_each(drop));
             return Ok(devnet);
         }
     }

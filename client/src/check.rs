@@ -126,7 +126,7 @@ impl<T: Transport> Client<T> {
                     Err(e @ ClientError::BadData { .. }) => ShareHealth::Corrupt(e.to_string()),
                     Err(e) => ShareHealth::Unreadable(e.to_string()),
                     Ok(v) => {
-                        let mut rx = self.spawn_reader(layout, si, (*share, node.clone()), (0, last), 0);
+                        let (mut rx, _) = self.spawn_reader(layout, si, (*share, node.clone()), (0, last), 0);
                         let mut health = ShareHealth::Good;
                         for index in 0..=last {
                             match rx.recv().await {

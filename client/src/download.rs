@@ -1,6 +1,8 @@
 //! Download: find shares, verify header and leaves, stream verified blocks from k shares, decode.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,8 +29,10 @@ const BLOCKS_BUFFERED: usize = 8;
 /// A source is a straggler only after the download waited this long for it in all...
 const MIN_WAIT: Duration = Duration::from_millis(500);
 /// ...for at least this share of the time so far (counting only waits while the other sources
-/// had blocks buffered, so that nodes equally slow are never blamed).
+/// had blocks buffered, so that nodes equally slow are never blamed)...
 const WAIT_SHARE: f64 = 0.25;
+/// ...and its node delivers at most a quarter of the median pace of the others.
+const PACE_RATIO: f64 = 4.0;
 
 /// Where the shares of a file are, from asking every node.
 #[derive(Debug, Clone, Default)]
@@ -80,6 +84,8 @@ pub(crate) struct Fetcher<'a, T> {
     candidates: Vec<(u8, NodeRef)>,
     next_candidate: usize,
     used_shares: HashSet<u8>,
+    /// Shares put back once after a failure that may pass.
+    retried: HashSet<u8>,
     sources: Vec<Source>,
     /// Egress prepaid at least with each new channel signature (0: exactly what this file needs).
     pub prepay_floor: u64,
@@ -106,6 +112,7 @@ impl<'a, T: Transport> Fetcher<'a, T> {
             candidates,
             next_candidate: 0,
             used_shares: HashSet::new(),
+            retried: HashSet::new(),
             sources: Vec::new(),
             prepay_floor: 0,
             started: Instant::now(),
@@ -128,19 +135,22 @@ impl<'a, T: Transport> Fetcher<'a, T> {
                 match client.fetch_verifier(&self.si, self.header, share, &node).await {
                     Ok(verifier) => {
                         self.used_shares.insert(share);
-                        let rx = client.spawn_reader(
+                        let (rx, pace) = client.spawn_reader(
                             &layout,
                             self.si,
                             (share, node.clone()),
                             (index, self.last),
                             self.prepay_floor,
                         );
-                        self.sources.push(Source { share, node, verifier, rx, waited: Duration::ZERO });
+                        self.sources.push(Source { share, node, verifier, rx, waited: Duration::ZERO, pace });
                     }
                     Err(e) => {
                         debug!(share, peer = %node.peer, error = %e, "share unusable");
                         let bad = matches!(e, ClientError::BadData { .. });
                         client.note(node.peer, if bad { Outcome::BadData } else { Outcome::Failed });
+                        if !bad {
+                            self.retry_later(share, node);
+                        }
                     }
                 }
             }
@@ -181,7 +191,10 @@ impl<'a, T: Transport> Fetcher<'a, T> {
                     Some(Err(e)) => {
                         warn!(share = src.share, peer = %src.node.peer, error = %e, "read failed; switching share");
                         client.note(src.node.peer, Outcome::Failed);
+                        let (share, node) = (src.share, src.node.clone());
                         failed.push(i);
+                        self.used_shares.remove(&share);
+                        self.retry_later(share, node);
                     }
                     None => failed.push(i),
                 }
@@ -193,6 +206,14 @@ impl<'a, T: Transport> Fetcher<'a, T> {
                 self.replace_straggler();
                 return Ok(blocks);
             }
+        }
+    }
+
+    /// Puts a share whose node failed for a reason that may pass (a dropped connection, a
+    /// timeout) at the end of the candidates, once.
+    fn retry_later(&mut self, share: u8, node: NodeRef) {
+        if self.retried.insert(share) {
+            self.candidates.push((share, node));
         }
     }
 
@@ -208,6 +229,15 @@ impl<'a, T: Transport> Fetcher<'a, T> {
             return;
         }
         let Some(i) = self.sources.iter().position(|s| s.waited == worst) else { return };
+        // Slow only if its node delivers at a fraction of the others' pace.
+        let mut others: Vec<f64> =
+            self.sources.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, s)| s.pace.rate().0).collect();
+        others.sort_by(f64::total_cmp);
+        let (rate, measured) = self.sources[i].pace.rate();
+        let Some(&median) = others.get(others.len().saturating_sub(1) / 2) else { return };
+        if !measured || rate * PACE_RATIO > median {
+            return;
+        }
         let slow = self.sources.remove(i);
         warn!(share = slow.share, peer = %slow.node.peer, "node too slow; reading another share in its place");
         self.client.note(slow.node.peer, Outcome::Failed);
@@ -226,14 +256,19 @@ fn others_buffered(sources: &[Source], i: usize) -> bool {
     held[(held.len() - 1) / 2] >= BLOCKS_BUFFERED / 2
 }
 
+/// A share reader's blocks (index and bytes) in order, or the error that stopped it.
+pub(crate) type BlockReceiver = mpsc::Receiver<Result<(u64, Bytes), ClientError>>;
+
 /// A share being read: its node and verified leaves.
 struct Source {
     share: u8,
     node: NodeRef,
     verifier: ShareVerifier,
-    rx: mpsc::Receiver<Result<(u64, Bytes), ClientError>>,
+    rx: BlockReceiver,
     /// How long the download waited for this source's blocks.
     waited: Duration,
+    /// How fast its node delivers.
+    pace: Arc<ReadPace>,
 }
 
 impl<T: Transport> Client<T> {
@@ -416,8 +451,10 @@ impl<T: Transport> Client<T> {
         (share, node): (u8, NodeRef),
         (from, to): (u64, u64),
         prepay_floor: u64,
-    ) -> mpsc::Receiver<Result<(u64, Bytes), ClientError>> {
+    ) -> (BlockReceiver, Arc<ReadPace>) {
         let (tx, rx) = mpsc::channel(BLOCKS_BUFFERED);
+        let pace = Arc::new(ReadPace::default());
+        let counted = pace.clone();
         let per_request = ((MAX_MESSAGE / 2) / layout.block_len(0)).max(1) as u64;
         let transport = self.transport.clone();
         let payments = self.payments.clone();
@@ -435,7 +472,13 @@ impl<T: Transport> Client<T> {
                         .map(move |r| (start, r))
                 })
                 .buffered(READS_IN_FLIGHT);
-            while let Some((start, r)) = reads.next().await {
+            loop {
+                let waiting = Instant::now();
+                let Some((start, r)) = reads.next().await else { break };
+                counted.waited_ns.fetch_add(waiting.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                if let Ok(blocks) = &r {
+                    counted.bytes.fetch_add(blocks.iter().map(|b| b.len() as u64).sum(), Ordering::Relaxed);
+                }
                 let blocks = match r {
                     Ok(blocks) => blocks,
                     Err(e) => {
@@ -450,7 +493,25 @@ impl<T: Transport> Client<T> {
                 }
             }
         });
-        rx
+        (rx, pace)
+    }
+}
+
+/// How fast a share reader gets blocks from its node: bytes, over the time it waited for the
+/// node (not the time it waited for room in its buffer), so an equally fast node that merely
+/// started later is not mistaken for a slow one.
+#[derive(Debug, Default)]
+pub(crate) struct ReadPace {
+    bytes: AtomicU64,
+    waited_ns: AtomicU64,
+}
+
+impl ReadPace {
+    /// Bytes per second so far, and whether it is measured over at least 200 ms of waiting (a
+    /// reader that hardly ever waited is fast, whatever the number).
+    fn rate(&self) -> (f64, bool) {
+        let ns = self.waited_ns.load(Ordering::Relaxed);
+        (self.bytes.load(Ordering::Relaxed) as f64 * 1e9 / ns.max(1_000_000) as f64, ns >= 200_000_000)
     }
 }
 

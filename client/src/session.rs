@@ -107,14 +107,27 @@ async fn discover(
     for n in known.refs() {
         bootstrap.extend(n.addrs.iter().map(|a| (n.peer, a.clone())));
     }
+    let boot_refs: Vec<NodeRef> =
+        bootstrap.iter().map(|(peer, a)| NodeRef { peer: *peer, addrs: vec![a.clone()] }).collect();
     let transport = Libp2pTransport::with_discovery(timeout, &Discovery { bootstrap }).map_err(ClientError::Network)?;
-    let found = tokio::time::timeout(DISCOVERY_TIMEOUT, transport.find_storage_providers())
-        .await
-        .unwrap_or(Ok(Vec::new()))
-        .unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + DISCOVERY_TIMEOUT;
+    let mut found = Vec::new();
+    // A lookup started while the first dial is still being set up can come back empty: try again.
+    for attempt in 0..3 {
+        found = tokio::time::timeout_at(deadline, transport.find_storage_providers())
+            .await
+            .unwrap_or(Ok(Vec::new()))
+            .unwrap_or_default();
+        if !found.is_empty() || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tracing::debug!(attempt, "discovery found no provider yet");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     let mut candidates: Vec<NodeRef> = Vec::new();
     let provided = found.into_iter().map(|(peer, addrs)| NodeRef { peer, addrs });
-    for n in provided.chain(known.refs()).chain(configured) {
+    // The bootstrap peers are asked for an offer too (usually storage nodes themselves).
+    for n in provided.chain(known.refs()).chain(configured).chain(boot_refs) {
         if !candidates.iter().any(|c| c.peer == n.peer) {
             candidates.push(n);
         }

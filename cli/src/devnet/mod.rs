@@ -360,13 +360,19 @@ pub async fn up(args: UpArgs) -> Result<ExitCode> {
     write_fetch_clients(&args, &root, chain.as_ref(), &bootstrap)?;
     let client_path = write_client_config(&args, &root, chain.as_ref(), bootstrap)?;
     let gateway_path = write_gateway_config(&root)?;
-    println!("devnet ready: {} nodes; client config {}", args.nodes, client_path.display());
-    println!("try: export BLACKBOX_CONFIG={}; blackbox put FILE", client_path.display());
-    println!("S3: blackbox gateway --config {} (its key pair is in that file)", gateway_path.display());
+    // The network keeps running if whoever started it stops reading its output: a failed
+    // write is ignored, never a panic that would take the nodes down.
+    let say = |line: String| {
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "{line}");
+    };
+    say(format!("devnet ready: {} nodes; client config {}", args.nodes, client_path.display()));
+    say(format!("try: export BLACKBOX_CONFIG={}; blackbox put FILE", client_path.display()));
+    say(format!("S3: blackbox gateway --config {} (its key pair is in that file)", gateway_path.display()));
     let first = node_dir(&root, 0);
     let info = std::fs::read_to_string(first.join("node.info")).ok().and_then(|t| toml::from_str::<NodeInfo>(&t).ok());
     if let Some(url) = info.and_then(|i| i.dashboard) {
-        println!("dashboard of node-00: {url} (token in {})", first.join("dashboard.token").display());
+        say(format!("dashboard of node-00: {url} (token in {})", first.join("dashboard.token").display()));
     }
     supervise(&mut procs, &mut term).await;
     if let Some(m) = miner {
