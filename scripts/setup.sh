@@ -5,10 +5,11 @@
 # python3-venv for the S3 clients the gateway is tested with (boto3, pytest, awscli from PyPI into
 # .venv/ of the checkout); fuse3, rsync, sqlite3 and git for the tests of the FUSE drive (real tools
 # on a real mount), libacl1-dev for pjdfstest; chromium (and a font) for the dashboard's browser
-# test, driven by playwright-core from npm with the machine's Node.js (installed if missing).
+# test, driven by playwright-core from npm with the machine's Node.js (installed if missing);
+# iproute2 (ip, tc) for the devnet in network namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(libclang-dev librocksdb-dev pkg-config g++ python3 python3-venv fuse3 rsync sqlite3 git libacl1-dev chromium fonts-dejavu-core)
+pkgs=(libclang-dev librocksdb-dev pkg-config g++ python3 python3-venv fuse3 rsync sqlite3 git libacl1-dev chromium fonts-dejavu-core iproute2)
 command -v npm >/dev/null || pkgs+=(nodejs npm)
 missing=()
 for p in "${pkgs[@]}"; do
