@@ -15,6 +15,7 @@ use blackbox_net::wire::{MAX_LEAVES, MAX_MESSAGE};
 use blackbox_net::{Request, Response, Transport};
 
 use crate::reputation::Outcome;
+use crate::straggle::lower_median;
 use crate::{Client, ClientError, NodeRef};
 
 /// Read requests in flight per share.
@@ -230,11 +231,9 @@ impl<'a, T: Transport> Fetcher<'a, T> {
         }
         let Some(i) = self.sources.iter().position(|s| s.waited == worst) else { return };
         // Slow only if its node delivers at a fraction of the others' pace.
-        let mut others: Vec<f64> =
-            self.sources.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, s)| s.pace.rate().0).collect();
-        others.sort_by(f64::total_cmp);
+        let others = self.sources.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, s)| s.pace.rate().0);
         let (rate, measured) = self.sources[i].pace.rate();
-        let Some(&median) = others.get(others.len().saturating_sub(1) / 2) else { return };
+        let Some(median) = lower_median(others) else { return };
         if !measured || rate * PACE_RATIO > median {
             return;
         }
@@ -248,12 +247,8 @@ impl<'a, T: Transport> Fetcher<'a, T> {
 
 /// Whether the median of the other sources has at least half its buffer full.
 fn others_buffered(sources: &[Source], i: usize) -> bool {
-    let mut held: Vec<usize> = sources.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, s)| s.rx.len()).collect();
-    if held.is_empty() {
-        return false;
-    }
-    held.sort_unstable();
-    held[(held.len() - 1) / 2] >= BLOCKS_BUFFERED / 2
+    let held = sources.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, s)| s.rx.len());
+    lower_median(held).is_some_and(|m| m >= BLOCKS_BUFFERED / 2)
 }
 
 /// A share reader's blocks (index and bytes) in order, or the error that stopped it.

@@ -104,11 +104,11 @@ async fn discover(
 ) -> Result<(Libp2pTransport, Vec<NodeRef>), ClientError> {
     let known = KnownNodes::load(&cfg.data_dir);
     let mut bootstrap = parse_bootstrap(&cfg.bootstrap)?;
+    let boot_refs: Vec<NodeRef> =
+        bootstrap.iter().map(|(peer, a)| NodeRef { peer: *peer, addrs: vec![a.clone()] }).collect();
     for n in known.refs() {
         bootstrap.extend(n.addrs.iter().map(|a| (n.peer, a.clone())));
     }
-    let boot_refs: Vec<NodeRef> =
-        bootstrap.iter().map(|(peer, a)| NodeRef { peer: *peer, addrs: vec![a.clone()] }).collect();
     let transport = Libp2pTransport::with_discovery(timeout, &Discovery { bootstrap }).map_err(ClientError::Network)?;
     let deadline = tokio::time::Instant::now() + DISCOVERY_TIMEOUT;
     let mut found = Vec::new();

@@ -122,15 +122,10 @@ impl Senders {
 
     /// Whether the median queue of the other active shares is at most a quarter full.
     fn others_have_room(&self, i: usize) -> bool {
-        let mut fill: Vec<usize> = (self.workers.iter().enumerate())
-            .filter(|(j, w)| *j != i && w.tx.is_some())
-            .filter_map(|(_, w)| w.tx.as_ref().map(|t| t.max_capacity() - t.capacity()))
-            .collect();
-        if fill.is_empty() {
-            return false;
-        }
-        fill.sort_unstable();
-        fill[(fill.len() - 1) / 2] <= QUEUE_PER_SHARE / 4
+        let fill = (self.workers.iter().enumerate())
+            .filter(|(j, _)| *j != i)
+            .filter_map(|(_, w)| w.tx.as_ref().map(|t| t.max_capacity() - t.capacity()));
+        lower_median(fill).is_some_and(|m| m <= QUEUE_PER_SHARE / 4)
     }
 
     /// Leaves out the share that held the encoder back most, if it is far behind the others and
@@ -180,7 +175,7 @@ impl Senders {
                 happy_at = Some(Instant::now());
             }
             if let Some(at) = happy_at {
-                for w in extract(&mut running, |w| self.overdue(w, at)) {
+                for w in running.extract_if(.., |w| self.overdue(w, at)).collect::<Vec<_>>() {
                     w.task.abort();
                     left_out.push((w.share, w.node));
                 }
@@ -231,16 +226,24 @@ impl Senders {
     }
 }
 
-/// Removes and returns the items of `v` that `pred` picks.
-fn extract<T>(v: &mut Vec<T>, mut pred: impl FnMut(&T) -> bool) -> Vec<T> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < v.len() {
-        if pred(&v[i]) {
-            out.push(v.swap_remove(i));
-        } else {
-            i += 1;
-        }
+/// The middle value of `values` (the lower of the two middle ones for an even count); `None`
+/// when there are none.
+pub(crate) fn lower_median<T: PartialOrd>(values: impl Iterator<Item = T>) -> Option<T> {
+    let mut v: Vec<T> = values.collect();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let mid = v.len().checked_sub(1)? / 2;
+    v.into_iter().nth(mid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lower_median;
+
+    #[test]
+    fn lower_median_takes_the_lower_middle() {
+        assert_eq!(lower_median([3, 1, 2].into_iter()), Some(2));
+        assert_eq!(lower_median([4, 1, 3, 2].into_iter()), Some(2));
+        assert_eq!(lower_median(std::iter::empty::<u8>()), None);
+        assert_eq!(lower_median([0.5, f64::INFINITY].into_iter()), Some(0.5));
     }
-    out
 }
